@@ -1,0 +1,211 @@
+"""Benchmark: the notebook's training loop against ours, on the same images, in one run.
+
+Usage:
+    python -m cnn.bench --data-dir DIR [--train-size N] [--test-size N] [--rounds R]
+
+Each round runs one epoch (train + test evaluation) of the notebook's loop exactly as
+written (a dataset that turns each uint8 image into a PIL image and applies
+``ToTensor()`` + ``Normalize``, ``DataLoader(batch_size=100, shuffle=True)``, the eager
+NCHW model, its test loop), then one epoch of ours, alternating so that both see the
+same machine state. The last line is ``train+eval speedup vs notebook: N.NNx``.
+"""
+
+import argparse
+import os
+import statistics
+import threading
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from cnn.data import Data, load_data
+from cnn.losses import build_loss
+from cnn.model import build_model
+from cnn.train import _to_device, evaluate, resolve_device, resolve_precision, train_one_epoch
+
+
+class NotebookDataset(torch.utils.data.Dataset):
+    """What ``torchvision.datasets.CIFAR10`` does per item: uint8 HWC array -> PIL -> transform."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor):
+        import torchvision.transforms as transforms
+
+        self.data = images.permute(0, 2, 3, 1).numpy()  # (N, H, W, C), as CIFAR10.data
+        self.targets = labels.tolist()
+        self.transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))])
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int):
+        from PIL import Image
+
+        return self.transform(Image.fromarray(self.data[index])), self.targets[index]
+
+
+def notebook_epoch(model, criterion, optimizer, train_loader, test_loader, device) -> float:
+    """The notebook's training cell and test loop for one epoch, as written; returns test accuracy."""
+    model.train()
+    running_loss = 0.0
+    running_correct = 0
+    running_total = 0
+    for images, labels in train_loader:
+        images = images.to(device)
+        labels = labels.to(device)
+        outputs = model(images)
+        loss = criterion(outputs, labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        running_loss += loss.item()
+        _, predicted = torch.max(outputs.data, 1)
+        running_total += labels.size(0)
+        running_correct += (predicted == labels).sum().item()
+    model.eval()
+    with torch.no_grad():
+        correct = 0
+        total = 0
+        for images, labels in test_loader:
+            images = images.to(device)
+            labels = labels.to(device)
+            outputs = model(images)
+            _, predicted = torch.max(outputs.data, 1)
+            total += labels.size(0)
+            correct += (predicted == labels).sum().item()
+    return 100.0 * correct / total
+
+
+class PeakMemory:
+    """Peak memory during a block: CUDA allocator peak on a GPU, sampled process RSS on the CPU."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.peak = 0
+
+    def __enter__(self):
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            self._stop = threading.Event()
+            self.peak = _rss()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self):
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, _rss())
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            self.peak = torch.cuda.max_memory_allocated(self.device)
+        else:
+            self._stop.set()
+            self._thread.join()
+            self.peak = max(self.peak, _rss())
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _timed(device: torch.device, run: Callable[[], float]) -> tuple[float, float, int]:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    with PeakMemory(device) as memory:
+        start = time.perf_counter()
+        accuracy = run()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds = time.perf_counter() - start
+    return seconds, accuracy, memory.peak
+
+
+def run_bench(data: Data, rounds: int, device: torch.device, precision: str = "auto", seed: int = 0) -> list[dict]:
+    """Alternate one notebook epoch and one of ours, ``rounds`` times; one row per epoch run."""
+    torch.manual_seed(seed)
+    train_set = NotebookDataset(data.train.images, data.train.labels)
+    test_set = NotebookDataset(data.test.images, data.test.labels)
+    train_loader = torch.utils.data.DataLoader(train_set, batch_size=100, shuffle=True)
+    test_loader = torch.utils.data.DataLoader(test_set, batch_size=100, shuffle=False)
+    nb_model = build_model().to(device)
+    nb_criterion = nn.CrossEntropyLoss()
+    nb_optimizer = torch.optim.Adam(nb_model.parameters(), lr=0.001)
+
+    torch.manual_seed(seed)
+    model = build_model().to(device, memory_format=torch.channels_last)
+    criterion = build_loss("cross_entropy")
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.001)
+    generator = torch.Generator().manual_seed(seed)
+    dtype = resolve_precision(precision, device)
+    eval_batch = 100 if device.type == "cpu" else 1000
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+    def ours() -> float:
+        # Moving the data to the device is part of our loop's cost, so it is timed.
+        train_x, train_y = _to_device(data.train, device)
+        test_x, test_y = _to_device(data.test, device)
+        train_one_epoch(model, criterion, optimizer, train_x, train_y, 100, generator, dtype=dtype)
+        return evaluate(model, criterion, test_x, test_y, len(data.classes), eval_batch, dtype)[1]
+
+    def notebook() -> float:
+        return notebook_epoch(nb_model, nb_criterion, nb_optimizer, train_loader, test_loader, device)
+
+    rows = []
+    for r in range(1, rounds + 1):
+        for name, run in (("notebook", notebook), ("ours", ours)):
+            seconds, accuracy, peak = _timed(device, run)
+            rows.append({"round": r, "loop": name, "seconds": seconds, "test_acc": accuracy, "peak_bytes": peak})
+            print(
+                f"round {r} {name:8s} {seconds:7.2f} s  {(len(data.train) + len(data.test)) / seconds:8.0f} img/s"
+                f"  test acc {accuracy:5.2f}%  peak {peak / 2**20:7.0f} MiB",
+                flush=True,
+            )
+    return rows
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m cnn.bench",
+        description="Time the notebook's training loop and ours on the same images, alternating, in one run.",
+    )
+    parser.add_argument("--data-dir", default="./data", help="image folder (train/, test/) or CIFAR-10 folder (default: ./data)")
+    parser.add_argument(
+        "--train-size", type=int, default=10000, help="stratified training images per epoch (default: 10000; 0 = all)"
+    )
+    parser.add_argument("--test-size", type=int, default=2000, help="stratified test images per epoch (default: 2000; 0 = all)")
+    parser.add_argument("--rounds", type=int, default=2, help="epochs of each loop, alternating (default: 2)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
+    parser.add_argument("--precision", default="auto", help="our loop's precision: auto, bf16 or fp32 (default: auto)")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    if args.rounds < 1:
+        raise SystemExit(f"error: --rounds must be at least 1 but got {args.rounds}")
+    device = resolve_device(args.device)
+    data = load_data(args.data_dir, train_size=args.train_size or None, test_size=args.test_size or None, seed=args.seed)
+    dtype = resolve_precision(args.precision, device)
+    print(
+        f"torch {torch.__version__} on {device} ({torch.get_num_threads()} threads); "
+        f"{len(data.train)} train + {len(data.test)} test images; ours in {dtype}, notebook in float32"
+    )
+    rows = run_bench(data, args.rounds, device, args.precision, args.seed)
+    per_loop = {name: [row["seconds"] for row in rows if row["loop"] == name] for name in ("notebook", "ours")}
+    n = len(data.train) + len(data.test)
+    for name, seconds in per_loop.items():
+        peak = max(row["peak_bytes"] for row in rows if row["loop"] == name)
+        median = statistics.median(seconds)
+        print(f"{name:8s} median {median:7.2f} s/epoch  {n / median:8.0f} img/s  peak {peak / 2**20:.0f} MiB")
+    ratios = [nb / ours for nb, ours in zip(per_loop["notebook"], per_loop["ours"], strict=True)]
+    print(f"train+eval speedup vs notebook: {statistics.median(ratios):.2f}x")
+
+
+if __name__ == "__main__":
+    main()

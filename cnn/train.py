@@ -1,0 +1,270 @@
+"""Training and evaluation of the notebook's CNN, with a per-epoch callback.
+
+This module knows nothing of Optuna: ``train`` calls ``on_epoch(row)`` after every epoch
+and stops when it returns True, which is how a study's pruner plugs in.
+"""
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from cnn.augment import augment as augment_batch
+from cnn.data import Data, ImageSet, normalize
+from cnn.losses import LOSSES, build_loss
+from cnn.model import ACTIVATIONS, build_model
+from cnn.registry import lookup
+
+# name -> constructor of an optimiser from (parameters, learning rate).
+OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
+    "adam": lambda params, lr: torch.optim.Adam(params, lr=lr),  # the notebook's
+    "sgd": lambda params, lr: torch.optim.SGD(params, lr=lr, momentum=0.9),
+}
+
+PRECISIONS = {"auto": None, "bf16": torch.bfloat16, "fp32": torch.float32}
+
+EpochRow = dict[str, float]  # epoch, train_loss, train_acc, [val_loss, val_acc,] test_loss, test_acc, seconds
+
+
+class DeviceError(ValueError):
+    """A device that this machine does not have."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides one training run."""
+
+    activation: str = "relu"  # key of cnn.ACTIVATIONS
+    loss: str = "cross_entropy"  # key of cnn.LOSSES
+    lr: float = 1e-3  # optimiser step size
+    epochs: int = 10  # passes over the training set
+    batch_size: int = 100  # images per optimiser step
+    optimizer: str = "adam"  # key of OPTIMIZERS: "adam" or "sgd" (momentum 0.9)
+    augment: bool = False  # random crop (4-pixel padding) and horizontal flip, on the device
+    seed: int = 0  # seeds initialisation, shuffling and augmentation
+    device: str = "auto"  # "auto" (cuda, then mps, then cpu), "cpu", "cuda", "cuda:N" or "mps"
+    precision: str = "auto"  # "auto", "bf16" or "fp32"; auto = bf16 autocast where the hardware has it natively
+    eval_batch_size: int | None = None  # images per evaluation pass (None: 100 on CPU, 1000 on GPUs); results do not depend on it
+
+    def __post_init__(self):
+        lookup(ACTIVATIONS, self.activation, "activation")
+        lookup(LOSSES, self.loss, "loss")
+        lookup(OPTIMIZERS, self.optimizer, "optimizer")
+        lookup(PRECISIONS, self.precision, "precision")
+        for name in ("epochs", "batch_size", "eval_batch_size"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1 but got {getattr(self, name)}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a positive number but got {self.lr}")
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: its per-epoch history and the trained model."""
+
+    history: list[EpochRow]
+    model: nn.Module
+    confusion: list[list[int]]  # test confusion counts after the last epoch, [true][predicted]
+    device: str
+    precision: str  # "bfloat16" (autocast) or "float32"
+    diverged: bool = False  # the training loss became NaN or infinite; training stopped there
+    stopped: bool = False  # on_epoch asked to stop before the last epoch
+    n_params: int = field(init=False)
+
+    def __post_init__(self):
+        self.n_params = sum(p.numel() for p in self.model.parameters())
+
+    @property
+    def test_acc(self) -> float:
+        return self.history[-1]["test_acc"]
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """Turn a device name into a ``torch.device`` this machine has.
+
+    ``auto`` picks CUDA, then Apple's MPS, then the CPU, as the notebook does.
+    """
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise DeviceError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise DeviceError(f"device {name!r} is not available: this machine has no usable CUDA GPU; use --device cpu or auto")
+        if device.index is not None and device.index >= count:
+            raise DeviceError(
+                f"device {name!r} is not available: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}"
+            )
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise DeviceError(f"device {name!r} is not available: MPS needs Apple silicon; use --device cpu or auto")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise DeviceError(f"unsupported device {name!r}; use auto, cpu, cuda, cuda:N or mps")
+    return device
+
+
+def _to_device(images: ImageSet, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    # uint8 in channels_last (NHWC memory): 4x smaller than float, and the layout the convs want.
+    x = images.images.to(device).contiguous(memory_format=torch.channels_last)
+    return x, images.labels.to(device)
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 in hardware (CUDA since Ampere, AVX512-BF16 or AMX CPUs)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type == "cpu":
+        try:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            return False
+    return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
+    """The compute dtype for ``precision`` on ``device``: bf16 autocast or plain fp32."""
+    dtype = lookup(PRECISIONS, precision, "precision")
+    if dtype is None:
+        dtype = torch.bfloat16 if native_bf16(device) else torch.float32
+    return dtype
+
+
+def _autocast(device: torch.device, dtype: torch.dtype):
+    # Autocast keeps BatchNorm, softmax and the losses in fp32; convolutions and the
+    # linear layer run in bf16, which on CPUs without native bf16 would be slower, not faster.
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16)
+
+
+def train_one_epoch(
+    model: nn.Module,
+    criterion: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    batch_size: int,
+    generator: torch.Generator,
+    augment: bool = False,
+    dtype: torch.dtype = torch.float32,
+) -> tuple[float, float, bool]:
+    """One shuffled pass over uint8 ``images`` (N, 3, H, W) already on the device.
+
+    Returns:
+        (mean training loss, training accuracy in percent, diverged). Accuracy is counted
+        on the fly over the epoch, as the notebook does. On a NaN or infinite loss the
+        epoch stops at once, with the figures of the batches seen so far.
+    """
+    device = images.device
+    model.train()
+    order = torch.randperm(len(labels), generator=generator).to(device)
+    loss_sum = torch.zeros((), device=device)  # sum over images; kept on the device, no sync per step
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    seen = 0
+    check_every = 1 if device.type == "cpu" else 25  # a finiteness check syncs the GPU: not every step
+    diverged = False
+    for step, start in enumerate(range(0, len(order), batch_size), 1):
+        idx = order[start : start + batch_size]
+        x, y = images[idx], labels[idx]
+        if augment:
+            x = augment_batch(x, generator)
+        x = normalize(x)
+        with _autocast(device, dtype):
+            logits = model(x)
+            loss = criterion(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.detach().float() * len(y)
+        correct += (logits.argmax(1) == y).sum()
+        seen += len(y)
+        if step % check_every == 0 and not torch.isfinite(loss_sum):
+            diverged = True
+            break
+    mean_loss = loss_sum.item() / seen
+    diverged = diverged or not math.isfinite(mean_loss)
+    return mean_loss, 100.0 * correct.item() / seen, diverged
+
+
+@torch.inference_mode()
+def evaluate(
+    model: nn.Module,
+    criterion: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    batch_size: int = 100,
+    dtype: torch.dtype = torch.float32,
+) -> tuple[float, float, torch.Tensor]:
+    """Loss, accuracy (percent) and confusion counts (C, C) [true, predicted] of ``model``."""
+    model.eval()
+    device = images.device
+    loss_sum = torch.zeros((), device=device)
+    pairs = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
+    for start in range(0, len(labels), batch_size):
+        x, y = images[start : start + batch_size], labels[start : start + batch_size]
+        with _autocast(device, dtype):
+            logits = model(normalize(x))
+            loss_sum += criterion(logits, y).float() * len(y)
+        pairs += torch.bincount(y * num_classes + logits.argmax(1), minlength=num_classes * num_classes)
+    confusion = pairs.view(num_classes, num_classes).cpu()
+    return loss_sum.item() / len(labels), 100.0 * confusion.trace().item() / len(labels), confusion
+
+
+def train(config: TrainConfig, data: Data, on_epoch: Callable[[EpochRow], bool | None] | None = None) -> TrainResult:
+    """Train the CNN described by ``config`` on ``data``, evaluating after every epoch.
+
+    Args:
+        config: the run's settings.
+        data: train and test splits (and a validation split, evaluated too when present).
+        on_epoch: called with each epoch's row; returning True stops training.
+
+    Returns:
+        A :class:`TrainResult`. Each history row holds ``epoch``, ``train_loss``,
+        ``train_acc``, ``val_loss`` and ``val_acc`` (with a validation split), ``test_loss``,
+        ``test_acc`` (accuracies in percent) and ``seconds`` (training plus evaluation).
+
+    Example:
+        >>> result = train(TrainConfig(epochs=1), load_data("data"))  # doctest: +SKIP
+        >>> result.history[-1]["test_acc"]  # doctest: +SKIP
+    """
+    device = resolve_device(config.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels
+    torch.manual_seed(config.seed)  # initialisation
+    generator = torch.Generator().manual_seed(config.seed)  # shuffling and augmentation, on the CPU for all devices
+    num_classes = len(data.classes)
+    model = build_model(config.activation, num_classes).to(device, memory_format=torch.channels_last)
+    criterion = build_loss(config.loss)
+    optimizer = lookup(OPTIMIZERS, config.optimizer, "optimizer")(model.parameters(), config.lr)
+    train_x, train_y = _to_device(data.train, device)
+    test_x, test_y = _to_device(data.test, device)
+    val = _to_device(data.val, device) if data.val is not None else None
+    dtype = resolve_precision(config.precision, device)
+    eval_batch = config.eval_batch_size or (100 if device.type == "cpu" else 1000)  # big batches thrash CPU caches
+
+    history: list[EpochRow] = []
+    diverged = stopped = False
+    for epoch in range(1, config.epochs + 1):
+        start = time.perf_counter()
+        train_loss, train_acc, diverged = train_one_epoch(
+            model, criterion, optimizer, train_x, train_y, config.batch_size, generator, config.augment, dtype
+        )
+        row: EpochRow = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc}
+        if val is not None:
+            row["val_loss"], row["val_acc"], _ = evaluate(model, criterion, *val, num_classes, eval_batch, dtype)
+        row["test_loss"], row["test_acc"], confusion = evaluate(model, criterion, test_x, test_y, num_classes, eval_batch, dtype)
+        row["seconds"] = time.perf_counter() - start
+        history.append(row)
+        if on_epoch is not None and on_epoch(row) and epoch < config.epochs:
+            stopped = True
+        if diverged or stopped:
+            break
+    return TrainResult(history, model, confusion.tolist(), str(device), str(dtype).removeprefix("torch."), diverged, stopped)
