@@ -7,7 +7,17 @@ from cnn.data import Data, DataError, ImageSet, load_data, normalize
 from cnn.losses import LOSSES, build_loss
 from cnn.model import ACTIVATIONS, CNN, build_model
 from cnn.registry import UnknownNameError
-from cnn.train import OPTIMIZERS, DeviceError, TrainConfig, TrainResult, evaluate, resolve_device, train, train_one_epoch
+from cnn.train import (
+    OPTIMIZERS,
+    DeviceError,
+    EpochRow,
+    TrainConfig,
+    TrainResult,
+    evaluate,
+    resolve_device,
+    train,
+    train_one_epoch,
+)
 
 __all__ = [
     "ACTIVATIONS",
@@ -17,6 +27,7 @@ __all__ = [
     "Data",
     "DataError",
     "DeviceError",
+    "EpochRow",
     "ImageSet",
     "TrainConfig",
     "TrainResult",

@@ -174,9 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Time the notebook's training loop and ours on the same images, alternating, in one run.",
     )
     parser.add_argument("--data-dir", default="./data", help="image folder (train/, test/) or CIFAR-10 folder (default: ./data)")
-    parser.add_argument(
-        "--train-size", type=int, default=10000, help="stratified training images per epoch (default: 10000; 0 = all)"
-    )
+    parser.add_argument("--train-size", type=int, default=10000, help="stratified training images per epoch (default: 10000; 0 = all)")
     parser.add_argument("--test-size", type=int, default=2000, help="stratified test images per epoch (default: 2000; 0 = all)")
     parser.add_argument("--rounds", type=int, default=2, help="epochs of each loop, alternating (default: 2)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")

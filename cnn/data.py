@@ -262,9 +262,7 @@ def _decode_cifar10(path: Path) -> tuple[dict[str, torch.Tensor], list[str]]:
         try:
             dataset = torchvision.datasets.CIFAR10(root=str(path), train=split == "train", download=False)
         except RuntimeError as error:
-            raise DataError(
-                f"CIFAR-10 in {path / CIFAR10_FOLDER} is damaged ({error}); delete that folder to download it again"
-            ) from None
+            raise DataError(f"CIFAR-10 in {path / CIFAR10_FOLDER} is damaged ({error}); delete that folder to download it again") from None
         # (N, H, W, C) -> (N, C, H, W); the copy keeps NHWC memory order, i.e. channels_last.
         arrays[f"{split}_images"] = torch.from_numpy(dataset.data).permute(0, 3, 1, 2)
         arrays[f"{split}_labels"] = torch.tensor(dataset.targets, dtype=torch.int64)

@@ -102,9 +102,7 @@ def resolve_device(name: str = "auto") -> torch.device:
         if count == 0:
             raise DeviceError(f"device {name!r} is not available: this machine has no usable CUDA GPU; use --device cpu or auto")
         if device.index is not None and device.index >= count:
-            raise DeviceError(
-                f"device {name!r} is not available: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}"
-            )
+            raise DeviceError(f"device {name!r} is not available: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
     elif device.type == "mps" and not torch.backends.mps.is_available():
         raise DeviceError(f"device {name!r} is not available: MPS needs Apple silicon; use --device cpu or auto")
     elif device.type not in ("cpu", "cuda", "mps"):

@@ -26,10 +26,7 @@ def _mean(values):
 EXPECTED = {
     "cross_entropy": _mean([-math.log(_softmax(x)[y]) for x, y in zip(LOGITS, LABELS, strict=True)]),
     "label_smoothing": _mean(
-        [
-            -sum((0.9 * (j == y) + 0.1 / 3) * math.log(p) for j, p in enumerate(_softmax(x)))
-            for x, y in zip(LOGITS, LABELS, strict=True)
-        ]
+        [-sum((0.9 * (j == y) + 0.1 / 3) * math.log(p) for j, p in enumerate(_softmax(x))) for x, y in zip(LOGITS, LABELS, strict=True)]
     ),
     "mse": _mean([(v - (j == y)) ** 2 for x, y in zip(LOGITS, LABELS, strict=True) for j, v in enumerate(x)]),
     "mse_softmax": _mean([(p - (j == y)) ** 2 for x, y in zip(LOGITS, LABELS, strict=True) for j, p in enumerate(_softmax(x))]),

@@ -1,0 +1,129 @@
+"""Opening study storage with errors a user can act on, and recovering from dead workers."""
+
+import os
+import socket
+import warnings
+from pathlib import Path
+
+import optuna
+import sqlalchemy.exc
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.trial import TrialState
+from sqlalchemy.engine import make_url
+
+DEFAULT_STORAGE = "sqlite:///runs/cnn-study.db"
+HEARTBEAT_SECONDS = 30  # a running trial writes a heartbeat this often ...
+GRACE_SECONDS = 120  # ... and is failed (and retried once) when silent this long
+SQLITE_LOCK_SECONDS = 120  # how long a SQLite writer waits for the lock before "database is locked"
+
+# A trial failed because its worker died is queued again once with the same parameters.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    retry_stale_trial = RetryHeartbeatStaleTrialCallback(max_retry=1)
+
+
+class StudyError(ValueError):
+    """A problem with the study or its storage; the message says what to do."""
+
+
+def mask_password(url: str) -> str:
+    """The storage URL with any password replaced by ``***``, fit to print or store."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except sqlalchemy.exc.ArgumentError:
+        return url.split("@")[-1] if "@" in url else url
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a SQLite URL, or None for other storages."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def check_storage_url(url: str, create_folder: bool = False) -> None:
+    """Refuse a malformed URL or a SQLite file in a missing folder, before anything is written."""
+    example = "for example sqlite:///runs/study.db or postgresql://user:password@host:5432/dbname"
+    try:
+        parsed = make_url(url)
+    except sqlalchemy.exc.ArgumentError:
+        raise StudyError(f"malformed storage URL {mask_password(url)!r}; expected {example}") from None
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql", "mysql"):
+        raise StudyError(f"unsupported storage {backend!r} in {mask_password(url)!r}; use sqlite or postgresql, {example}")
+    path = sqlite_path(url)
+    if path is not None and not path.parent.is_dir():
+        if create_folder:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        else:
+            raise StudyError(f"the folder {path.parent} of storage {mask_password(url)} does not exist; create it or fix --storage")
+    if path is not None and path.is_dir():
+        raise StudyError(f"storage {mask_password(url)} names a folder; name a database file such as {path}/study.db")
+
+
+def open_storage(url: str, create_folder: bool = False) -> RDBStorage:
+    """An RDB storage with heartbeats, long SQLite lock waits and short connect timeouts.
+
+    Raises:
+        StudyError: the URL is malformed, its folder is missing, or the server does not answer.
+    """
+    check_storage_url(url, create_folder)
+    backend = make_url(url).get_backend_name()
+    if backend == "sqlite":
+        engine_kwargs = {"connect_args": {"timeout": SQLITE_LOCK_SECONDS}}
+    else:
+        engine_kwargs = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: stable in practice since v2
+            return RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=HEARTBEAT_SECONDS,
+                grace_period=GRACE_SECONDS,
+                heartbeat_stale_trial_callback=retry_stale_trial,
+            )
+    except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as error:
+        reason = str(error.orig).strip().splitlines()[0] if error.orig else type(error).__name__
+        raise StudyError(f"cannot open storage {mask_password(url)}: {reason}; check that the server runs and the URL is right") from None
+    except ModuleNotFoundError as error:
+        raise StudyError(f"storage {mask_password(url)} needs the {error.name} driver: pip install 'cnn-study[postgres]'") from None
+
+
+def worker_id() -> dict:
+    """Who runs a trial: lets a restarted command recognise trials of its own dead processes."""
+    return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def fail_dead_trials(study: optuna.Study) -> list[int]:
+    """Fail RUNNING trials whose worker process on this host is gone, and queue each again once.
+
+    Trials of other hosts are left to the heartbeat, which fails them after ``GRACE_SECONDS``.
+
+    Returns:
+        The numbers of the trials failed.
+    """
+    host = socket.gethostname()
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = trial.user_attrs.get("worker") or {}
+        pid = worker.get("pid")
+        if worker.get("host") == host and isinstance(pid, int) and pid > 0 and not _alive(pid):
+            try:
+                if study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+                    failed.append(trial.number)
+                    retry_stale_trial(study, study._storage.get_trial(trial._trial_id))
+            except optuna.exceptions.UpdateFinishedTrialError:
+                pass  # another process got there first
+    return failed
