@@ -98,18 +98,27 @@ class StudyConfig:
         lookup(SAMPLERS, self.sampler, "sampler")
         lookup(PRUNERS, self.pruner, "pruner")
         lookup(OPTIMIZERS, self.optimizer, "optimizer")
-        if self.sampler == "grid" and self.trials is not None and self.trials > self.grid_size:
-            raise ValueError(f"--trials {self.trials} is more than the {self.grid_size} points of the grid; use --trials {self.grid_size}")
+        if self.sampler == "grid" and self.trials is not None and self.trials > self.grid_trials:
+            raise ValueError(f"--trials {self.trials} is more than the grid's {self.grid_trials} trials; use --trials {self.grid_trials}")
 
     @property
-    def grid_size(self) -> int:
-        return len(self.space.activations) * len(self.space.losses) * self.space.grid_lrs
+    def enqueue_baseline(self) -> bool:
+        """Whether a new study starts with the notebook's configuration as an extra trial."""
+        if not (self.baseline and self.space.contains(BASELINE)):
+            return False
+        return self.sampler != "grid" or BASELINE["lr"] not in self.space.grid()["lr"]  # else the grid holds it already
+
+    @property
+    def grid_trials(self) -> int:
+        """Trials a full grid study runs: every grid point, plus the baseline when it is off the grid."""
+        grid = len(self.space.activations) * len(self.space.losses) * self.space.grid_lrs
+        return grid + self.enqueue_baseline
 
     @property
     def target(self) -> int:
         if self.trials is not None:
             return self.trials
-        return self.grid_size if self.sampler == "grid" else 50
+        return self.grid_trials if self.sampler == "grid" else 50
 
     def train_config(self) -> TrainConfig:
         """The settings every trial shares; the sampled ones are placeholders."""
@@ -287,6 +296,10 @@ def _count(study: optuna.Study) -> dict[str, int]:
     return {state.name.lower(): n for state, n in counts.items()}
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def _fmt_seconds(seconds: float) -> str:
     if seconds < 90:
         return f"{seconds:.0f} s"
@@ -320,7 +333,7 @@ class Progress:
             left = max(self.config.target - self.finished, 1)
             tqdm.write(
                 f"first epoch took {_fmt_seconds(row['seconds'])}: about {_fmt_seconds(per_trial)} per trial of "
-                f"{self.config.epochs} epochs, at most {_fmt_seconds(per_trial * left)} for the {left} trial(s) to go "
+                f"{_plural(self.config.epochs, 'epoch')}, at most {_fmt_seconds(per_trial * left)} for the {_plural(left, 'trial')} to go "
                 "(pruning shortens it)"
             )
 
@@ -344,8 +357,8 @@ def describe_trial(trial: FrozenTrial) -> str:
     seconds = sum(row.get("seconds") or 0 for row in history)
     epochs = len(history)
     if trial.state == TrialState.COMPLETE:
-        kind = "diverged" if trial.user_attrs.get("diverged") else "complete"
-        what = f"{kind} at epoch {epochs}" if kind == "diverged" else f"complete after {epochs} epochs"
+        diverged = trial.user_attrs.get("diverged")
+        what = f"diverged at epoch {epochs}" if diverged else f"complete after {_plural(epochs, 'epoch')}"
         return f"trial {trial.number:3d} {trial.value:6.2f}%  {params}  {what}, {_fmt_seconds(seconds)}"
     if trial.state == TrialState.PRUNED:
         last = history[-1]["test_acc"] if history else float("nan")
@@ -357,14 +370,6 @@ def _artifact_dir(storage_url: str, study_name: str) -> Path:
     path = sqlite_path(storage_url)
     base = path.parent if path is not None else Path("runs")
     return (base / f"{study_name}-artifacts").resolve()
-
-
-def _enqueue_baseline(study: optuna.Study, config: StudyConfig) -> None:
-    if not (config.baseline and config.space.contains(BASELINE)):
-        return
-    if config.sampler == "grid" and BASELINE["lr"] in config.space.grid()["lr"]:
-        return  # the grid holds the notebook's configuration already: it is not run twice
-    study.enqueue_trial(BASELINE, user_attrs={"baseline": True})
 
 
 def run_study(config: StudyConfig, download: bool = False) -> optuna.Study:
@@ -408,7 +413,8 @@ def run_study(config: StudyConfig, download: bool = False) -> optuna.Study:
         study.set_user_attr("seed", config.seed)
         study.set_user_attr("device", str(device))
         study.set_user_attr("artifacts", str(_artifact_dir(config.storage, config.study_name)))
-        _enqueue_baseline(study, config)
+        if config.enqueue_baseline:
+            study.enqueue_trial(BASELINE, user_attrs={"baseline": True})
     else:
         study.sampler, study.pruner = sampler, pruner
 

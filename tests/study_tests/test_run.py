@@ -1,0 +1,182 @@
+import json
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from study_tests.conftest import REPO, load, spawn
+
+from study.run import main
+from study.space import SearchSpace
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def _finished(study):
+    return study.get_trials(states=FINISHED)
+
+
+def test_study_stores_every_epoch_of_every_trial(db, small_args, capsys):
+    assert main([*small_args, "--storage", db, "--trials", "4", "--epochs", "2"]) == 0
+    study = load(db)
+    assert len(_finished(study)) == 4
+    for trial in _finished(study):
+        history = trial.user_attrs["history"]
+        # One row per epoch run, and the same accuracies Optuna's pruner saw.
+        assert [row["epoch"] for row in history] == sorted(trial.intermediate_values)
+        assert {row["epoch"]: row["test_acc"] for row in history} == trial.intermediate_values
+        assert set(history[0]) == {"epoch", "train_loss", "train_acc", "test_loss", "test_acc", "seconds"}
+        assert trial.user_attrs["settings"]["train_size"] == 500
+        assert set(trial.user_attrs["versions"]) >= {"torch", "torchvision", "optuna"}
+        assert trial.user_attrs["weights_artifact"]
+        if trial.state == TrialState.COMPLETE:
+            assert len(history) == 2 and trial.value == history[-1]["test_acc"]
+            assert sum(map(sum, trial.user_attrs["confusion"])) == 200
+    out = capsys.readouterr().out
+    assert "best: trial" in out and f"dashboard: optuna-dashboard {db}" in out
+
+
+def test_first_trial_is_the_notebook_baseline(db, small_args):
+    main([*small_args, "--storage", db, "--trials", "1", "--epochs", "1"])
+    first = load(db).trials[0]
+    assert first.params == {"activation": "relu", "loss": "cross_entropy", "lr": 1e-3}
+    assert first.user_attrs["baseline"] is True
+
+
+def test_no_baseline_skips_it(db, small_args):
+    main([*small_args, "--storage", db, "--trials", "1", "--epochs", "1", "--no-baseline", "--seed", "5"])
+    assert "baseline" not in load(db).trials[0].user_attrs
+
+
+def test_rerun_with_higher_target_resumes_to_exactly_it(db, small_args, capsys):
+    main([*small_args, "--storage", db, "--trials", "3", "--epochs", "1"])
+    main([*small_args, "--storage", db, "--trials", "5", "--epochs", "1"])
+    assert len(_finished(load(db))) == 5
+    assert "3 finished, running 2 more" in capsys.readouterr().out
+    main([*small_args, "--storage", db, "--trials", "5", "--epochs", "1"])
+    assert len(load(db).trials) == 5
+    assert "nothing to run" in capsys.readouterr().out
+
+
+def test_grid_sampler_covers_its_grid(db, small_args):
+    args = ["--activations", "relu,tanh", "--losses", "cross_entropy,mse", "--grid-lrs", "2", "--lr-min", "1e-4", "--lr-max", "1e-2"]
+    assert main([*small_args, *args, "--storage", db, "--sampler", "grid", "--pruner", "none", "--epochs", "1"]) == 0
+    study = load(db)
+    # The notebook's lr 1e-3 is off this grid, so its baseline runs as one extra trial.
+    assert [t.params for t in study.trials if t.user_attrs.get("baseline")] == [{"activation": "relu", "loss": "cross_entropy", "lr": 1e-3}]
+    points = sorted((t.params["activation"], t.params["loss"], t.params["lr"]) for t in study.trials if "baseline" not in t.user_attrs)
+    expected = SearchSpace(("relu", "tanh"), ("cross_entropy", "mse"), 1e-4, 1e-2, 2).grid()
+    assert points == sorted((a, loss, lr) for a in expected["activation"] for loss in expected["loss"] for lr in expected["lr"])
+
+
+def test_median_pruner_prunes_trials_below_the_median(db, small_args):
+    # Random learning rates over five decades: some trials are far behind after one epoch.
+    main([*small_args, "--storage", db, "--trials", "12", "--epochs", "2", "--sampler", "random", "--seed", "1"])
+    trials = _finished(load(db))
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    assert pruned
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    for trial in pruned:
+        step = max(trial.intermediate_values)
+        # The median pruner compares with trials completed before, at the same epoch.
+        earlier = [t.intermediate_values[step] for t in complete if t.number < trial.number]
+        assert len(earlier) >= 5 and max(trial.intermediate_values.values()) < statistics.median(earlier)
+        assert trial.user_attrs["history"][-1]["epoch"] == step
+
+
+def test_resume_with_other_settings_is_refused_and_changes_nothing(db, small_args, capsys):
+    main([*small_args, "--storage", db, "--trials", "1", "--epochs", "1"])
+    before = load(db).trials
+    assert main([*small_args, "--storage", db, "--trials", "2", "--epochs", "2"]) == 2
+    assert "created with other settings: epochs 1 (now 2)" in capsys.readouterr().err
+    assert load(db).trials == before
+
+
+def _wait_for(condition, seconds: float):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _running_with_epochs(db):
+    try:
+        trials = load(db).get_trials(states=(TrialState.RUNNING,))
+    except KeyError:
+        return False
+    return any(t.user_attrs.get("history") for t in trials)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_interrupted_run_resumes_with_no_trial_left_running(db, small_args, sig):
+    args = [*small_args, "--storage", db, "--epochs", "40"]
+    process = spawn(*args, "--trials", "3")
+    assert _wait_for(lambda: _running_with_epochs(db), 120), process.communicate()[0]
+    process.send_signal(sig)
+    output = process.communicate(timeout=60)[0]
+    if sig == signal.SIGINT:
+        assert process.returncode == 130
+        assert "resume with: python -m study.run" in output
+        assert [t.state for t in load(db).trials].count(TrialState.RUNNING) == 0
+    killed = load(db).trials[0]
+    assert killed.user_attrs["history"]  # the epochs it finished before dying are kept
+
+    # The same command resumes: the dead trial is failed and its parameters run again.
+    result = subprocess.run(
+        [sys.executable, "-m", "study.run", *args, "--trials", "1"], capture_output=True, text=True, timeout=600, cwd=REPO
+    )
+    assert result.returncode == 0, result.stderr
+    study = load(db)
+    states = [t.state for t in study.trials]
+    assert TrialState.RUNNING not in states and TrialState.WAITING not in states
+    assert study.trials[0].state == TrialState.FAIL
+    assert study.trials[1].params == study.trials[0].params
+    assert study.trials[1].state in FINISHED
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_optuna_dashboard_lists_the_study(db, small_args):
+    main([*small_args, "--storage", db, "--trials", "1", "--epochs", "1", "--study-name", "dash"])
+    port = _free_port()
+    dashboard = subprocess.Popen(
+        [str(Path(sys.executable).parent / "optuna-dashboard"), db, "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+
+        def studies():
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2) as response:
+                    return json.load(response)["study_summaries"]
+            except OSError:
+                return None
+
+        assert _wait_for(lambda: studies() is not None, 60)
+        summary = next(s for s in studies() if s["study_name"] == "dash")
+        assert summary["directions"] == ["maximize"]
+    finally:
+        dashboard.terminate()
+        dashboard.wait(timeout=30)
+
+
+def test_unknown_names_exit_with_the_valid_ones(db, small_args, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*small_args, "--storage", db, "--activations", "relu,swish"])
+    assert exit_info.value.code == 2
+    assert "unknown activation 'swish'; choose one of: relu" in capsys.readouterr().err
+    assert optuna.get_all_study_names(db) == []
