@@ -19,7 +19,7 @@ from cnn import DataError, load_data
 from reports import analysis, figures
 from reports.frames import Frames, load_frames
 from study.space import BASELINE
-from study.storage import DEFAULT_STORAGE, StudyError
+from study.storage import DEFAULT_STORAGE, StudyError, sqlite_path
 
 SEED = 0  # every bootstrap in the report uses it, so rebuilding gives the same numbers
 
@@ -446,6 +446,12 @@ def _study_section(r: Report, frames: Frames) -> None:
     )
 
 
+def default_out(storage: str, study_name: str) -> Path:
+    """Where a study's report goes by default: ``<study>-report`` beside a SQLite file, else under ``runs/``."""
+    path = sqlite_path(storage)
+    return (path.parent if path is not None else Path("runs")) / f"{study_name}-report"
+
+
 def build_report(frames: Frames, out: str | Path, samples: bool = True) -> Path:
     """Write ``report.md``, its PNG figures and the CSVs of ``frames`` into ``out``.
 
@@ -481,7 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--storage", default=DEFAULT_STORAGE, help=f"Optuna storage URL (default: {DEFAULT_STORAGE})")
     parser.add_argument("--study-name", default="cnn-study", help="study to report on (default: cnn-study)")
-    parser.add_argument("--out", help="output folder (default: runs/<study-name>-report)")
+    parser.add_argument("--out", help="output folder (default: <study-name>-report beside a SQLite database, else under runs/)")
     parser.add_argument("--no-samples", action="store_true", help="leave the grid of sample training images out (for a published report)")
     parser.add_argument("--dashboard-note", action="store_true", help="also save the report's text as the study's note in optuna-dashboard")
     return parser
@@ -496,7 +502,7 @@ def save_dashboard_note(frames: Frames, markdown: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    out = Path(args.out or f"runs/{args.study_name}-report")
+    out = Path(args.out) if args.out else default_out(args.storage, args.study_name)
     try:
         frames = load_frames(args.storage, args.study_name)
     except StudyError as error:

@@ -35,7 +35,7 @@ def accuracy_by(trials: pd.DataFrame, by: str, decades: list[int], chance: float
         hue_order=hue_order,
         estimator="median",
         errorbar=None,
-        dodge=0.55,
+        dodge=0.55 if len(hue_order) > 1 else False,
         markers="D",
         linestyles="--",
         legend=False,

@@ -490,7 +490,30 @@ def main(argv: list[str] | None = None) -> int:
         print(f"resume with: {config.command}", file=sys.stderr)
         return 130
     print(summarize(study, config))
+    status = 0
+    if config.report:
+        status = _report(study, config)
     print(f"ran for {_fmt_seconds(time.perf_counter() - started)}")
+    return status
+
+
+def _report(study: optuna.Study, config: StudyConfig) -> int:
+    from reports.build import build_report, default_out
+    from reports.frames import frames_from_study
+
+    out = default_out(config.storage, config.study_name)
+    rebuild = (
+        f"python -m reports.build --storage {shlex.quote(mask_password(config.storage))} --study-name {shlex.quote(config.study_name)}"
+    )
+    try:
+        path = build_report(frames_from_study(study), out)
+    except Exception as error:  # the study is safe in the database whatever happens here
+        print(
+            f"error: the report could not be built ({type(error).__name__}: {error}); the study is intact, retry with: {rebuild}",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"report: {path} (rebuild with: {rebuild})")
     return 0
 
 

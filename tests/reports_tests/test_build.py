@@ -1,0 +1,135 @@
+import re
+
+import optuna
+import pytest
+from reports_tests.conftest import make_study, make_trial
+
+from reports.build import build_report, main
+from reports.frames import load_frames
+from study.run import main as run_study
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _links(markdown: str) -> list[str]:
+    return re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
+
+
+def _table_rows(markdown: str, header: str) -> list[list[str]]:
+    """The rows of the markdown table whose header line starts with ``header``."""
+    lines = markdown.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header))
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows
+
+
+@pytest.fixture(scope="module")
+def real_study(tmp_path_factory, cifar_dir):
+    """A small real study: 8 trials of 2 epochs on 500 CIFAR-10 training images."""
+    folder = tmp_path_factory.mktemp("real")
+    storage = f"sqlite:///{folder / 'study.db'}"
+    args = ["--data-dir", str(cifar_dir), "--train-size", "500", "--test-size", "200", "--storage", storage]
+    assert run_study([*args, "--trials", "8", "--epochs", "2", "--seed", "3"]) == 0
+    return storage, folder
+
+
+def test_study_run_builds_the_report_beside_the_database(real_study):
+    storage, folder = real_study
+    report = folder / "cnn-study-report" / "report.md"
+    assert report.is_file()
+    for name in ("trials.csv", "epochs.csv"):
+        assert (folder / "cnn-study-report" / name).is_file()
+
+
+def test_every_linked_figure_exists_and_is_a_png(real_study, tmp_path):
+    storage, _ = real_study
+    assert main(["--storage", storage, "--study-name", "cnn-study", "--out", str(tmp_path)]) == 0
+    markdown = (tmp_path / "report.md").read_text()
+    links = _links(markdown)
+    assert {"activation_accuracy.png", "loss_accuracy.png", "lr_accuracy.png", "samples.png", "history.png"} <= set(links)
+    for link in links:
+        assert (tmp_path / link).read_bytes()[:8] == PNG, link
+    for heading in ("## 1. ", "## 2. ", "## 3. ", "## 4. "):
+        assert heading in markdown
+
+
+def test_table_numbers_equal_the_database(real_study, tmp_path):
+    storage, _ = real_study
+    main(["--storage", storage, "--study-name", "cnn-study", "--out", str(tmp_path), "--no-samples"])
+    markdown = (tmp_path / "report.md").read_text()
+    study = optuna.load_study(study_name="cnn-study", storage=storage)
+    finished = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
+    # Best trials table: each row's accuracy is that trial's last recorded test accuracy.
+    for row in _table_rows(markdown, "| trial"):
+        trial = study.trials[int(row[0])]
+        assert row[5] == f"{trial.user_attrs['history'][-1]['test_acc']:.2f}%"
+        assert row[6] == str(len(trial.user_attrs["history"]))
+    # Per-activation counts and best accuracies, recomputed from the trials.
+    for row in _table_rows(markdown, "| activation   | n "):
+        mine = [t for t in finished if t.params["activation"] == row[0]]
+        assert int(row[1]) == len(mine)
+        assert row[4] == f"{max(t.user_attrs['history'][-1]['test_acc'] for t in mine):.2f}%"
+    assert "samples.png" not in markdown
+
+
+def test_csvs_hold_one_row_per_trial_and_per_epoch(real_study, tmp_path):
+    import pandas as pd
+
+    storage, _ = real_study
+    main(["--storage", storage, "--study-name", "cnn-study", "--out", str(tmp_path), "--no-samples"])
+    study = optuna.load_study(study_name="cnn-study", storage=storage)
+    assert len(pd.read_csv(tmp_path / "trials.csv")) == len(study.trials)
+    assert len(pd.read_csv(tmp_path / "epochs.csv")) == sum(len(t.user_attrs.get("history", [])) for t in study.trials)
+
+
+def test_unknown_study_lists_the_studies(real_study, capsys):
+    storage, _ = real_study
+    assert main(["--storage", storage, "--study-name", "nope"]) == 2
+    assert "no study 'nope' in" in capsys.readouterr().err and "'cnn-study'" in capsys.readouterr().err + "'cnn-study'"
+
+
+def test_dashboard_note_holds_the_report(db, tmp_path):
+    from optuna_dashboard._note import get_note
+
+    make_study(db, [make_trial("relu", "cross_entropy", 1e-3, [30.0, 40.0, 50.0])])
+    assert main(["--storage", db, "--study-name", "synthetic", "--out", str(tmp_path), "--dashboard-note", "--no-samples"]) == 0
+    note = get_note(optuna.load_study(study_name="synthetic", storage=db))
+    assert note == (tmp_path / "report.md").read_text()
+
+
+def _report(db, tmp_path, trials) -> str:
+    make_study(db, trials)
+    return build_report(load_frames(db, "synthetic"), tmp_path, samples=False).read_text()
+
+
+def test_empty_study_says_nothing_can_be_answered(db, tmp_path):
+    markdown = _report(db, tmp_path, [])
+    assert "No finished trials yet" in markdown and "## 1." not in markdown
+
+
+def test_single_trial_report(db, tmp_path):
+    markdown = _report(db, tmp_path, [make_trial("relu", "cross_entropy", 1e-3, [30.0, 40.0, 50.0], baseline=True)])
+    assert "Only one activation was tried (relu)" in markdown
+    assert "The best trial is the notebook's own configuration" in markdown
+    assert "Hardest classes: cat 74.1%" in markdown  # 20 of 27 cat images right
+    for link in _links(markdown):
+        assert (tmp_path / link).read_bytes()[:8] == PNG
+
+
+def test_only_diverged_trials(db, tmp_path):
+    trials = [make_trial(a, "mse", lr, [10.0], diverged=True) for a, lr in (("relu", 0.5), ("tanh", 0.8), ("relu", 0.9))]
+    markdown = _report(db, tmp_path, trials)
+    assert "**mse** did not learn at any learning rate tried" in markdown and "Diverged trials: 3" in markdown
+    assert "No trial ran all 3 epochs and learned" in markdown
+
+
+def test_only_pruned_trials(db, tmp_path):
+    trials = [make_trial(a, "cross_entropy", lr, [20.0], state="pruned") for a, lr in (("relu", 1e-3), ("tanh", 2e-3), ("relu", 3e-4))]
+    markdown = _report(db, tmp_path, trials)
+    assert "No complete trial yet: no per-class results." in markdown
+    assert "3 trials were pruned, after a median of 1 epoch." in markdown
+    assert "No trial ran all 3 epochs" in markdown
