@@ -6,14 +6,18 @@ touches the database, then runs trials until the study holds ``--trials`` finish
 """
 
 import argparse
+import contextlib
+import os
 import shlex
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import optuna
+import torch
 from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
@@ -21,7 +25,7 @@ from cnn import ACTIVATIONS, LOSSES, OPTIMIZERS, DataError, DeviceError, TrainCo
 from cnn.registry import lookup
 from study.objective import make_objective
 from study.space import BASELINE, SearchSpace
-from study.storage import DEFAULT_STORAGE, StudyError, fail_dead_trials, mask_password, open_storage, retry_stale_trial, sqlite_path
+from study.storage import DEFAULT_STORAGE, StudyError, fail_dead_trials, mask_password, open_storage, requeue_interrupted, sqlite_path
 
 # name -> constructor of a sampler from (search space, seed).
 SAMPLERS = {
@@ -77,13 +81,14 @@ class StudyConfig:
     device: str = "auto"
     precision: str = "auto"
     timeout: float | None = None  # seconds; stop starting new trials after this
+    workers: int = 1  # processes on this machine, sharing the cores (or the GPUs)
     baseline: bool = True  # enqueue the notebook's configuration as the first trial
     report: bool = True
     verbose: bool = False
     command: str = "python -m study.run"  # how this run was started, password masked
 
     def __post_init__(self):
-        for name in ("trials", "epochs", "batch_size"):
+        for name in ("trials", "epochs", "batch_size", "workers"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1 but got {value}")
@@ -162,6 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--sampler", default="tpe", help=f"one of {', '.join(SAMPLERS)} (default: tpe); grid = activations x losses x lrs")
     run.add_argument("--pruner", default="median", help=f"one of {', '.join(PRUNERS)} (default: median)")
     run.add_argument("--seed", type=int, default=0, help="seeds the sampler, the data subsets and each trial's training (default: 0)")
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes on this machine; they share the CPU cores, or take one GPU each (default: 1)",
+    )
     run.add_argument("--timeout", type=float, help="seconds after which no new trial starts (default: none)")
     run.add_argument("--no-baseline", action="store_true", help="do not start a new study with the notebook's relu/cross_entropy/1e-3")
     run.add_argument("--no-report", action="store_true", help="do not build the report at the end")
@@ -233,6 +244,7 @@ def parse_config(argv: list[str] | None = None) -> tuple[StudyConfig, bool]:
             device=args.device,
             precision=args.precision,
             timeout=args.timeout,
+            workers=args.workers,
             baseline=not args.no_baseline,
             report=not args.no_report,
             verbose=args.verbose,
@@ -316,6 +328,7 @@ class Progress:
         self.finished = sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
         self.bar = tqdm(total=config.target, initial=min(self.finished, config.target), unit="trial", dynamic_ncols=True, disable=None)
         self.estimated = False
+        self.seen = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
         self._describe(study)
 
     def _describe(self, study: optuna.Study) -> None:
@@ -338,12 +351,20 @@ class Progress:
             )
 
     def trial_done(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self.seen.add(trial.number)
         if trial.state in FINISHED:
             self.finished += 1
             self.bar.update(1)
         self._describe(study)
         self.bar.set_postfix_str("")
         tqdm.write(describe_trial(trial))
+
+    def poll(self, study: optuna.Study) -> None:
+        """Catch up with trials other processes finished: one line each, and the bar."""
+        for trial in study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.FAIL)):
+            if trial.number not in self.seen:
+                self.seen.add(trial.number)
+                self.trial_done(study, trial)
 
     def close(self) -> None:
         self.bar.close()
@@ -372,6 +393,116 @@ def _artifact_dir(storage_url: str, study_name: str) -> Path:
     return (base / f"{study_name}-artifacts").resolve()
 
 
+def _load(config: StudyConfig, download: bool):
+    print(f"loading data from {config.data_dir} ...", file=sys.stderr)
+    return load_data(
+        config.data_dir,
+        train_size=config.train_size,
+        test_size=config.test_size,
+        val_split=config.val_split,
+        seed=config.seed,
+        download=download,
+    )
+
+
+def _open_study(storage: optuna.storages.BaseStorage, config: StudyConfig, settings: dict) -> optuna.Study:
+    """Load the study, or create it with its settings and baseline; refuse one made with other settings."""
+    for attempt in range(20):
+        try:
+            study = optuna.load_study(study_name=config.study_name, storage=storage)
+        except KeyError:
+            try:
+                study = optuna.create_study(study_name=config.study_name, storage=storage, direction="maximize")
+            except optuna.exceptions.DuplicatedStudyError:
+                continue  # another machine created it this instant: load theirs
+            study.set_user_attr("command", config.command)
+            study.set_user_attr("sampler", config.sampler)
+            study.set_user_attr("pruner", config.pruner)
+            study.set_user_attr("seed", config.seed)
+            study.set_user_attr("artifacts", str(_artifact_dir(config.storage, config.study_name)))
+            if config.enqueue_baseline:
+                study.enqueue_trial(BASELINE, user_attrs={"baseline": True})
+            study.set_user_attr("settings", settings)  # last: other machines wait for it before joining
+            return study
+        if "settings" not in study.user_attrs and not study.trials and attempt < 19:
+            time.sleep(0.5)  # its creator on another machine is still writing its settings
+            continue
+        _check_compatible(study, settings, config.storage)
+        failed = fail_dead_trials(study)
+        if failed:
+            print(f"trial(s) {', '.join(map(str, failed))} were left running by a process that died: marked failed, queued again")
+        return study
+    raise StudyError(f"could not create or load study {config.study_name!r} in {mask_password(config.storage)}")
+
+
+def _optimize(study: optuna.Study, config: StudyConfig, data, worker: int = 0, progress: "Progress | None" = None) -> None:
+    """Run trials in this process until the study holds ``config.target`` finished ones."""
+    existing = len(study.get_trials(deepcopy=False))
+    # A resumed run or another worker must not replay the same random draws.
+    study.sampler = lookup(SAMPLERS, config.sampler, "sampler")(config.space, config.seed + existing + 10_007 * worker)
+    study.pruner = lookup(PRUNERS, config.pruner, "pruner")(config.epochs)
+    artifacts = Path(study.user_attrs.get("artifacts") or _artifact_dir(config.storage, config.study_name))
+    artifacts.mkdir(parents=True, exist_ok=True)
+    store = optuna.artifacts.FileSystemArtifactStore(str(artifacts))
+    settings = study.user_attrs["settings"] | {"data_path": data.path}
+    objective = make_objective(config.space, config.train_config(), data, settings, store, on_epoch=progress.epoch if progress else None)
+    callbacks = [progress.trial_done] if progress else []
+    callbacks.append(optuna.study.MaxTrialsCallback(config.target, states=FINISHED))
+    try:
+        study.optimize(objective, n_trials=config.target, timeout=config.timeout, callbacks=callbacks)
+    except KeyboardInterrupt:
+        if progress:
+            progress.close()
+        for number in requeue_interrupted(study):
+            print(f"\ninterrupted: trial {number} is recorded as failed and queued to run again", file=sys.stderr)
+        raise
+
+
+def _worker_device(device: str, worker: int) -> str:
+    """Spread workers over the GPUs: worker k gets GPU k mod n."""
+    if device in ("auto", "cuda") and torch.cuda.is_available() and torch.cuda.device_count() > 1:
+        return f"cuda:{worker % torch.cuda.device_count()}"
+    return device
+
+
+def _worker_main(config: StudyConfig, worker: int) -> None:
+    """One of ``--workers`` processes: its share of the cores, its GPU, the shared study."""
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    optuna.logging.set_verbosity(optuna.logging.INFO if config.verbose else optuna.logging.WARNING)
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // config.workers))
+    config = replace(config, device=_worker_device(config.device, worker))
+    data = _load(config, download=False)  # the parent made sure the data is there, and cached
+    study = optuna.load_study(study_name=config.study_name, storage=open_storage(config.storage))
+    with contextlib.suppress(KeyboardInterrupt):  # the parent reports the interruption
+        _optimize(study, config, data, worker)
+
+
+def _run_workers(study: optuna.Study, config: StudyConfig) -> None:
+    """Run ``config.workers`` processes on the study; this process shows the whole study's progress."""
+    from joblib import Parallel, delayed
+    from joblib.externals.loky import get_reusable_executor
+
+    progress = Progress(study, config)
+    with ThreadPoolExecutor(1) as pool:
+        jobs = pool.submit(
+            Parallel(n_jobs=config.workers, backend="loky"), (delayed(_worker_main)(config, k) for k in range(config.workers))
+        )
+        try:
+            while not jobs.done():
+                progress.poll(study)
+                time.sleep(1.0)
+            progress.poll(study)
+            jobs.result()
+        except KeyboardInterrupt:
+            progress.close()
+            get_reusable_executor().shutdown(wait=False, kill_workers=True)
+            failed = fail_dead_trials(study)  # their trials: failed now, and queued to run again
+            if failed:
+                print(f"\ninterrupted: trial(s) {', '.join(map(str, failed))} recorded as failed and queued to run again", file=sys.stderr)
+            raise
+    progress.close()
+
+
 def run_study(config: StudyConfig, download: bool = False) -> optuna.Study:
     """Check inputs, open or create the study and run it to ``config.target`` finished trials.
 
@@ -380,78 +511,23 @@ def run_study(config: StudyConfig, download: bool = False) -> optuna.Study:
         KeyboardInterrupt: after recording the running trial as failed and queueing it again.
     """
     device = resolve_device(config.device)
-    print(f"loading data from {config.data_dir} ...", file=sys.stderr)
-    data = load_data(
-        config.data_dir,
-        train_size=config.train_size,
-        test_size=config.test_size,
-        val_split=config.val_split,
-        seed=config.seed,
-        download=download,
-    )
-    settings = _settings(config, data)
+    data = _load(config, download)
     storage = open_storage(config.storage, create_folder=config.storage == DEFAULT_STORAGE)
-    try:
-        study = optuna.load_study(study_name=config.study_name, storage=storage)
-        new = False
-    except KeyError:
-        new = True
-    if not new:
-        _check_compatible(study, settings, config.storage)
-        failed = fail_dead_trials(study)
-        if failed:
-            print(f"trial(s) {', '.join(map(str, failed))} were left running by a process that died: marked failed, queued again")
-    existing = len(study.trials) if not new else 0
-    sampler = lookup(SAMPLERS, config.sampler, "sampler")(config.space, config.seed + existing)  # a resumed run draws afresh
-    pruner = lookup(PRUNERS, config.pruner, "pruner")(config.epochs)
-    if new:
-        study = optuna.create_study(study_name=config.study_name, storage=storage, direction="maximize", sampler=sampler, pruner=pruner)
-        study.set_user_attr("settings", settings)
-        study.set_user_attr("command", config.command)
-        study.set_user_attr("sampler", config.sampler)
-        study.set_user_attr("pruner", config.pruner)
-        study.set_user_attr("seed", config.seed)
-        study.set_user_attr("device", str(device))
-        study.set_user_attr("artifacts", str(_artifact_dir(config.storage, config.study_name)))
-        if config.enqueue_baseline:
-            study.enqueue_trial(BASELINE, user_attrs={"baseline": True})
-    else:
-        study.sampler, study.pruner = sampler, pruner
-
-    artifacts = Path(study.user_attrs.get("artifacts") or _artifact_dir(config.storage, config.study_name))
-    artifacts.mkdir(parents=True, exist_ok=True)
-    store = optuna.artifacts.FileSystemArtifactStore(str(artifacts))
-
+    study = _open_study(storage, config, _settings(config, data))
     finished = sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
     remaining = config.target - finished
     if remaining <= 0:
         print(f"study {config.study_name!r} already has {finished} finished trials (target {config.target}); nothing to run")
         return study
-    print(f"study {config.study_name!r} in {mask_password(config.storage)}: {finished} finished, running {remaining} more on {device}")
-    progress = Progress(study, config)
-    objective = make_objective(config.space, config.train_config(), data, settings, store, on_epoch=progress.epoch)
-    stop_at_target = optuna.study.MaxTrialsCallback(config.target, states=FINISHED)
-    try:
-        study.optimize(
-            objective, n_trials=remaining, timeout=config.timeout, callbacks=[progress.trial_done, stop_at_target], gc_after_trial=False
-        )
-    except KeyboardInterrupt:
+    where = f"{config.workers} workers" if config.workers > 1 else str(device)
+    print(f"study {config.study_name!r} in {mask_password(config.storage)}: {finished} finished, running {remaining} more on {where}")
+    if config.workers == 1:
+        progress = Progress(study, config)
+        _optimize(study, config, data, progress=progress)
         progress.close()
-        _requeue_interrupted(study)
-        raise
-    progress.close()
+    else:
+        _run_workers(study, config)
     return study
-
-
-def _requeue_interrupted(study: optuna.Study) -> None:
-    from study.storage import worker_id
-
-    me = worker_id()
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
-        already = any(t.system_attrs.get("failed_trial") == trial.number for t in study.get_trials(deepcopy=False))
-        if trial.user_attrs.get("worker") == me and not already:
-            retry_stale_trial(study, trial)
-            print(f"\ninterrupted: trial {trial.number} is recorded as failed and queued to run again", file=sys.stderr)
 
 
 def summarize(study: optuna.Study, config: StudyConfig) -> str:

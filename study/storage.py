@@ -127,3 +127,20 @@ def fail_dead_trials(study: optuna.Study) -> list[int]:
             except optuna.exceptions.UpdateFinishedTrialError:
                 pass  # another process got there first
     return failed
+
+
+def requeue_interrupted(study: optuna.Study) -> list[int]:
+    """Queue again, once, the failed trials this process ran (after Ctrl-C).
+
+    Returns:
+        The numbers of the trials queued again.
+    """
+    me = worker_id()
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.system_attrs.get("failed_trial") for t in trials}
+    queued = []
+    for trial in trials:
+        if trial.state == TrialState.FAIL and trial.user_attrs.get("worker") == me and trial.number not in retried:
+            retry_stale_trial(study, trial)
+            queued.append(trial.number)
+    return queued

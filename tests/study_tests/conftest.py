@@ -28,5 +28,12 @@ def spawn(*args: str, **kwargs) -> subprocess.Popen:
     """Start ``python -m study.run ARGS`` as its own process, as a user would."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
-        [sys.executable, "-m", "study.run", *args], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs
+        [sys.executable, "-m", "study.run", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group, so a test can kill it with its workers
+        **kwargs,
     )

@@ -1,0 +1,107 @@
+"""Several workers, several machines on PostgreSQL, and recovery from dead workers."""
+
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from study_tests.conftest import REPO, load, spawn
+
+from study.run import main
+from study.storage import open_storage
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def test_workers_share_one_sqlite_study_without_lock_errors(db, small_args):
+    assert main([*small_args, "--storage", db, "--trials", "6", "--epochs", "2", "--workers", "2"]) == 0
+    study = load(db)
+    states = [t.state for t in study.trials]
+    # Together they reach the target, overshooting by at most workers - 1, and nothing fails.
+    assert 6 <= sum(s in FINISHED for s in states) <= 7
+    assert TrialState.FAIL not in states and TrialState.RUNNING not in states
+    assert len({t.user_attrs["worker"]["pid"] for t in study.trials}) == 2
+
+
+@pytest.fixture
+def postgres_url():
+    url = os.environ.get("CNN_STUDY_POSTGRES_URL")
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail("CI must start PostgreSQL and set CNN_STUDY_POSTGRES_URL (see .ci/run)")
+        pytest.skip("set CNN_STUDY_POSTGRES_URL to a PostgreSQL database to run this test (.ci/postgres.sh starts one)")
+    return url
+
+
+def test_two_machines_share_one_study_through_postgresql(postgres_url, small_args):
+    name = f"pg-{uuid.uuid4().hex[:8]}"
+    args = [*small_args, "--storage", postgres_url, "--study-name", name, "--trials", "6", "--epochs", "2"]
+    first, second = spawn(*args), spawn(*args)  # the same command, as on two machines
+    outputs = [p.communicate(timeout=600)[0] for p in (first, second)]
+    try:
+        assert [first.returncode, second.returncode] == [0, 0], outputs
+        study = optuna.load_study(study_name=name, storage=postgres_url)
+        states = [t.state for t in study.trials]
+        assert 6 <= sum(s in FINISHED for s in states) <= 7
+        assert TrialState.RUNNING not in states and TrialState.FAIL not in states
+        assert len({t.user_attrs["worker"]["pid"] for t in study.trials}) == 2
+        # The password never reaches the screen.
+        password = postgres_url.split(":")[2].split("@")[0]
+        assert all(password not in out for out in outputs)
+    finally:
+        optuna.delete_study(study_name=name, storage=postgres_url)
+
+
+def test_trial_of_a_silent_worker_is_failed_and_retried(db, small_args):
+    main([*small_args, "--storage", db, "--trials", "1", "--epochs", "1"])
+    storage = open_storage(db)
+    study = optuna.load_study(study_name="cnn-study", storage=storage)
+    # A trial left RUNNING by a worker on another machine that stopped sending heartbeats long ago.
+    params = {"activation": "tanh", "loss": "mse", "lr": 0.01}
+    trial_id = storage.create_new_trial(
+        study._study_id,
+        optuna.trial.create_trial(
+            state=TrialState.RUNNING,
+            params=params,
+            distributions=study.trials[0].distributions,
+            user_attrs={"worker": {"host": "elsewhere", "pid": 1}},
+        ),
+    )
+    storage.record_heartbeat(trial_id)
+    with sqlite3.connect(db.removeprefix("sqlite:///")) as connection:
+        connection.execute("UPDATE trial_heartbeats SET heartbeat = '2000-01-01 00:00:00'")
+    assert main([*small_args, "--storage", db, "--trials", "2", "--epochs", "1"]) == 0
+    study = load(db)
+    stale = study.trials[1]
+    assert stale.state == TrialState.FAIL
+    retry = next(t for t in study.trials if t.system_attrs.get("failed_trial") == stale.number)
+    assert retry.params == params and retry.state in FINISHED
+    assert [t.state for t in study.trials].count(TrialState.RUNNING) == 0
+
+
+def test_sigkill_mid_trial_keeps_finished_trials_and_resumes(db, small_args):
+    args = [*small_args, "--storage", db, "--epochs", "3"]
+    assert main([*args, "--trials", "2"]) == 0
+    before = {t.number: t.user_attrs["history"] for t in load(db).trials}
+    process = spawn(*args, "--trials", "4", "--workers", "2")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not any(t.user_attrs.get("history") for t in load(db).get_trials(states=(TrialState.RUNNING,))):
+        time.sleep(0.2)
+    # Kill the whole process group: the command and its workers, as a crash or an OOM kill would.
+    os.killpg(process.pid, 9)
+    process.wait(timeout=60)
+    after = load(db)
+    for number, history in before.items():
+        assert after.trials[number].user_attrs["history"] == history
+    result = subprocess.run(
+        [sys.executable, "-m", "study.run", *args, "--trials", "4"], capture_output=True, text=True, cwd=REPO, timeout=600
+    )
+    assert result.returncode == 0, result.stderr
+    study = load(db)
+    assert sum(t.state in FINISHED for t in study.trials) >= 4
+    assert [t.state for t in study.trials].count(TrialState.RUNNING) == 0
