@@ -20,6 +20,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from cnn.cli import ArgumentParser
 from cnn.data import Data, load_data
 from cnn.losses import build_loss
 from cnn.model import build_model
@@ -169,7 +170,7 @@ def run_bench(data: Data, rounds: int, device: torch.device, precision: str = "a
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m cnn.bench",
         description="Time the notebook's training loop and ours on the same images, alternating, in one run.",
     )

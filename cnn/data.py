@@ -283,7 +283,7 @@ def _decode_folder(path: Path, files: list[Path]) -> tuple[dict[str, torch.Tenso
     labels: dict[str, list[int]] = {"train": [], "test": []}
     from tqdm import tqdm
 
-    for file in tqdm(files, desc=f"decoding {path.name}", unit="img", leave=False, disable=len(files) < 5000):
+    for file in tqdm(files, desc=f"decoding {path.name}", unit="img", leave=False, disable=True if len(files) < 5000 else None):
         split, *middle = file.relative_to(path).parts
         if len(middle) != 2:
             raise DataError(f"{file} is not inside a class folder; images go in {split}/<class>/")

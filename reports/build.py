@@ -16,6 +16,7 @@ import optuna
 import pandas as pd
 
 from cnn import DataError, load_data
+from cnn.cli import ArgumentParser
 from reports import analysis, figures
 from reports.frames import Frames, load_frames
 from study.space import BASELINE
@@ -481,7 +482,7 @@ def build_report(frames: Frames, out: str | Path, samples: bool = True) -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m reports.build",
         description="Build a markdown report (figures as PNG, data as CSV) that answers the notebook's questions from a study database.",
     )

@@ -22,6 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
 from cnn import ACTIVATIONS, LOSSES, OPTIMIZERS, DataError, DeviceError, TrainConfig, UnknownNameError, load_data, resolve_device
+from cnn.cli import ArgumentParser
 from cnn.registry import lookup
 from study.objective import make_objective
 from study.space import BASELINE, SearchSpace
@@ -144,7 +145,7 @@ def _names(text: str) -> tuple[str, ...]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command's flags; parsing is left to the caller so other entry points can reuse them."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m study.run",
         description=(
             "Run an Optuna study of the lecture notebook's CIFAR-10 CNN over activation, loss and learning rate. "
@@ -547,6 +548,8 @@ def summarize(study: optuna.Study, config: StudyConfig) -> str:
         storage = mask_password(config.storage)
         lines.append(f'best model: python -c "from study import load_model; model = load_model({storage!r}, {study.study_name!r})"')
     lines.append(f"dashboard: optuna-dashboard {shlex.quote(mask_password(config.storage))}")
+    if mask_password(config.storage) != config.storage:
+        lines.append("(the password is shown as ***: put it back in those commands)")
     return "\n".join(lines)
 
 

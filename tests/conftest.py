@@ -37,7 +37,7 @@ def cifar_dir(tmp_path_factory) -> Path:
     return extract_subset(tmp_path_factory.mktemp("cifar10-jpg"), {"train": 500, "test": 100})
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
     # Each test session gets its own cache, so no test depends on what an earlier run left.
-    monkeypatch.setenv("CNN_STUDY_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+    os.environ["CNN_STUDY_CACHE"] = str(tmp_path_factory.getbasetemp() / "cache")
