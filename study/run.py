@@ -156,7 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
             "examples:\n"
             "  python -m study.run --trials 50\n"
             "  python -m study.run --data-dir ~/cifar10-jpg --train-size 10000 --epochs 5 --sampler grid\n"
-            "  optuna-dashboard sqlite:///runs/cnn-study.db    # browse the study while it runs"
+            "  optuna-dashboard sqlite:///runs/cnn-study.db    # browse the study while it runs\n"
+            "\n"
+            "Outputs, beside a SQLite database (else under runs/): the database itself, every trial's weights in\n"
+            "<study-name>-artifacts/, and the report in <study-name>-report/ (rebuild it with python -m reports.build)."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
