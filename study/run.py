@@ -398,7 +398,6 @@ def _artifact_dir(storage_url: str, study_name: str) -> Path:
 
 
 def _load(config: StudyConfig, download: bool):
-    print(f"loading data from {config.data_dir} ...", file=sys.stderr)
     return load_data(
         config.data_dir,
         train_size=config.train_size,
@@ -515,6 +514,7 @@ def run_study(config: StudyConfig, download: bool = False) -> optuna.Study:
         KeyboardInterrupt: after recording the running trial as failed and queueing it again.
     """
     device = resolve_device(config.device)
+    print(f"loading data from {config.data_dir} ...", file=sys.stderr)
     data = _load(config, download)
     storage = open_storage(config.storage, create_folder=config.storage == DEFAULT_STORAGE)
     study = _open_study(storage, config, _settings(config, data))

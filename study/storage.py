@@ -7,7 +7,7 @@ from pathlib import Path
 
 import optuna
 import sqlalchemy.exc
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
@@ -16,10 +16,28 @@ HEARTBEAT_SECONDS = 30  # a running trial writes a heartbeat this often ...
 GRACE_SECONDS = 120  # ... and is failed (and retried once) when silent this long
 SQLITE_LOCK_SECONDS = 120  # how long a SQLite writer waits for the lock before "database is locked"
 
-# A trial failed because its worker died is queued again once with the same parameters.
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-    retry_stale_trial = RetryHeartbeatStaleTrialCallback(max_retry=1)
+MAX_RETRIES = 1  # a trial whose worker died runs again this many times with the same parameters
+
+
+def retry_stale_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """Queue a failed trial's parameters again, unless it was itself a retry (heartbeat callback).
+
+    Like Optuna's ``RetryHeartbeatStaleTrialCallback`` (same ``failed_trial`` and ``retry_history``
+    system attributes), but the new trial carries none of the dead one's results: only its
+    parameters and whether it was the baseline.
+    """
+    history = [*trial.system_attrs.get("retry_history", []), trial.number]
+    if len(history) > MAX_RETRIES:
+        return
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=TrialState.WAITING,
+            params=trial.params,
+            distributions=trial.distributions,
+            user_attrs={k: v for k, v in trial.user_attrs.items() if k == "baseline"},
+            system_attrs={"failed_trial": trial.system_attrs.get("failed_trial", trial.number), "retry_history": history},
+        )
+    )
 
 
 class StudyError(ValueError):
