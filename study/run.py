@@ -36,12 +36,15 @@ SAMPLERS = {
     "grid": lambda space, seed: optuna.samplers.GridSampler(space.grid(), seed=seed),
 }
 
-# name -> constructor of a pruner from the number of epochs. Pruners compare trials at the same epoch.
+# name -> constructor of a pruner from (epochs, min_epochs). Pruners compare trials at the same epoch;
+# none stops a trial before it has run min_epochs epochs.
 PRUNERS = {
-    "median": lambda epochs: optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0),
-    "hyperband": lambda epochs: optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs, reduction_factor=3),
-    "successive-halving": lambda epochs: optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3),
-    "none": lambda epochs: optuna.pruners.NopPruner(),
+    "median": lambda epochs, min_epochs: optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=min_epochs),
+    "hyperband": lambda epochs, min_epochs: optuna.pruners.HyperbandPruner(
+        min_resource=min(min_epochs, epochs), max_resource=epochs, reduction_factor=3
+    ),
+    "successive-halving": lambda epochs, min_epochs: optuna.pruners.SuccessiveHalvingPruner(min_resource=min_epochs, reduction_factor=3),
+    "none": lambda epochs, min_epochs: optuna.pruners.NopPruner(),
 }
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -78,6 +81,7 @@ class StudyConfig:
     augment: bool = False
     sampler: str = "tpe"
     pruner: str = "median"
+    min_epochs: int = 3  # epochs every trial runs before the pruner may stop it
     seed: int = 0
     device: str = "auto"
     precision: str = "auto"
@@ -89,7 +93,7 @@ class StudyConfig:
     command: str = "python -m study.run"  # how this run was started, password masked
 
     def __post_init__(self):
-        for name in ("trials", "epochs", "batch_size", "workers"):
+        for name in ("trials", "epochs", "batch_size", "workers", "min_epochs"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1 but got {value}")
@@ -170,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--storage", default=DEFAULT_STORAGE, help=f"Optuna storage URL (default: {DEFAULT_STORAGE})")
     run.add_argument("--sampler", default="tpe", help=f"one of {', '.join(SAMPLERS)} (default: tpe); grid = activations x losses x lrs")
     run.add_argument("--pruner", default="median", help=f"one of {', '.join(PRUNERS)} (default: median)")
+    run.add_argument("--min-epochs", type=int, default=3, help="epochs every trial runs before the pruner may stop it (default: 3)")
     run.add_argument("--seed", type=int, default=0, help="seeds the sampler, the data subsets and each trial's training (default: 0)")
     run.add_argument(
         "--workers",
@@ -244,6 +249,7 @@ def parse_config(argv: list[str] | None = None) -> tuple[StudyConfig, bool]:
             augment=args.augment,
             sampler=args.sampler,
             pruner=args.pruner,
+            min_epochs=args.min_epochs,
             seed=args.seed,
             device=args.device,
             precision=args.precision,
@@ -420,7 +426,10 @@ def _open_study(storage: optuna.storages.BaseStorage, config: StudyConfig, setti
                 continue  # another machine created it this instant: load theirs
             study.set_user_attr("command", config.command)
             study.set_user_attr("sampler", config.sampler)
-            study.set_user_attr("pruner", config.pruner)
+            study.set_user_attr(
+                "pruner",
+                config.pruner if config.pruner == "none" else f"{config.pruner} (each trial runs at least {config.min_epochs} epochs)",
+            )
             study.set_user_attr("seed", config.seed)
             study.set_user_attr("artifacts", str(_artifact_dir(config.storage, config.study_name)))
             if config.enqueue_baseline:
@@ -443,7 +452,7 @@ def _optimize(study: optuna.Study, config: StudyConfig, data, worker: int = 0, p
     existing = len(study.get_trials(deepcopy=False))
     # A resumed run or another worker must not replay the same random draws.
     study.sampler = lookup(SAMPLERS, config.sampler, "sampler")(config.space, config.seed + existing + 10_007 * worker)
-    study.pruner = lookup(PRUNERS, config.pruner, "pruner")(config.epochs)
+    study.pruner = lookup(PRUNERS, config.pruner, "pruner")(config.epochs, config.min_epochs)
     artifacts = Path(study.user_attrs.get("artifacts") or _artifact_dir(config.storage, config.study_name))
     artifacts.mkdir(parents=True, exist_ok=True)
     store = optuna.artifacts.FileSystemArtifactStore(str(artifacts))
