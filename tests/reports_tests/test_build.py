@@ -33,7 +33,7 @@ def real_study(tmp_path_factory, cifar_dir):
     folder = tmp_path_factory.mktemp("real")
     storage = f"sqlite:///{folder / 'study.db'}"
     args = ["--data-dir", str(cifar_dir), "--train-size", "500", "--test-size", "200", "--storage", storage]
-    assert run_study([*args, "--trials", "8", "--epochs", "2", "--seed", "3"]) == 0
+    assert run_study([*args, "--trials", "8", "--epochs", "2", "--min-epochs", "1", "--seed", "3"]) == 0
     return storage, folder
 
 

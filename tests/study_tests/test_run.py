@@ -78,7 +78,7 @@ def test_grid_sampler_covers_its_grid(db, small_args):
 
 def test_median_pruner_prunes_trials_below_the_median(db, small_args):
     # Random learning rates over five decades: some trials are far behind after one epoch.
-    main([*small_args, "--storage", db, "--trials", "12", "--epochs", "2", "--sampler", "random", "--seed", "1"])
+    main([*small_args, "--storage", db, "--trials", "12", "--epochs", "2", "--min-epochs", "1", "--sampler", "random", "--seed", "1"])
     trials = _finished(load(db))
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
     assert pruned
@@ -89,6 +89,12 @@ def test_median_pruner_prunes_trials_below_the_median(db, small_args):
         earlier = [t.intermediate_values[step] for t in complete if t.number < trial.number]
         assert len(earlier) >= 5 and max(trial.intermediate_values.values()) < statistics.median(earlier)
         assert trial.user_attrs["history"][-1]["epoch"] == step
+
+
+def test_no_trial_is_pruned_before_min_epochs(db, small_args):
+    main([*small_args, "--storage", db, "--trials", "10", "--epochs", "3", "--min-epochs", "2", "--sampler", "random", "--seed", "1"])
+    pruned = load(db).get_trials(states=(TrialState.PRUNED,))
+    assert pruned and all(len(t.user_attrs["history"]) >= 2 for t in pruned)
 
 
 def test_resume_with_other_settings_is_refused_and_changes_nothing(db, small_args, capsys):
