@@ -13,7 +13,7 @@ import sys
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import optuna
@@ -183,8 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="worker processes on this machine; they share the CPU cores, or take one GPU each (default: 1)",
     )
     run.add_argument("--timeout", type=float, help="seconds after which no new trial starts (default: none)")
-    run.add_argument("--no-baseline", action="store_true", help="do not start a new study with the notebook's relu/cross_entropy/1e-3")
-    run.add_argument("--no-report", action="store_true", help="do not build the report at the end")
+    run.add_argument(
+        "--no-baseline", dest="baseline", action="store_false", help="do not start a new study with the notebook's relu/cross_entropy/1e-3"
+    )
+    run.add_argument("--no-report", dest="report", action="store_false", help="do not build the report at the end")
     run.add_argument("--verbose", action="store_true", help="show Optuna's own log messages")
     space = parser.add_argument_group("search space")
     space.add_argument(
@@ -234,32 +236,9 @@ def parse_config(argv: list[str] | None = None) -> tuple[StudyConfig, bool]:
     argv = sys.argv[1:] if argv is None else argv
     try:
         space = SearchSpace(_names(args.activations), _names(args.losses), args.lr_min, args.lr_max, args.grid_lrs)
-        config = StudyConfig(
-            trials=args.trials,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            study_name=args.study_name,
-            storage=args.storage,
-            data_dir=args.data_dir or "./data",
-            train_size=args.train_size,
-            test_size=args.test_size,
-            val_split=args.val_split,
-            space=space,
-            optimizer=args.optimizer,
-            augment=args.augment,
-            sampler=args.sampler,
-            pruner=args.pruner,
-            min_epochs=args.min_epochs,
-            seed=args.seed,
-            device=args.device,
-            precision=args.precision,
-            timeout=args.timeout,
-            workers=args.workers,
-            baseline=not args.no_baseline,
-            report=not args.no_report,
-            verbose=args.verbose,
-            command=_command(argv),
-        )
+        # Flags are named after the config's fields; the rest are assembled here.
+        given = {f.name: getattr(args, f.name) for f in fields(StudyConfig) if f.name not in ("data_dir", "space", "command")}
+        config = StudyConfig(**given, data_dir=args.data_dir or "./data", space=space, command=_command(argv))
         config.train_config()  # validates precision and the rest
     except ValueError as error:
         parser.error(str(error))
