@@ -186,3 +186,21 @@ def test_unknown_names_exit_with_the_valid_ones(db, small_args, capsys):
     assert exit_info.value.code == 2
     assert "unknown activation 'swish'; choose one of: relu" in capsys.readouterr().err
     assert optuna.get_all_study_names(db) == []
+
+
+def test_load_model_restores_the_trained_weights(db, small_args, cifar_dir):
+    import torch
+
+    from cnn import ACTIVATIONS, build_loss, evaluate, load_data
+    from cnn.train import _to_device, resolve_precision
+    from study import load_model
+
+    main([*small_args, "--storage", db, "--trials", "2", "--epochs", "1"])
+    best = load(db).best_trial
+    model = load_model(db, "cnn-study").to(memory_format=torch.channels_last)
+    assert type(model.layer1[2]) is ACTIVATIONS[best.params["activation"]]
+    data = load_data(cifar_dir, train_size=500, test_size=200, download=False)
+    dtype = resolve_precision("auto", torch.device("cpu"))
+    _, accuracy, _ = evaluate(model, build_loss(best.params["loss"]), *_to_device(data.test, torch.device("cpu")), 10, 100, dtype)
+    # The same images through the restored weights give the accuracy the trial recorded.
+    assert accuracy == best.user_attrs["test_acc"]
