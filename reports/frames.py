@@ -51,7 +51,7 @@ class Frames:
 
 def load_study(storage: str, study_name: str) -> optuna.Study:
     """Open an existing study; an unknown name gets the list of studies in that storage."""
-    store = open_storage(storage)
+    store = open_storage(storage, must_exist=True)
     try:
         return optuna.load_study(study_name=study_name, storage=store)
     except KeyError:

@@ -24,7 +24,7 @@ def load_model(storage: str, study_name: str, trial: int | None = None) -> CNN:
     Example:
         >>> model = load_model("sqlite:///runs/cnn-study.db", "cnn-study")  # doctest: +SKIP
     """
-    study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
+    study = optuna.load_study(study_name=study_name, storage=open_storage(storage, must_exist=True))
     frozen = study.best_trial if trial is None else study.trials[trial]
     artifact_id = frozen.user_attrs.get("weights_artifact")
     if artifact_id is None:

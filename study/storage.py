@@ -80,13 +80,22 @@ def check_storage_url(url: str, create_folder: bool = False) -> None:
         raise StudyError(f"storage {mask_password(url)} names a folder; name a database file such as {path}/study.db")
 
 
-def open_storage(url: str, create_folder: bool = False) -> RDBStorage:
+def open_storage(url: str, create_folder: bool = False, must_exist: bool = False) -> RDBStorage:
     """An RDB storage with heartbeats, long SQLite lock waits and short connect timeouts.
 
+    Args:
+        url: the storage URL.
+        create_folder: create the folder of a SQLite file when it is missing.
+        must_exist: refuse a SQLite file that does not exist yet, instead of creating it
+            (for commands that only read a study).
+
     Raises:
-        StudyError: the URL is malformed, its folder is missing, or the server does not answer.
+        StudyError: the URL is malformed, its folder or file is missing, or the server does not answer.
     """
     check_storage_url(url, create_folder)
+    path = sqlite_path(url)
+    if must_exist and path is not None and not path.is_file():
+        raise StudyError(f"there is no study database at {path}; run python -m study.run first, or fix --storage")
     backend = make_url(url).get_backend_name()
     if backend == "sqlite":
         engine_kwargs = {"connect_args": {"timeout": SQLITE_LOCK_SECONDS}}

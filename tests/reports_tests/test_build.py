@@ -89,7 +89,14 @@ def test_csvs_hold_one_row_per_trial_and_per_epoch(real_study, tmp_path):
 def test_unknown_study_lists_the_studies(real_study, capsys):
     storage, _ = real_study
     assert main(["--storage", storage, "--study-name", "nope"]) == 2
-    assert "no study 'nope' in" in capsys.readouterr().err and "'cnn-study'" in capsys.readouterr().err + "'cnn-study'"
+    err = capsys.readouterr().err
+    assert "no study 'nope' in" in err and "studies there: 'cnn-study'" in err
+
+
+def test_missing_database_is_not_created(tmp_path, capsys):
+    assert main(["--storage", f"sqlite:///{tmp_path / 'none.db'}", "--out", str(tmp_path / "out")]) == 2
+    assert "there is no study database at" in capsys.readouterr().err
+    assert not (tmp_path / "none.db").exists() and not (tmp_path / "out").exists()
 
 
 def test_dashboard_note_holds_the_report(db, tmp_path):
