@@ -7,6 +7,7 @@ accuracy and confusions of the best and the baseline trial.
 
 import argparse
 import math
+import shlex
 import sys
 import warnings
 from pathlib import Path
@@ -20,7 +21,7 @@ from cnn.cli import ArgumentParser
 from reports import analysis, figures
 from reports.frames import Frames, load_frames
 from study.space import BASELINE
-from study.storage import DEFAULT_STORAGE, StudyError, sqlite_path
+from study.storage import DEFAULT_STORAGE, StudyError, mask_password, sqlite_path
 
 SEED = 0  # every bootstrap in the report uses it, so rebuilding gives the same numbers
 
@@ -69,13 +70,15 @@ def _chance(frames: Frames) -> float:
     return 100.0 / len(frames.classes)
 
 
-def _header(r: Report, frames: Frames) -> None:
+def _header(r: Report, frames: Frames, note: str | None = None, command: str | None = None) -> None:
     s, attrs, trials = frames.settings, frames.attrs, frames.trials
     counts = trials["state"].value_counts()
     diverged = int(trials.loc[trials["state"] == "complete", "diverged"].sum())
     selection = s.get("selection", "test")
     devices = ", ".join(sorted({f"{d} ({p})" for d, p in zip(trials["device"], trials["precision"], strict=True) if d})) or "–"
     r.add(f"# What changes the notebook's CNN? Study `{frames.study_name}`")
+    if note:
+        r.add(note)
     r.add(
         "The lecture notebook trains a 3-block CNN on CIFAR-10 and asks four questions. This report answers them "
         "from the trials of one Optuna study; every number below is computed from the study database."
@@ -90,7 +93,7 @@ def _header(r: Report, frames: Frames) -> None:
             "training",
             f"{s.get('epochs', '?')} epochs, batch {s.get('batch_size', '?')}, {s.get('optimizer', '?')}, {augment}",
         ),
-        ("search space", _space_text(s.get("search_space", {}))),
+        ("search space", _space_text(s.get("search_space", {}), trials if attrs.get("sampler") == "grid" else None)),
         ("sampler, pruner", f"{attrs.get('sampler', '?')}, {attrs.get('pruner', '?')}"),
         ("device", devices),
         ("pruning and selection on", f"{selection} accuracy"),
@@ -101,6 +104,8 @@ def _header(r: Report, frames: Frames) -> None:
         ),
         ("reproduce", f"`{attrs.get('command', 'python -m study.run')}`"),
     ]
+    if command:
+        rows.append(("this report", f"`{command}`"))
     r.add(table(pd.DataFrame(rows, columns=["protocol", "value"])))
     if selection == "test":
         r.add(
@@ -116,13 +121,14 @@ def _header(r: Report, frames: Frames) -> None:
     )
 
 
-def _space_text(space: dict) -> str:
+def _space_text(space: dict, grid_trials: pd.DataFrame | None = None) -> str:
     if not space:
         return "?"
-    return (
-        f"activation ∈ {{{', '.join(space['activations'])}}}, loss ∈ {{{', '.join(space['losses'])}}}, "
-        f"lr log-uniform in [{space['lr_min']:g}, {space['lr_max']:g}]"
-    )
+    if grid_trials is not None and grid_trials["lr"].notna().any():
+        lrs = f"lr ∈ {{{', '.join(f'{lr:g}' for lr in sorted(grid_trials['lr'].dropna().unique()))}}} (grid)"
+    else:
+        lrs = f"lr log-uniform in [{space['lr_min']:g}, {space['lr_max']:g}]"
+    return f"activation ∈ {{{', '.join(space['activations'])}}}, loss ∈ {{{', '.join(space['losses'])}}}, {lrs}"
 
 
 def _comparison_text(result: dict, by: str) -> str:
@@ -231,22 +237,18 @@ def _question_lr(r: Report, frames: Frames) -> None:
                 f"{analysis.CHANCE_MARGIN:g} points of chance. Diverged trials: {row['diverged']}."
             )
             continue
+        low, high = analysis.power_label(row["good_low"]), analysis.power_label(row["good_high"] + 1)
         text = (
             f"**{row['loss']}** learns best at lr {analysis.decade_label(row['best_decade'])} (median {pct(row['best_median'])}); "
-            f"within {analysis.GOOD_RANGE_POINTS:g} points of that from {analysis.decade_label(row['good_low']).split('–')[0]} "
-            f"to {analysis.decade_label(row['good_high']).split('–')[1]}."
+            f"within {analysis.GOOD_RANGE_POINTS:g} points of that from {low} to {high}."
         )
         if row["slow_decades"]:
-            text += (
-                f" Below {analysis.decade_label(row['good_low']).split('–')[0]} learning is too slow (median {pct(row['slow_median'])})."
-            )
+            text += f" Below {low} learning is too slow (median {pct(row['slow_median'])})."
         if row["high_decades"]:
-            text += f" Above {analysis.decade_label(row['good_high']).split('–')[1]} accuracy drops (median {pct(row['high_median'])})"
-            text += (
-                f", and from lr {analysis.decade_label(row['unstable_from']).split('–')[0]} trials end at chance level or diverge."
-                if row["unstable_from"] is not None
-                else "."
-            )
+            text += f" From {high} up accuracy drops (median {pct(row['high_median'])})"
+            if pd.notna(row["unstable_from"]):
+                text += f", and from lr {analysis.power_label(int(row['unstable_from']))} on trials end at chance level or diverge"
+            text += "."
         text += f" Diverged trials: {row['diverged']}."
         sentences.append(text)
     r.add(*sentences)
@@ -304,7 +306,8 @@ def _question_epochs(r: Report, frames: Frames) -> None:
     r.add(text)
     r.add(
         f"Pruned trials ({pruned}) have cut-off curves and are left out here, as are diverged trials and trials that never learned; "
-        "the pruning section below shows when trials were stopped."
+        "the pruning section below shows when trials were stopped. The trials that ran all epochs are the ones the pruner kept, "
+        "the better ones, so these curves describe settings that learn well."
     )
     shown = pd.DataFrame(
         {
@@ -406,7 +409,7 @@ def _study_section(r: Report, frames: Frames) -> None:
     r.add("## The study itself")
     done = analysis.finished(frames.trials)
     top = done.sort_values("final_test_acc", ascending=False).head(10)
-    r.add("Best trials:", "")
+    r.add("Best trials:")
     r.add(
         table(
             pd.DataFrame(
@@ -453,8 +456,15 @@ def default_out(storage: str, study_name: str) -> Path:
     return (path.parent if path is not None else Path("runs")) / f"{study_name}-report"
 
 
-def build_report(frames: Frames, out: str | Path, samples: bool = True) -> Path:
+def build_report(frames: Frames, out: str | Path, samples: bool = True, note: str | None = None, command: str | None = None) -> Path:
     """Write ``report.md``, its PNG figures and the CSVs of ``frames`` into ``out``.
+
+    Args:
+        frames: the study, read by ``reports.frames``.
+        out: the output folder, created when missing.
+        samples: include a grid of sample training images (needs the data folder).
+        note: a paragraph placed under the title, for example what the data is.
+        command: the command that built the report, shown in the header.
 
     Returns:
         The path of ``report.md``.
@@ -464,7 +474,7 @@ def build_report(frames: Frames, out: str | Path, samples: bool = True) -> Path:
     frames.trials.to_csv(out / "trials.csv", index=False)
     frames.epochs.to_csv(out / "epochs.csv", index=False)
     r = Report(out)
-    _header(r, frames)
+    _header(r, frames, note, command)
     if not len(analysis.finished(frames.trials)):
         r.add("## No finished trials yet", "The study holds no complete or pruned trial, so none of the questions can be answered yet.")
         r.add(f"Run trials with `{frames.attrs.get('command', 'python -m study.run')}` and build the report again.")
@@ -490,6 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--study-name", default="cnn-study", help="study to report on (default: cnn-study)")
     parser.add_argument("--out", help="output folder (default: <study-name>-report beside a SQLite database, else under runs/)")
     parser.add_argument("--no-samples", action="store_true", help="leave the grid of sample training images out (for a published report)")
+    parser.add_argument("--note", help="a paragraph to put under the report's title, for example what the data is")
     parser.add_argument("--dashboard-note", action="store_true", help="also save the report's text as the study's note in optuna-dashboard")
     return parser
 
@@ -509,7 +520,10 @@ def main(argv: list[str] | None = None) -> int:
     except StudyError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    path = build_report(frames, out, samples=not args.no_samples)
+    argv = sys.argv[1:] if argv is None else argv
+    shown = ["…" if a == args.note else mask_password(a) if a == args.storage else a for a in argv]  # the note is printed above it
+    command = shlex.join(["python", "-m", "reports.build", *shown])
+    path = build_report(frames, out, samples=not args.no_samples, note=args.note, command=command)
     if args.dashboard_note:
         save_dashboard_note(frames, path.read_text())
     print(f"report: {path}")

@@ -54,9 +54,21 @@ def accuracy_by(trials: pd.DataFrame, by: str, decades: list[int], chance: float
 
 def learning_curves(epochs: pd.DataFrame, by: str) -> plt.Figure:
     """Median test accuracy per epoch for each option of ``by`` (complete trials), with the middle half shaded."""
-    data = epochs[epochs["state"] == "complete"]
+    data = epochs[epochs["state"] == "complete"].copy()
+    counts = data.groupby(by)["number"].nunique()
+    data[by] = data[by].map(lambda name: f"{name} (n={counts[name]})")
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    sns.lineplot(data=data, x="epoch", y="test_acc", hue=by, estimator="median", errorbar=("pi", 50), marker="o", ax=ax)
+    sns.lineplot(
+        data=data,
+        x="epoch",
+        y="test_acc",
+        hue=by,
+        hue_order=sorted(data[by].unique()),
+        estimator="median",
+        errorbar=("pi", 50),
+        marker="o",
+        ax=ax,
+    )
     ax.set(xlabel="epoch", ylabel="test accuracy (%)", title=f"Learning curves by {by} (median, band: middle 50% of trials)")
     ax.xaxis.get_major_locator().set_params(integer=True)
     fig.tight_layout()
@@ -67,7 +79,17 @@ def accuracy_vs_lr(trials: pd.DataFrame, chance: float) -> plt.Figure:
     """Accuracy against learning rate (log axis), colour by loss, marker by activation, diverged crossed."""
     data = finished(trials)
     fig, ax = plt.subplots(figsize=(8, 5))
-    sns.scatterplot(data=data, x="lr", y="final_test_acc", hue="loss", style="activation", s=60, ax=ax)
+    sns.scatterplot(
+        data=data,
+        x="lr",
+        y="final_test_acc",
+        hue="loss",
+        hue_order=sorted(data["loss"].unique()),
+        style="activation",
+        style_order=sorted(data["activation"].unique()),
+        s=60,
+        ax=ax,
+    )
     diverged = data[data["diverged"]]
     if len(diverged):
         ax.scatter(diverged["lr"], diverged["final_test_acc"], marker="x", s=140, c="red", label="diverged (NaN/inf loss)")
