@@ -2,6 +2,7 @@
 # Install (Debian's packages) and start a PostgreSQL server on loopback for the multi-machine tests,
 # then print the storage URL they use. Idempotent: safe to run again on a machine that has it.
 set -euo pipefail
+exec 3>&1 1>&2  # only the URL goes to stdout; everything else the tools print goes to stderr
 if ! ls /usr/lib/postgresql/*/bin/pg_ctl > /dev/null 2>&1; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql > /dev/null
@@ -19,4 +20,4 @@ su postgres -c "psql -qtAc \"SELECT 1 FROM pg_roles WHERE rolname = 'study'\"" |
   || su postgres -c "psql -qc \"CREATE ROLE study LOGIN PASSWORD 'study-secret'\""
 su postgres -c "psql -qtAc \"SELECT 1 FROM pg_database WHERE datname = 'study'\"" | grep -q 1 \
   || su postgres -c "createdb -O study study"
-echo "postgresql://study:study-secret@127.0.0.1:5432/study"
+echo "postgresql://study:study-secret@127.0.0.1:5432/study" >&3

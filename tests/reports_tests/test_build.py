@@ -64,7 +64,7 @@ def test_table_numbers_equal_the_database(real_study, tmp_path):
     study = optuna.load_study(study_name="cnn-study", storage=storage)
     finished = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
     # Best trials table: each row's accuracy is that trial's last recorded test accuracy.
-    for row in _table_rows(markdown, "| trial"):
+    for row in _table_rows(markdown, "| trial   | state"):
         trial = study.trials[int(row[0])]
         assert row[5] == f"{trial.user_attrs['history'][-1]['test_acc']:.2f}%"
         assert row[6] == str(len(trial.user_attrs["history"]))
