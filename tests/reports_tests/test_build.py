@@ -15,15 +15,19 @@ def _links(markdown: str) -> list[str]:
     return re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
 
 
-def _table_rows(markdown: str, header: str) -> list[list[str]]:
-    """The rows of the markdown table whose header line starts with ``header``."""
+def _cells(line: str) -> list[str]:
+    return [cell.strip() for cell in line.strip().strip("|").split("|")]
+
+
+def _table_rows(markdown: str, header: list[str]) -> list[list[str]]:
+    """The rows of the markdown table whose header cells begin with ``header``."""
     lines = markdown.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(header))
+    start = next(i for i, line in enumerate(lines) if line.startswith("|") and _cells(line)[: len(header)] == header)
     rows = []
     for line in lines[start + 2 :]:
         if not line.startswith("|"):
             break
-        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+        rows.append(_cells(line))
     return rows
 
 
@@ -64,12 +68,16 @@ def test_table_numbers_equal_the_database(real_study, tmp_path):
     study = optuna.load_study(study_name="cnn-study", storage=storage)
     finished = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
     # Best trials table: each row's accuracy is that trial's last recorded test accuracy.
-    for row in _table_rows(markdown, "| trial   | state"):
+    best_rows = _table_rows(markdown, ["trial", "state"])
+    assert len(best_rows) == min(10, len(finished))
+    for row in best_rows:
         trial = study.trials[int(row[0])]
         assert row[5] == f"{trial.user_attrs['history'][-1]['test_acc']:.2f}%"
         assert row[6] == str(len(trial.user_attrs["history"]))
     # Per-activation counts and best accuracies, recomputed from the trials.
-    for row in _table_rows(markdown, "| activation   | n "):
+    activation_rows = _table_rows(markdown, ["activation", "n"])
+    assert sum(int(row[1]) for row in activation_rows) == len(finished)
+    for row in activation_rows:
         mine = [t for t in finished if t.params["activation"] == row[0]]
         assert int(row[1]) == len(mine)
         assert row[4] == f"{max(t.user_attrs['history'][-1]['test_acc'] for t in mine):.2f}%"
