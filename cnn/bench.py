@@ -21,10 +21,10 @@ import torch
 from torch import nn
 
 from cnn.cli import ArgumentParser
-from cnn.data import Data, load_data
+from cnn.data import Data, DataError, load_data
 from cnn.losses import build_loss
 from cnn.model import build_model
-from cnn.train import _to_device, evaluate, resolve_device, resolve_precision, train_one_epoch
+from cnn.train import DeviceError, _to_device, evaluate, resolve_device, resolve_precision, train_one_epoch
 
 
 class NotebookDataset(torch.utils.data.Dataset):
@@ -174,7 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m cnn.bench",
         description="Time the notebook's training loop and ours on the same images, alternating, in one run.",
     )
-    parser.add_argument("--data-dir", default="./data", help="image folder (train/, test/) or CIFAR-10 folder (default: ./data)")
+    parser.add_argument(
+        "--data-dir", help="image folder (train/, test/) or CIFAR-10 folder (default: ./data, where CIFAR-10 is downloaded when missing)"
+    )
     parser.add_argument("--train-size", type=int, default=10000, help="stratified training images per epoch (default: 10000; 0 = all)")
     parser.add_argument("--test-size", type=int, default=2000, help="stratified test images per epoch (default: 2000; 0 = all)")
     parser.add_argument("--rounds", type=int, default=2, help="epochs of each loop, alternating (default: 2)")
@@ -185,11 +187,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.rounds < 1:
-        raise SystemExit(f"error: --rounds must be at least 1 but got {args.rounds}")
-    device = resolve_device(args.device)
-    data = load_data(args.data_dir, train_size=args.train_size or None, test_size=args.test_size or None, seed=args.seed)
+        parser.error(f"--rounds must be at least 1 but got {args.rounds}")
+    try:
+        device = resolve_device(args.device)
+        data = load_data(
+            args.data_dir or "./data",
+            train_size=args.train_size or None,
+            test_size=args.test_size or None,
+            seed=args.seed,
+            download=args.data_dir is None,  # as study.run: only the default folder is downloaded into
+        )
+    except (DataError, DeviceError) as error:
+        raise SystemExit(f"error: {error}") from None
     dtype = resolve_precision(args.precision, device)
     print(
         f"torch {torch.__version__} on {device} ({torch.get_num_threads()} threads); "
