@@ -183,9 +183,12 @@ def _detect_source(path: Path, download: bool) -> str:
 def _download_cifar10(path: Path) -> None:
     import torchvision
 
+    existed = path.exists()
     try:
         torchvision.datasets.CIFAR10(root=str(path), train=True, download=True)
     except Exception as error:  # URLError, OSError, integrity failures: all mean the same to the user
+        if not existed:
+            shutil.rmtree(path, ignore_errors=True)  # leave no empty folder behind
         raise DataError(
             f"could not download CIFAR-10 into {path} ({type(error).__name__}: {error}); without internet, "
             "pass --data-dir to a folder with train/ and test/ class folders or with cifar-10-batches-py"
