@@ -172,7 +172,7 @@ def train_one_epoch(
         idx = order[start : start + batch_size]
         x, y = images[idx], labels[idx]
         if augment:
-            x = augment_batch(x, generator)
+            x = augment_batch(x, generator).contiguous(memory_format=torch.channels_last)
         x = normalize(x)
         with _autocast(device, dtype):
             logits = model(x)
