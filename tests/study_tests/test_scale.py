@@ -18,9 +18,12 @@ from study.storage import open_storage
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
-def test_workers_share_one_sqlite_study_without_lock_errors(db, small_args):
+def test_workers_share_one_sqlite_study_without_lock_errors(db, small_args, capsys):
     assert main([*small_args, "--storage", db, "--trials", "6", "--epochs", "2", "--workers", "2"]) == 0
     study = load(db)
+    # The parent shows the whole study: one line for every trial, whichever worker ran it.
+    out = capsys.readouterr().out
+    assert all(f"trial {t.number:3d} " in out for t in study.trials)
     states = [t.state for t in study.trials]
     # Together they reach the target, overshooting by at most workers - 1, and nothing fails.
     assert 6 <= sum(s in FINISHED for s in states) <= 7
