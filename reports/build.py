@@ -7,7 +7,6 @@ accuracy and confusions of the best and the baseline trial.
 
 import argparse
 import math
-import shlex
 import sys
 import warnings
 from pathlib import Path
@@ -21,7 +20,7 @@ from cnn.cli import ArgumentParser
 from reports import analysis, figures
 from reports.frames import Frames, load_frames
 from study.space import BASELINE
-from study.storage import DEFAULT_STORAGE, StudyError, mask_password, sqlite_path
+from study.storage import DEFAULT_STORAGE, StudyError, command_line, output_dir
 
 SEED = 0  # every bootstrap in the report uses it, so rebuilding gives the same numbers
 
@@ -49,7 +48,6 @@ class Report:
     def __init__(self, out: Path):
         self.out = out
         self.lines: list[str] = []
-        self.figures: list[str] = []
 
     def add(self, *lines: str) -> None:
         self.lines.extend(lines)
@@ -59,7 +57,6 @@ class Report:
         path = self.out / f"{name}.png"
         fig.savefig(path, dpi=110)
         plt.close(fig)
-        self.figures.append(path.name)
         self.add(f"![{caption}]({path.name})")
 
     def markdown(self) -> str:
@@ -450,12 +447,6 @@ def _study_section(r: Report, frames: Frames) -> None:
     )
 
 
-def default_out(storage: str, study_name: str) -> Path:
-    """Where a study's report goes by default: ``<study>-report`` beside a SQLite file, else under ``runs/``."""
-    path = sqlite_path(storage)
-    return (path.parent if path is not None else Path("runs")) / f"{study_name}-report"
-
-
 def build_report(frames: Frames, out: str | Path, samples: bool = True, note: str | None = None, command: str | None = None) -> Path:
     """Write ``report.md``, its PNG figures and the CSVs of ``frames`` into ``out``.
 
@@ -514,15 +505,14 @@ def save_dashboard_note(frames: Frames, markdown: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    out = Path(args.out) if args.out else default_out(args.storage, args.study_name)
+    out = Path(args.out) if args.out else output_dir(args.storage, args.study_name, "report")
     try:
         frames = load_frames(args.storage, args.study_name)
     except StudyError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     argv = sys.argv[1:] if argv is None else argv
-    shown = ["…" if a == args.note else mask_password(a) if a == args.storage else a for a in argv]  # the note is printed above it
-    command = shlex.join(["python", "-m", "reports.build", *shown])
+    command = command_line("reports.build", ["…" if a == args.note else a for a in argv])  # the note itself is printed above
     path = build_report(frames, out, samples=not args.no_samples, note=args.note, command=command)
     if args.dashboard_note:
         save_dashboard_note(frames, path.read_text())

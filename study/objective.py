@@ -60,7 +60,6 @@ def make_objective(
         trial.set_user_attr("settings", settings)
         trial.set_user_attr("seed", config.seed)
         trial.set_user_attr("versions", versions())
-        trial.set_user_attr("history", [])  # a retried trial must not show its dead predecessor's epochs
         history: list[dict] = []
 
         def report(row: EpochRow) -> bool:

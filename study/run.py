@@ -26,7 +26,16 @@ from cnn.cli import ArgumentParser
 from cnn.registry import lookup
 from study.objective import make_objective
 from study.space import BASELINE, SearchSpace
-from study.storage import DEFAULT_STORAGE, StudyError, fail_dead_trials, mask_password, open_storage, requeue_interrupted, sqlite_path
+from study.storage import (
+    DEFAULT_STORAGE,
+    StudyError,
+    command_line,
+    fail_dead_trials,
+    mask_password,
+    open_storage,
+    output_dir,
+    requeue_interrupted,
+)
 
 # name -> constructor of a sampler from (search space, seed).
 SAMPLERS = {
@@ -36,14 +45,16 @@ SAMPLERS = {
     "grid": lambda space, seed: optuna.samplers.GridSampler(space.grid(), seed=seed),
 }
 
-# name -> constructor of a pruner from (epochs, min_epochs). Pruners compare trials at the same epoch;
-# none stops a trial before it has run min_epochs epochs.
+# name -> constructor of a pruner from (epochs, min_epochs). Pruners compare trials at the same epoch,
+# and none of them stops a trial before it has run min_epochs epochs.
 PRUNERS = {
     "median": lambda epochs, min_epochs: optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=min_epochs),
     "hyperband": lambda epochs, min_epochs: optuna.pruners.HyperbandPruner(
         min_resource=min(min_epochs, epochs), max_resource=epochs, reduction_factor=3
     ),
-    "successive-halving": lambda epochs, min_epochs: optuna.pruners.SuccessiveHalvingPruner(min_resource=min_epochs, reduction_factor=3),
+    "successive-halving": lambda epochs, min_epochs: optuna.pruners.SuccessiveHalvingPruner(
+        min_resource=min(min_epochs, epochs), reduction_factor=3
+    ),
     "none": lambda epochs, min_epochs: optuna.pruners.NopPruner(),
 }
 
@@ -93,11 +104,7 @@ class StudyConfig:
     command: str = "python -m study.run"  # how this run was started, password masked
 
     def __post_init__(self):
-        for name in ("trials", "epochs", "batch_size", "workers", "min_epochs"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least 1 but got {value}")
-        for name in ("train_size", "test_size"):
+        for name in ("trials", "epochs", "batch_size", "workers", "min_epochs", "train_size", "test_size"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1 but got {value}")
@@ -167,7 +174,6 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add = parser.add_argument
     run = parser.add_argument_group("study")
     run.add_argument("--trials", type=int, help="finished (complete or pruned) trials to end with (default: 50; grid: the grid's size)")
     run.add_argument("--study-name", default="cnn-study", help="study name in the storage (default: cnn-study)")
@@ -221,7 +227,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="fraction of the training images held out to prune and select on; test accuracy is still recorded "
         "(default: 0, prune and select on test accuracy as the notebook measures it)",
     )
-    del add
     return parser
 
 
@@ -238,22 +243,11 @@ def parse_config(argv: list[str] | None = None) -> tuple[StudyConfig, bool]:
         space = SearchSpace(_names(args.activations), _names(args.losses), args.lr_min, args.lr_max, args.grid_lrs)
         # Flags are named after the config's fields; the rest are assembled here.
         given = {f.name: getattr(args, f.name) for f in fields(StudyConfig) if f.name not in ("data_dir", "space", "command")}
-        config = StudyConfig(**given, data_dir=args.data_dir or "./data", space=space, command=_command(argv))
+        config = StudyConfig(**given, data_dir=args.data_dir or "./data", space=space, command=command_line("study.run", argv))
         config.train_config()  # validates precision and the rest
     except ValueError as error:
         parser.error(str(error))
     return config, args.data_dir is None
-
-
-def _command(argv: list[str]) -> str:
-    masked = []
-    for i, arg in enumerate(argv):
-        if i > 0 and argv[i - 1] == "--storage":
-            arg = mask_password(arg)
-        elif arg.startswith("--storage="):
-            arg = "--storage=" + mask_password(arg.split("=", 1)[1])
-        masked.append(arg)
-    return shlex.join(["python", "-m", "study.run", *masked])
 
 
 def _settings(config: StudyConfig, data) -> dict:
@@ -376,12 +370,6 @@ def describe_trial(trial: FrozenTrial) -> str:
     return f"trial {trial.number:3d}  {trial.state.name.lower()}  {params}"
 
 
-def _artifact_dir(storage_url: str, study_name: str) -> Path:
-    path = sqlite_path(storage_url)
-    base = path.parent if path is not None else Path("runs")
-    return (base / f"{study_name}-artifacts").resolve()
-
-
 def _load(config: StudyConfig, download: bool):
     return load_data(
         config.data_dir,
@@ -410,7 +398,7 @@ def _open_study(storage: optuna.storages.BaseStorage, config: StudyConfig, setti
                 config.pruner if config.pruner == "none" else f"{config.pruner} (each trial runs at least {config.min_epochs} epochs)",
             )
             study.set_user_attr("seed", config.seed)
-            study.set_user_attr("artifacts", str(_artifact_dir(config.storage, config.study_name)))
+            study.set_user_attr("artifacts", str(output_dir(config.storage, config.study_name, "artifacts").resolve()))
             if config.enqueue_baseline:
                 study.enqueue_trial(BASELINE, user_attrs={"baseline": True})
             study.set_user_attr("settings", settings)  # last: other machines wait for it before joining
@@ -432,7 +420,7 @@ def _optimize(study: optuna.Study, config: StudyConfig, data, worker: int = 0, p
     # A resumed run or another worker must not replay the same random draws.
     study.sampler = lookup(SAMPLERS, config.sampler, "sampler")(config.space, config.seed + existing + 10_007 * worker)
     study.pruner = lookup(PRUNERS, config.pruner, "pruner")(config.epochs, config.min_epochs)
-    artifacts = Path(study.user_attrs.get("artifacts") or _artifact_dir(config.storage, config.study_name))
+    artifacts = Path(study.user_attrs.get("artifacts") or output_dir(config.storage, config.study_name, "artifacts").resolve())
     artifacts.mkdir(parents=True, exist_ok=True)
     store = optuna.artifacts.FileSystemArtifactStore(str(artifacts))
     settings = study.user_attrs["settings"] | {"data_path": data.path}
@@ -456,10 +444,17 @@ def _worker_device(device: str, worker: int) -> str:
     return device
 
 
+def _quiet_optuna(verbose: bool) -> None:
+    """Optuna's log lines and experimental-feature warnings only with --verbose."""
+    optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.WARNING)
+    if not verbose:
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        warnings.filterwarnings("ignore", category=UserWarning, module="optuna")
+
+
 def _worker_main(config: StudyConfig, worker: int) -> None:
     """One of ``--workers`` processes: its share of the cores, its GPU, the shared study."""
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    optuna.logging.set_verbosity(optuna.logging.INFO if config.verbose else optuna.logging.WARNING)
+    _quiet_optuna(config.verbose)
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // config.workers))
     config = replace(config, device=_worker_device(config.device, worker))
     data = _load(config, download=False)  # the parent made sure the data is there, and cached
@@ -525,31 +520,28 @@ def run_study(config: StudyConfig, download: bool = False) -> optuna.Study:
 def summarize(study: optuna.Study, config: StudyConfig) -> str:
     """The closing lines: counts, the best trial, how to load it, where the report is, the dashboard."""
     counts = _count(study)
-    diverged = sum(bool(t.user_attrs.get("diverged")) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    diverged = sum(bool(t.user_attrs.get("diverged")) for t in complete)
+    storage = mask_password(config.storage)
     lines = [
         f"study {study.study_name!r}: {counts['complete'] + counts['pruned']} finished "
         f"({counts['complete']} complete of which {diverged} diverged, {counts['pruned']} pruned), {counts['fail']} failed"
     ]
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if complete:
         best = study.best_trial
         metric = "validation" if study.user_attrs.get("settings", {}).get("selection") == "validation" else "test"
         params = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in best.params.items())
         lines.append(f"best: trial {best.number}, {best.value:.2f}% {metric} accuracy: {params}")
-        storage = mask_password(config.storage)
         lines.append(f'best model: python -c "from study import load_model; model = load_model({storage!r}, {study.study_name!r})"')
-    lines.append(f"dashboard: optuna-dashboard {shlex.quote(mask_password(config.storage))}")
-    if mask_password(config.storage) != config.storage:
+    lines.append(f"dashboard: optuna-dashboard {shlex.quote(storage)}")
+    if storage != config.storage:
         lines.append("(the password is shown as ***: put it back in those commands)")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     config, download = parse_config(argv)
-    optuna.logging.set_verbosity(optuna.logging.INFO if config.verbose else optuna.logging.WARNING)
-    if not config.verbose:
-        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-        warnings.filterwarnings("ignore", category=UserWarning, module="optuna")
+    _quiet_optuna(config.verbose)
     started = time.perf_counter()
     try:
         study = run_study(config, download)
@@ -568,10 +560,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _report(study: optuna.Study, config: StudyConfig) -> int:
-    from reports.build import build_report, default_out
+    from reports.build import build_report
     from reports.frames import frames_from_study
 
-    out = default_out(config.storage, config.study_name)
+    out = output_dir(config.storage, config.study_name, "report")
     rebuild = (
         f"python -m reports.build --storage {shlex.quote(mask_password(config.storage))} --study-name {shlex.quote(config.study_name)}"
     )

@@ -1,6 +1,7 @@
 """Opening study storage with errors a user can act on, and recovering from dead workers."""
 
 import os
+import shlex
 import socket
 import warnings
 from pathlib import Path
@@ -50,6 +51,24 @@ def mask_password(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except sqlalchemy.exc.ArgumentError:
         return url.split("@")[-1] if "@" in url else url
+
+
+def command_line(module: str, argv: list[str]) -> str:
+    """``python -m MODULE ARGV`` as one shell line, with the password of a ``--storage`` URL masked."""
+    shown = []
+    for i, arg in enumerate(argv):
+        if i > 0 and argv[i - 1] == "--storage":
+            arg = mask_password(arg)
+        elif arg.startswith("--storage="):
+            arg = "--storage=" + mask_password(arg.split("=", 1)[1])
+        shown.append(arg)
+    return shlex.join(["python", "-m", module, *shown])
+
+
+def output_dir(storage: str, study_name: str, kind: str) -> Path:
+    """Where a study's ``kind`` ("artifacts", "report") goes: beside a SQLite file, else under ``runs/``."""
+    path = sqlite_path(storage)
+    return (path.parent if path is not None else Path("runs")) / f"{study_name}-{kind}"
 
 
 def sqlite_path(url: str) -> Path | None:
