@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# Install (Debian's packages) and start a PostgreSQL server on loopback for the multi-machine tests,
-# then print the storage URL they use. Idempotent: safe to run again on a machine that has it.
+# Install (Debian's packages) and start a PostgreSQL server on loopback for the multi-machine tests.
+# Usage: bash .ci/postgres.sh postgresql://USER:PASSWORD@127.0.0.1:5432/DB
+# Creates that role and database. Idempotent: safe to run again on a machine that has them.
 set -euo pipefail
-exec 3>&1 1>&2  # only the URL goes to stdout; everything else the tools print goes to stderr
+url=${1:?usage: bash .ci/postgres.sh postgresql://USER:PASSWORD@127.0.0.1:5432/DB}
+[[ $url =~ ^postgresql://([^:@/]+):([^@/]+)@[^/]+/([^/?]+)$ ]] \
+  || { echo "postgres.sh: expected postgresql://USER:PASSWORD@HOST:PORT/DB, got another form" >&2; exit 2; }
+user=${BASH_REMATCH[1]} password=${BASH_REMATCH[2]} db=${BASH_REMATCH[3]}
+
 if ! ls /usr/lib/postgresql/*/bin/pg_ctl > /dev/null 2>&1; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql > /dev/null
@@ -11,13 +16,26 @@ version=$(ls /usr/lib/postgresql | sort -V | tail -n 1)
 if ! pg_lsclusters -h | grep -q "^$version main"; then
   pg_createcluster "$version" main > /dev/null
 fi
-pg_ctlcluster "$version" main start 2> /dev/null || true
+
+# The server outlives this script: it must not inherit any of our file descriptors, or whoever reads
+# our output (a CI runner, a $(...) substitution) waits for an end of file that never comes.
+(
+  for fd in /proc/$BASHPID/fd/*; do
+    fd=${fd##*/}
+    if (( fd > 2 )); then eval "exec $fd>&-" 2> /dev/null || true; fi
+  done
+  exec pg_ctlcluster "$version" main start
+) < /dev/null > /dev/null 2>&1 || true
+
 for _ in $(seq 30); do
   pg_isready -q -h 127.0.0.1 && break
   sleep 1
 done
-su postgres -c "psql -qtAc \"SELECT 1 FROM pg_roles WHERE rolname = 'study'\"" | grep -q 1 \
-  || su postgres -c "psql -qc \"CREATE ROLE study LOGIN PASSWORD 'study-secret'\""
-su postgres -c "psql -qtAc \"SELECT 1 FROM pg_database WHERE datname = 'study'\"" | grep -q 1 \
-  || su postgres -c "createdb -O study study"
-echo "postgresql://study:study-secret@127.0.0.1:5432/study" >&3
+pg_isready -h 127.0.0.1 > /dev/null || { echo "postgres.sh: PostgreSQL $version did not start; see /var/log/postgresql/" >&2; exit 1; }
+
+sql() { su postgres -c "psql -qtAc \"$1\""; }
+[[ $(sql "SELECT 1 FROM pg_roles WHERE rolname = '$user'") == 1 ]] \
+  || sql "CREATE ROLE $user LOGIN PASSWORD '$password'" > /dev/null
+[[ $(sql "SELECT 1 FROM pg_database WHERE datname = '$db'") == 1 ]] \
+  || su postgres -c "createdb -O $user $db"
+echo "PostgreSQL $version is up on 127.0.0.1 with role $user and database $db" >&2
