@@ -1,8 +1,10 @@
 """Opening study storage with errors a user can act on, and recovering from dead workers."""
 
 import os
+import random
 import shlex
 import socket
+import time
 import warnings
 from pathlib import Path
 
@@ -16,6 +18,7 @@ DEFAULT_STORAGE = "sqlite:///runs/cnn-study.db"
 HEARTBEAT_SECONDS = 30  # a running trial writes a heartbeat this often ...
 GRACE_SECONDS = 120  # ... and is failed (and retried once) when silent this long
 SQLITE_LOCK_SECONDS = 120  # how long a SQLite writer waits for the lock before "database is locked"
+SCHEMA_ATTEMPTS = 5  # tries to open a new database whose tables other processes are creating at the same moment
 
 MAX_RETRIES = 1  # a trial whose worker died runs again this many times with the same parameters
 
@@ -120,21 +123,44 @@ def open_storage(url: str, create_folder: bool = False, must_exist: bool = False
         engine_kwargs = {"connect_args": {"timeout": SQLITE_LOCK_SECONDS}}
     else:
         engine_kwargs = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: stable in practice since v2
-            return RDBStorage(
-                url,
-                engine_kwargs=engine_kwargs,
-                heartbeat_interval=HEARTBEAT_SECONDS,
-                grace_period=GRACE_SECONDS,
-                heartbeat_stale_trial_callback=retry_stale_trial,
-            )
-    except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as error:
-        reason = str(error.orig).strip().splitlines()[0] if error.orig else type(error).__name__
-        raise StudyError(f"cannot open storage {mask_password(url)}: {reason}; check that the server runs and the URL is right") from None
-    except ModuleNotFoundError as error:
-        raise StudyError(f"storage {mask_password(url)} needs the {error.name} driver: pip install 'cnn-study[postgres]'") from None
+    attempt = 1
+    while True:
+        try:
+            return _rdb_storage(url, engine_kwargs)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as error:
+            # Workers started together on an empty database all create Optuna's tables; on PostgreSQL the
+            # losers fail with a duplicate type or table. The winner commits the schema in a moment, and
+            # another try finds it there.
+            if attempt == SCHEMA_ATTEMPTS:
+                raise StudyError(
+                    f"cannot create the study tables in {mask_password(url)}: {_reason(error)}; "
+                    "check that the database user may create tables"
+                ) from None
+            time.sleep(0.5 * attempt + random.random())
+            attempt += 1
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as error:
+            raise StudyError(
+                f"cannot open storage {mask_password(url)}: {_reason(error)}; check that the server runs and the URL is right"
+            ) from None
+        except ModuleNotFoundError as error:
+            raise StudyError(f"storage {mask_password(url)} needs the {error.name} driver: pip install 'cnn-study[postgres]'") from None
+
+
+def _rdb_storage(url: str, engine_kwargs: dict) -> RDBStorage:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: stable in practice since v2
+        return RDBStorage(
+            url,
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=HEARTBEAT_SECONDS,
+            grace_period=GRACE_SECONDS,
+            heartbeat_stale_trial_callback=retry_stale_trial,
+        )
+
+
+def _reason(error: sqlalchemy.exc.DBAPIError) -> str:
+    """The first line of what the database said, without SQLAlchemy's SQL dump and links."""
+    return str(error.orig).strip().splitlines()[0] if error.orig else type(error).__name__
 
 
 def worker_id() -> dict:

@@ -9,6 +9,7 @@ import uuid
 
 import optuna
 import pytest
+import sqlalchemy
 from optuna.trial import TrialState
 from study_tests.conftest import REPO, load, spawn
 
@@ -33,31 +34,48 @@ def test_workers_share_one_sqlite_study_without_lock_errors(db, small_args, caps
 
 @pytest.fixture
 def postgres_url():
+    """A URL into a new, empty schema of the test database, as a new database of a first study would be."""
     url = os.environ.get("CNN_STUDY_POSTGRES_URL")
     if not url:
         if os.environ.get("CI"):
             pytest.fail("CI must start PostgreSQL and set CNN_STUDY_POSTGRES_URL (see .ci/run)")
         pytest.skip("set CNN_STUDY_POSTGRES_URL to a PostgreSQL database to run this test (.ci/postgres.sh starts one)")
-    return url
+    schema = f"test_{uuid.uuid4().hex[:8]}"
+    engine = sqlalchemy.create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(sqlalchemy.text(f"CREATE SCHEMA {schema}"))
+    yield f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
+    with engine.begin() as connection:
+        connection.execute(sqlalchemy.text(f"DROP SCHEMA {schema} CASCADE"))
+    engine.dispose()
+
+
+def test_workers_starting_together_on_an_empty_database_all_open_it(postgres_url):
+    # Each one creates Optuna's tables at the same moment; the ones that lose that race must not fail.
+    code = "import sys; from study.storage import open_storage; open_storage(sys.argv[1])"
+    processes = [
+        subprocess.Popen([sys.executable, "-c", code, postgres_url], cwd=REPO, stderr=subprocess.PIPE, text=True) for _ in range(4)
+    ]
+    errors = [p.communicate(timeout=120)[1] for p in processes]
+    assert [p.returncode for p in processes] == [0] * 4, errors
+    optuna.create_study(study_name="after-the-race", storage=postgres_url)
+    assert optuna.get_all_study_names(postgres_url) == ["after-the-race"]
 
 
 def test_two_machines_share_one_study_through_postgresql(postgres_url, small_args):
     name = f"pg-{uuid.uuid4().hex[:8]}"
     args = [*small_args, "--storage", postgres_url, "--study-name", name, "--trials", "6", "--epochs", "2"]
-    first, second = spawn(*args), spawn(*args)  # the same command, as on two machines
+    first, second = spawn(*args), spawn(*args)  # the same command, as on two machines, on a new database
     outputs = [p.communicate(timeout=600)[0] for p in (first, second)]
-    try:
-        assert [first.returncode, second.returncode] == [0, 0], outputs
-        study = optuna.load_study(study_name=name, storage=postgres_url)
-        states = [t.state for t in study.trials]
-        assert 6 <= sum(s in FINISHED for s in states) <= 7
-        assert TrialState.RUNNING not in states and TrialState.FAIL not in states
-        assert len({t.user_attrs["worker"]["pid"] for t in study.trials}) == 2
-        # The password never reaches the screen.
-        password = postgres_url.split(":")[2].split("@")[0]
-        assert all(password not in out for out in outputs)
-    finally:
-        optuna.delete_study(study_name=name, storage=postgres_url)
+    assert [first.returncode, second.returncode] == [0, 0], outputs
+    study = optuna.load_study(study_name=name, storage=postgres_url)
+    states = [t.state for t in study.trials]
+    assert 6 <= sum(s in FINISHED for s in states) <= 7
+    assert TrialState.RUNNING not in states and TrialState.FAIL not in states
+    assert len({t.user_attrs["worker"]["pid"] for t in study.trials}) == 2
+    # The password never reaches the screen.
+    password = os.environ["CNN_STUDY_POSTGRES_URL"].split(":")[2].split("@")[0]
+    assert all(password not in out for out in outputs)
 
 
 def test_trial_of_a_silent_worker_is_failed_and_retried(db, small_args):
