@@ -8,24 +8,35 @@ url=${1:?usage: bash .ci/postgres.sh postgresql://USER:PASSWORD@127.0.0.1:5432/D
   || { echo "postgres.sh: expected postgresql://USER:PASSWORD@HOST:PORT/DB, got another form" >&2; exit 2; }
 user=${BASH_REMATCH[1]} password=${BASH_REMATCH[2]} db=${BASH_REMATCH[3]}
 
+# The server outlives this script. Whatever starts it (pg_ctlcluster, or apt's postinst on a first
+# install) must pass it none of our file descriptors, or whoever reads our output (a CI runner, a
+# $(...) substitution) waits for an end of file that never comes. Its output goes to a log, shown
+# only when it fails.
+detached() {
+  local log status=0
+  log=$(mktemp)
+  (
+    for fd in /proc/$BASHPID/fd/*; do
+      fd=${fd##*/}
+      if (( fd > 2 )); then eval "exec $fd>&-" 2> /dev/null || true; fi
+    done
+    exec "$@"
+  ) < /dev/null > "$log" 2>&1 || status=$?
+  (( status == 0 )) || tail -n 20 "$log" >&2
+  rm -f "$log"
+  return $status
+}
+
 if ! ls /usr/lib/postgresql/*/bin/pg_ctl > /dev/null 2>&1; then
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql > /dev/null
+  detached apt-get update -qq
+  detached env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql
 fi
 version=$(ls /usr/lib/postgresql | sort -V | tail -n 1)
 if ! pg_lsclusters -h | grep -q "^$version main"; then
   pg_createcluster "$version" main > /dev/null
 fi
 
-# The server outlives this script: it must not inherit any of our file descriptors, or whoever reads
-# our output (a CI runner, a $(...) substitution) waits for an end of file that never comes.
-(
-  for fd in /proc/$BASHPID/fd/*; do
-    fd=${fd##*/}
-    if (( fd > 2 )); then eval "exec $fd>&-" 2> /dev/null || true; fi
-  done
-  exec pg_ctlcluster "$version" main start
-) < /dev/null > /dev/null 2>&1 || true
+pg_lsclusters -h | grep -q "^$version main .* online" || detached pg_ctlcluster "$version" main start
 
 for _ in $(seq 30); do
   pg_isready -q -h 127.0.0.1 && break
