@@ -111,8 +111,12 @@ def open_storage(url: str, create_folder: bool = False, must_exist: bool = False
         must_exist: refuse a SQLite file that does not exist yet, instead of creating it
             (for commands that only read a study).
 
+    Opening an empty database creates Optuna's tables; when other processes are creating them at
+    the same moment, it waits for them and tries again (up to ``SCHEMA_ATTEMPTS`` times).
+
     Raises:
-        StudyError: the URL is malformed, its folder or file is missing, or the server does not answer.
+        StudyError: the URL is malformed, its folder or file is missing, the server does not answer,
+            or the tables cannot be created.
     """
     check_storage_url(url, create_folder)
     path = sqlite_path(url)
