@@ -281,3 +281,65 @@ def difference_interval(acc_a: float, acc_b: float, n: int) -> tuple[float, floa
     se = math.sqrt(p * (1 - p) / n + q * (1 - q) / n)
     diff = acc_a - acc_b
     return diff, diff - 100 * 1.959963984540054 * se, diff + 100 * 1.959963984540054 * se
+
+
+def counts(trials: pd.DataFrame) -> dict[str, int]:
+    """Trials per state, and the complete trials that diverged."""
+    states = trials["state"].value_counts()
+    result = {state: int(states.get(state, 0)) for state in ("complete", "pruned", "fail", "running", "waiting")}
+    result["diverged"] = int(trials.loc[trials["state"] == "complete", "diverged"].sum())
+    result["finished"] = result["complete"] + result["pruned"]
+    return result
+
+
+def best_and_baseline(trials: pd.DataFrame, baseline: dict | None) -> tuple[pd.Series | None, pd.Series | None]:
+    """The best complete trial, and the first finished trial of the notebook's configuration (None when absent)."""
+    complete = trials[trials["state"] == "complete"]
+    best = complete.loc[complete["value"].idxmax()] if len(complete) and complete["value"].notna().any() else None
+    marked = trials[trials["baseline"]]
+    if not len(marked) and baseline:
+        same = (trials["activation"] == baseline["activation"]) & (trials["loss"] == baseline["loss"])
+        same &= (trials["lr"] - baseline["lr"]).abs().lt(1e-12 * baseline["lr"] + 1e-15)
+        marked = trials[same].sort_values(["replicate", "number"])
+    marked = marked[marked["state"].isin(["complete", "pruned"])]
+    return best, (marked.iloc[0] if len(marked) else None)
+
+
+def importances(trials: pd.DataFrame, space: dict) -> dict[str, float]:
+    """Optuna's PED-ANOVA importances of activation, loss and lr over the complete trials (deterministic).
+
+    Computed on an in-memory study rebuilt from the frame, so the report needs no database.
+
+    Raises:
+        ValueError, RuntimeError: too few or too uniform trials for Optuna to compute them.
+    """
+    import warnings
+
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    complete = trials[(trials["state"] == "complete") & trials["value"].notna()]
+    distributions = {
+        "activation": CategoricalDistribution(space.get("activations") or sorted(trials["activation"].dropna().unique())),
+        "loss": CategoricalDistribution(space.get("losses") or sorted(trials["loss"].dropna().unique())),
+        "lr": FloatDistribution(
+            min(space.get("lr_min", math.inf), trials["lr"].min()), max(space.get("lr_max", 0.0), trials["lr"].max()), log=True
+        ),
+    }
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "new study created in memory" line in the user's output
+    try:
+        study = optuna.create_study(direction="maximize")
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    study.add_trials(
+        [
+            optuna.trial.create_trial(
+                params={"activation": row.activation, "loss": row.loss, "lr": row.lr}, distributions=distributions, value=row.value
+            )
+            for row in complete.itertuples()
+        ]
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return optuna.importance.get_param_importances(study, evaluator=optuna.importance.PedAnovaImportanceEvaluator())

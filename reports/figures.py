@@ -200,3 +200,74 @@ def importances(values: dict[str, float]) -> plt.Figure:
     ax.set(xlabel="importance (share, PED-ANOVA)", ylabel="", title="Parameter importance for test accuracy")
     fig.tight_layout()
     return fig
+
+
+def option_means_by_lr(means: pd.DataFrame, factor: str, chance: float) -> plt.Figure:
+    """Mean test accuracy of each option at each learning rate with its 95% interval: interactions show as crossings."""
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    options = sorted(means[factor].unique())
+    for i, option in enumerate(options):
+        rows = means[means[factor] == option].sort_values("lr")
+        shift = 1.06 ** (i - (len(options) - 1) / 2)  # spread the markers a little on the log axis
+        err = np.vstack([rows["mean_acc"] - rows["ci_low"], rows["ci_high"] - rows["mean_acc"]])
+        err = np.nan_to_num(err)
+        n = int(rows["n"].max()) if len(rows) else 0
+        ax.errorbar(rows["lr"] * shift, rows["mean_acc"], yerr=err, marker="o", capsize=3, label=f"{option} (n={n} per lr)")
+    ax.axhline(chance, ls=":", c="0.4", label="chance")
+    ax.set_xscale("log")
+    ax.set(
+        xlabel="learning rate (log scale)", ylabel="test accuracy (%)", title=f"Mean test accuracy by {factor} and learning rate (95% CI)"
+    )
+    ax.legend(loc="center left", bbox_to_anchor=(1, 0.5), fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def paired_differences(rows: pd.DataFrame) -> plt.Figure:
+    """Each comparison's mean paired difference (a − b) with its 95% interval, one row each; zero marked."""
+    data = rows.reset_index(drop=True)
+    labels = [f"{r.a} − {r.b}  @ lr {r.lr if isinstance(r.lr, str) else f'{r.lr:g}'}  (n={r.n_pairs})" for r in data.itertuples()]
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(data) + 1.4))
+    y = np.arange(len(data))
+    claimed = (data["ci_low"] > 0) | (data["ci_high"] < 0)
+    colors = np.where(claimed, "C3", "C0")
+    ax.hlines(y, data["ci_low"], data["ci_high"], colors=colors)
+    ax.scatter(data["diff"], y, c=colors, zorder=3)
+    ax.axvline(0, c="0.3", lw=1)
+    ax.set_yticks(y, labels, fontsize="small")
+    ax.invert_yaxis()
+    ax.set(xlabel="paired difference a − b (accuracy points, 95% CI; red: interval excludes 0)", title="Paired differences")
+    fig.tight_layout()
+    return fig
+
+
+def epoch_curves_by_lr(curves: pd.DataFrame) -> plt.Figure:
+    """Mean train (dashed) and test (solid) accuracy per epoch at each learning rate."""
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    for i, (lr, rows) in enumerate(curves.groupby("lr", sort=True)):
+        n = int(rows["n"].max())
+        ax.plot(rows["epoch"], rows["test_acc"], marker="o", c=f"C{i}", label=f"lr {lr:g} test (n={n})")
+        ax.plot(rows["epoch"], rows["train_acc"], ls="--", c=f"C{i}", label=f"lr {lr:g} train")
+    ax.set(xlabel="epoch", ylabel="accuracy (%)", title="Train (dashed) and test (solid) accuracy over epochs, mean of trials that learned")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.legend(loc="center left", bbox_to_anchor=(1, 0.5), fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def loss_curves_by_lr(epochs: pd.DataFrame, numbers: list[int]) -> plt.Figure:
+    """Mean test (solid) and train (dashed) loss per epoch, one panel per loss function (their scales differ)."""
+    data = epochs[epochs["number"].isin(numbers)]
+    losses = sorted(data["loss"].unique())
+    fig, axes = plt.subplots(1, len(losses), figsize=(4.2 * len(losses) + 1.5, 4), squeeze=False)
+    for ax, loss in zip(axes[0], losses, strict=True):
+        sub = data[data["loss"] == loss].groupby(["lr", "epoch"])[["test_loss", "train_loss"]].mean().reset_index()
+        for i, (lr, rows) in enumerate(sub.groupby("lr", sort=True)):
+            ax.plot(rows["epoch"], rows["test_loss"], marker="o", c=f"C{i}", label=f"lr {lr:g}")
+            ax.plot(rows["epoch"], rows["train_loss"], ls="--", c=f"C{i}")
+        ax.set(xlabel="epoch", ylabel=f"{loss} loss", title=loss)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    axes[0][-1].legend(loc="center left", bbox_to_anchor=(1, 0.5), fontsize="small")
+    fig.suptitle("Test loss (solid) against training loss (dashed): a rising test loss is overfitting")
+    fig.tight_layout()
+    return fig

@@ -1,12 +1,16 @@
-"""Read a study once into tidy frames: one row per trial, one row per trial-epoch."""
+"""Read a study once into tidy frames: one row per trial, one row per trial-epoch.
+
+The study is read only through ``study.record`` (the typed settings and trial records) and
+``study.storage``; every number of a report comes from the frames built here.
+"""
 
 from dataclasses import dataclass, field
 
 import optuna
 import pandas as pd
-from optuna.trial import TrialState
 
-from study.storage import StudyError, mask_password, open_storage
+from study.record import StudySettings, TrialRecord
+from study.storage import load_existing_study
 
 TRIAL_COLUMNS = [
     "number",
@@ -14,9 +18,12 @@ TRIAL_COLUMNS = [
     "activation",
     "loss",
     "lr",
+    "replicate",
+    "seed",
     "value",
     "final_test_acc",
     "final_train_acc",
+    "final_test_loss",
     "gap",
     "peak_test_acc",
     "epochs_run",
@@ -26,81 +33,98 @@ TRIAL_COLUMNS = [
     "device",
     "precision",
 ]
-EPOCH_COLUMNS = ["number", "state", "activation", "loss", "lr", "diverged", "epoch", "train_loss", "train_acc", "test_loss", "test_acc"]
+EPOCH_COLUMNS = [
+    "number",
+    "state",
+    "activation",
+    "loss",
+    "lr",
+    "replicate",
+    "diverged",
+    "epoch",
+    "train_loss",
+    "train_acc",
+    "test_loss",
+    "test_acc",
+]
 
 
 @dataclass
 class Frames:
-    """A study as data: ``trials`` (one row each), ``epochs`` (one row per trial-epoch) and the rest."""
+    """A study as data: its settings, ``trials`` (one row each), ``epochs`` (one row per trial-epoch)."""
 
     study_name: str
-    attrs: dict  # the study's user attributes: settings, command, sampler, pruner, ...
+    settings: StudySettings
     trials: pd.DataFrame
     epochs: pd.DataFrame
     confusion: dict[int, list[list[int]]] = field(default_factory=dict)  # trial number -> test confusion counts
-    study: optuna.Study | None = None  # for Optuna's own analyses (importances)
-
-    @property
-    def settings(self) -> dict:
-        return self.attrs.get("settings", {})
 
     @property
     def classes(self) -> list[str]:
-        return self.settings.get("classes") or [str(i) for i in range(10)]
+        return self.settings.classes or [str(i) for i in range(10)]
+
+    @property
+    def chance(self) -> float:
+        """Test accuracy (percent) of guessing."""
+        return 100.0 / len(self.classes)
+
+    @property
+    def n_epochs(self) -> int:
+        return self.settings.epochs or (int(self.epochs["epoch"].max()) if len(self.epochs) else 1)
 
 
-def load_study(storage: str, study_name: str) -> optuna.Study:
-    """Open an existing study; an unknown name gets the list of studies in that storage."""
-    store = open_storage(storage, must_exist=True)
-    try:
-        return optuna.load_study(study_name=study_name, storage=store)
-    except KeyError:
-        names = [s.study_name for s in optuna.get_all_study_summaries(store, include_best_trial=False)]
-        listing = ", ".join(repr(n) for n in names) if names else "none"
-        raise StudyError(f"no study {study_name!r} in {mask_password(storage)}; studies there: {listing}") from None
+def _trial_row(r: TrialRecord) -> dict:
+    last = r.history[-1] if r.history else {}
+    return {
+        "number": r.number,
+        "state": r.state,
+        "activation": r.activation,
+        "loss": r.loss,
+        "lr": r.lr,
+        "replicate": r.replicate,
+        "seed": r.seed,
+        "value": r.value,
+        "final_test_acc": last.get("test_acc"),
+        "final_train_acc": last.get("train_acc"),
+        "final_test_loss": last.get("test_loss"),
+        "gap": None if last.get("train_acc") is None else last["train_acc"] - last["test_acc"],
+        "peak_test_acc": max((row["test_acc"] for row in r.history), default=None),
+        "epochs_run": len(r.history),
+        "diverged": r.diverged,
+        "baseline": r.baseline,
+        "seconds": sum(row.get("seconds") or 0.0 for row in r.history),
+        "device": r.device,
+        "precision": r.precision,
+    }
 
 
-def frames_from_study(study: optuna.Study) -> Frames:
-    """Turn a study into :class:`Frames`: every number in a report comes from here."""
+def frames_from_records(study_name: str, settings: StudySettings, records: list[TrialRecord]) -> Frames:
+    """Turn trial records into :class:`Frames`."""
     trial_rows, epoch_rows, confusion = [], [], {}
-    for trial in study.get_trials(deepcopy=False):
-        attrs = trial.user_attrs
-        history = attrs.get("history") or []
-        last = history[-1] if history else {}
-        state = trial.state.name.lower()
-        row = {
-            "number": trial.number,
-            "state": state,
-            "activation": trial.params.get("activation"),
-            "loss": trial.params.get("loss"),
-            "lr": trial.params.get("lr"),
-            "value": trial.value if trial.state == TrialState.COMPLETE else None,
-            "final_test_acc": last.get("test_acc"),
-            "final_train_acc": last.get("train_acc"),
-            "peak_test_acc": max((r["test_acc"] for r in history), default=None),
-            "epochs_run": len(history),
-            "diverged": bool(attrs.get("diverged", False)),
-            "baseline": bool(attrs.get("baseline", False)),
-            "seconds": sum(r.get("seconds") or 0.0 for r in history),
-            "device": attrs.get("device"),
-            "precision": attrs.get("precision"),
-        }
-        row["gap"] = None if not history or last.get("train_acc") is None else last["train_acc"] - last["test_acc"]
+    for r in records:
+        row = _trial_row(r)
         trial_rows.append(row)
-        if "confusion" in attrs:
-            confusion[trial.number] = attrs["confusion"]
-        for epoch in history:
-            epoch_rows.append({key: row[key] for key in ("number", "state", "activation", "loss", "lr", "diverged")} | epoch)
+        if r.confusion is not None:
+            confusion[r.number] = r.confusion
+        for epoch in r.history:
+            epoch_rows.append({key: row[key] for key in EPOCH_COLUMNS[:7]} | epoch)
     trials = pd.DataFrame(trial_rows, columns=TRIAL_COLUMNS)
     extra = sorted({k for r in epoch_rows for k in r} - set(EPOCH_COLUMNS) - {"seconds"})
     epochs = pd.DataFrame(epoch_rows, columns=[*EPOCH_COLUMNS, *extra, "seconds"])
-    numeric = ["lr", "value", "final_test_acc", "final_train_acc", "gap", "peak_test_acc", "seconds"]
+    numeric = ["lr", "value", "final_test_acc", "final_train_acc", "final_test_loss", "gap", "peak_test_acc", "seconds"]
     trials[numeric] = trials[numeric].astype(float)
+    trials[["diverged", "baseline"]] = trials[["diverged", "baseline"]].astype(bool)
     numeric = ["lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds"]
     epochs[numeric] = epochs[numeric].astype(float)
-    return Frames(study.study_name, dict(study.user_attrs), trials, epochs, confusion, study)
+    return Frames(study_name, settings, trials, epochs, confusion)
+
+
+def frames_from_study(study: optuna.Study) -> Frames:
+    """Read ``study`` once into :class:`Frames`."""
+    records = [TrialRecord.from_trial(t) for t in study.get_trials(deepcopy=False)]
+    return frames_from_records(study.study_name, StudySettings.from_attrs(study.user_attrs), records)
 
 
 def load_frames(storage: str, study_name: str) -> Frames:
     """Read ``study_name`` from ``storage`` once into :class:`Frames`."""
-    return frames_from_study(load_study(storage, study_name))
+    return frames_from_study(load_existing_study(storage, study_name))

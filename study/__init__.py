@@ -1,4 +1,4 @@
-"""Optuna studies of the notebook's CNN: search space, objective, command line and model loading."""
+"""Optuna studies of the notebook's CNN: search space and design, objective, runner, record and model loading."""
 
 from study.load import load_model
 from study.space import BASELINE, SearchSpace, suggest_config

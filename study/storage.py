@@ -220,3 +220,14 @@ def requeue_interrupted(study: optuna.Study) -> list[int]:
             retry_stale_trial(study, trial)
             queued.append(trial.number)
     return queued
+
+
+def load_existing_study(storage: str, study_name: str) -> optuna.Study:
+    """Open a study that must exist (for commands that read one); an unknown name gets the list of studies there."""
+    store = open_storage(storage, must_exist=True)
+    try:
+        return optuna.load_study(study_name=study_name, storage=store)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(store, include_best_trial=False)]
+        listing = ", ".join(repr(n) for n in names) if names else "none"
+        raise StudyError(f"no study {study_name!r} in {mask_password(storage)}; studies there: {listing}") from None

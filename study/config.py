@@ -1,0 +1,262 @@
+"""What ``python -m study.run`` is asked to do: :class:`StudyConfig` and the flags that fill it.
+
+Every default lives in one dataclass: training settings in :class:`cnn.TrainConfig`, the
+search space in :class:`SearchSpace`, the rest in :class:`StudyConfig`. The parser reads its
+defaults from them, so a new training option takes a field in ``TrainConfig`` and one
+``add_argument`` line.
+"""
+
+import argparse
+import sys
+from dataclasses import dataclass, field, fields, replace
+
+from cnn import ACTIVATIONS, LOSSES, OPTIMIZERS, TrainConfig
+from cnn.cli import ArgumentParser
+from cnn.registry import lookup
+from study.samplers import AUTO_PRUNER, PRUNERS, SAMPLERS
+from study.space import BASELINE, SearchSpace
+from study.storage import DEFAULT_STORAGE, command_line
+
+# TrainConfig fields that are flags of study.run; activation, loss, lr and seed are per trial.
+TRAIN_FLAGS = ("epochs", "batch_size", "optimizer", "augment", "device", "precision")
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """Everything ``python -m study.run`` was asked to do, validated."""
+
+    train: TrainConfig = field(default_factory=TrainConfig)  # shared by every trial; seed is the base seed
+    space: SearchSpace = field(default_factory=SearchSpace)
+    trials: int | None = None  # finished trials the study ends with; None: the grid's size, or 50
+    repeats: int = 1  # replicates of every grid point, seeds base + 0 ... base + repeats - 1
+    study_name: str = "cnn-study"
+    storage: str = DEFAULT_STORAGE
+    data_dir: str = "./data"
+    train_size: int | None = None  # None: all 50,000 training images
+    test_size: int | None = None  # None: all 10,000 test images
+    val_split: float = 0.0  # > 0: prune and select on a validation split of the training set
+    sampler: str = "grid"  # the paired design; tpe, random and qmc hunt for the best configuration instead
+    pruner: str = "auto"  # auto: none for the grid (pairs compared at equal epochs), median otherwise
+    min_epochs: int = 3  # epochs every trial runs before the pruner may stop it
+    timeout: float | None = None  # seconds; stop starting new trials after this
+    workers: int = 1  # processes on this machine, sharing the cores (or the GPUs)
+    baseline: bool = True  # run the notebook's configuration when the grid does not hold it
+    report: bool = True
+    verbose: bool = False
+    command: str = "python -m study.run"  # how this run was started, password masked
+
+    def __post_init__(self):
+        for name in ("trials", "repeats", "workers", "min_epochs", "train_size", "test_size"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1 but got {value}")
+        if not 0 <= self.val_split < 1:
+            raise ValueError(f"--val-split must be in [0, 1) but got {self.val_split}")
+        if self.timeout is not None and self.timeout <= 0:
+            raise ValueError(f"--timeout must be a positive number of seconds but got {self.timeout}")
+        lookup(SAMPLERS, self.sampler, "sampler")
+        if self.pruner != "auto":
+            lookup(PRUNERS, self.pruner, "pruner")
+        if self.repeats > 1 and self.sampler != "grid":
+            raise ValueError(
+                f"--repeats {self.repeats} needs --sampler grid: replicates belong to the paired design "
+                f"(the {self.sampler} sampler hunts for the best configuration; its trials all train from seed --seed)"
+            )
+        if self.sampler == "grid" and self.trials is not None and self.trials > self.grid_trials:
+            raise ValueError(f"--trials {self.trials} is more than the grid's {self.grid_trials} trials; use --trials {self.grid_trials}")
+
+    @property
+    def seed(self) -> int:
+        return self.train.seed
+
+    @property
+    def resolved_pruner(self) -> str:
+        return AUTO_PRUNER.get(self.sampler, "median") if self.pruner == "auto" else self.pruner
+
+    @property
+    def design_repeats(self) -> int | None:
+        """The replicates of the paired design, or None when the sampler runs no design."""
+        return self.repeats if self.sampler == "grid" else None
+
+    @property
+    def baseline_on_grid(self) -> bool:
+        """Whether the grid holds the notebook's configuration as one of its points."""
+        return self.sampler == "grid" and self.space.contains(BASELINE) and BASELINE["lr"] in self.space.grid_lr_values()
+
+    @property
+    def baseline_params(self) -> dict | None:
+        """The notebook's configuration as this study's trial parameters, or None when the study does not run it."""
+        if not (self.baseline_on_grid or (self.baseline and self.space.contains(BASELINE))):
+            return None
+        return {**BASELINE, "replicate": 0} if self.sampler == "grid" else dict(BASELINE)
+
+    @property
+    def enqueue_baseline(self) -> bool:
+        """Whether a new study starts with the notebook's configuration as an extra trial (off the grid)."""
+        return self.baseline_params is not None and not self.baseline_on_grid
+
+    @property
+    def grid_trials(self) -> int:
+        """Trials a full grid study runs: every grid point of every replicate, plus the baseline when it is off the grid."""
+        return self.space.grid_size(self.repeats) + self.enqueue_baseline
+
+    @property
+    def target(self) -> int:
+        if self.trials is not None:
+            return self.trials
+        return self.grid_trials if self.sampler == "grid" else 50
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command's flags; parsing is left to the caller so other entry points can reuse them."""
+    study, train, space = StudyConfig(), TrainConfig(), SearchSpace()
+    parser = ArgumentParser(
+        prog="python -m study.run",
+        description=(
+            "Run an Optuna study of the lecture notebook's CIFAR-10 CNN over activation, loss and learning rate. "
+            "By default it runs the paired design: every activation x loss x learning rate of a grid, each trained "
+            "from the same seed per replicate, so that the report can compare options pair by pair. Every epoch of "
+            "every trial is stored in the study database. Rerun the same command to resume."
+        ),
+        epilog=(
+            "examples:\n"
+            "  python -m study.run --trials 50\n"
+            "  python -m study.run --repeats 3 --grid-lrs 4 --lr-min 1e-4    # a replicated paired design\n"
+            "  python -m study.run --sampler tpe --trials 100                 # hunt for the best configuration\n"
+            "  optuna-dashboard sqlite:///runs/cnn-study.db                   # browse the study while it runs\n"
+            "\n"
+            "Outputs, beside a SQLite database (else under runs/): the database itself, every trial's weights in\n"
+            "<study-name>-artifacts/, and the report in <study-name>-report/ (rebuild it with python -m reports.build)."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run = parser.add_argument_group("study")
+    run.add_argument(
+        "--trials",
+        type=int,
+        help="finished (complete or pruned) trials to end with (default: the grid's size; other samplers: 50)",
+    )
+    run.add_argument("--study-name", default=study.study_name, help="study name in the storage (default: %(default)s)")
+    run.add_argument("--storage", default=study.storage, help="Optuna storage URL (default: %(default)s)")
+    run.add_argument(
+        "--sampler",
+        default=study.sampler,
+        help=f"one of {', '.join(SAMPLERS)} (default: %(default)s). grid: the paired design, activations x losses x "
+        "grid learning rates x replicates, which the report compares pair by pair; tpe, random, qmc: hunt for the "
+        "best configuration over a log-uniform lr range (comparisons observational)",
+    )
+    run.add_argument(
+        "--repeats",
+        type=int,
+        default=study.repeats,
+        help="replicates of every grid point: replicate r trains from seed --seed + r, so options compared within "
+        "a replicate start from the same weights and see the same batches (default: %(default)s; grid sampler only)",
+    )
+    run.add_argument(
+        "--pruner",
+        default=study.pruner,
+        help=f"auto or one of {', '.join(PRUNERS)} (default: %(default)s: none for the grid, whose pairs are compared "
+        "at equal epochs; median for other samplers)",
+    )
+    run.add_argument(
+        "--min-epochs",
+        type=int,
+        default=study.min_epochs,
+        help="epochs every trial runs before the pruner may stop it (default: %(default)s)",
+    )
+    run.add_argument(
+        "--seed",
+        type=int,
+        default=train.seed,
+        help="seeds the sampler, the data subsets and training: a trial trains from seed + its replicate (default: %(default)s)",
+    )
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=study.workers,
+        help="worker processes on this machine; they share the CPU cores, or take one GPU each (default: %(default)s)",
+    )
+    run.add_argument("--timeout", type=float, help="seconds after which no new trial starts (default: none)")
+    run.add_argument(
+        "--no-baseline",
+        dest="baseline",
+        action="store_false",
+        help="do not add the notebook's relu/cross_entropy/1e-3 as an extra trial when the grid lacks it",
+    )
+    run.add_argument("--no-report", dest="report", action="store_false", help="do not build the report at the end")
+    run.add_argument("--verbose", action="store_true", help="show Optuna's own log messages")
+    group = parser.add_argument_group("search space")
+    group.add_argument(
+        "--activations", default=",".join(space.activations), help=f"comma list from {', '.join(ACTIVATIONS)} (default: %(default)s)"
+    )
+    group.add_argument("--losses", default=",".join(space.losses), help=f"comma list from {', '.join(LOSSES)} (default: %(default)s)")
+    group.add_argument("--lr-min", type=float, default=space.lr_min, help="smallest learning rate (default: %(default)g)")
+    group.add_argument("--lr-max", type=float, default=space.lr_max, help="largest learning rate (default: %(default)g)")
+    group.add_argument(
+        "--grid-lrs",
+        type=int,
+        default=space.grid_lrs,
+        help="learning rates in the grid, log-spaced from lr-min to lr-max (default: %(default)s, one per decade)",
+    )
+    group = parser.add_argument_group("training (the same for every trial)")
+    group.add_argument("--epochs", type=int, default=train.epochs, help="epochs per trial (default: %(default)s, as the notebook)")
+    group.add_argument("--batch-size", type=int, default=train.batch_size, help="images per step (default: %(default)s, as the notebook)")
+    group.add_argument(
+        "--optimizer", default=train.optimizer, help=f"one of {', '.join(OPTIMIZERS)} (default: %(default)s, as the notebook)"
+    )
+    group.add_argument("--augment", action="store_true", default=train.augment, help="random crop (4-pixel padding) and horizontal flip")
+    group.add_argument(
+        "--device", default=train.device, help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps (default: %(default)s)"
+    )
+    group.add_argument(
+        "--precision", default=train.precision, help="auto (bf16 where the hardware has it), bf16 or fp32 (default: %(default)s)"
+    )
+    group = parser.add_argument_group("data")
+    group.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder with train/<class>/ and test/<class>/ images, or with torchvision's cifar-10-batches-py "
+        f"(default: {study.data_dir}, where CIFAR-10 is downloaded when missing)",
+    )
+    group.add_argument("--train-size", type=int, help="stratified random subset of the training images (default: all)")
+    group.add_argument("--test-size", type=int, help="stratified random subset of the test images (default: all)")
+    group.add_argument(
+        "--val-split",
+        type=float,
+        default=study.val_split,
+        help="fraction of the training images held out to prune and select on; test accuracy is still recorded "
+        "(default: %(default)s, prune and select on test accuracy as the notebook measures it)",
+    )
+    return parser
+
+
+def parse_config(argv: list[str] | None = None) -> tuple[StudyConfig, bool]:
+    """Parse flags into a :class:`StudyConfig`; exits with a one-line message on bad input.
+
+    Returns:
+        The config, and whether CIFAR-10 may be downloaded (only into the default folder).
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        space = SearchSpace(_names(args.activations), _names(args.losses), args.lr_min, args.lr_max, args.grid_lrs)
+        train = replace(TrainConfig(), seed=args.seed, **{name: getattr(args, name) for name in TRAIN_FLAGS})
+        # Flags are named after the config's fields.
+        given = {f.name: getattr(args, f.name) for f in fields(StudyConfig) if f.name not in ("train", "space", "data_dir", "command")}
+        config = StudyConfig(train, space, **given, data_dir=args.data_dir or StudyConfig.data_dir, command=command_line("study.run", argv))
+    except ValueError as error:
+        parser.error(_flag_message(str(error)))
+    return config, args.data_dir is None
+
+
+def _flag_message(message: str) -> str:
+    """TrainConfig speaks of its fields (``batch_size``); the command line adds the flag (``--batch-size``)."""
+    for name in TRAIN_FLAGS:
+        if message.startswith(f"{name} "):
+            return "--" + name.replace("_", "-") + message[len(name) :]
+    return message

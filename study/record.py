@@ -1,0 +1,214 @@
+"""The contract between a study and its report: the study's settings and each trial's record.
+
+The objective writes them as Optuna user attributes (so optuna-dashboard shows them), the
+report reads them back through :meth:`StudySettings.from_attrs` and :meth:`TrialRecord.from_trial`.
+No other module knows the attribute names. Studies written by the first release (no
+``format`` in their settings) still read: missing fields get the values that release used.
+"""
+
+import math
+import platform
+from dataclasses import asdict, dataclass, field, fields
+
+import optuna
+import torch
+import torchvision
+from optuna.trial import FrozenTrial, TrialState
+
+from cnn import EpochRow, TrainConfig, TrainResult
+from study.storage import worker_id
+
+FORMAT = 2  # 2: seeds come from replicates, trials store their config; 1 (absent): the first release
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """What a study did, stored once as the study's ``settings`` attribute when it is created."""
+
+    search_space: dict  # SearchSpace.as_dict(): activations, losses, lr_min, lr_max, grid_lrs
+    epochs: int  # per trial
+    batch_size: int
+    optimizer: str
+    augment: bool
+    data_source: str  # "folder" or "cifar10"
+    data_path: str  # on the machine that created the study
+    classes: list[str]  # in label order
+    train_size: int  # images used, after any subset and validation split
+    test_size: int
+    val_size: int
+    val_split: float
+    selection: str  # "test" or "validation": what pruning and the best trial are judged on
+    sampler: str  # key of study.samplers.SAMPLERS
+    pruner: str  # key of study.samplers.PRUNERS, resolved ("auto" never appears here)
+    min_epochs: int | None  # epochs every trial runs before the pruner may stop it (None: unknown, first release)
+    seed: int  # base seed: data subsets, sampler, and trial seeds (seed + replicate)
+    repeats: int = 1  # replicates of every grid point (the paired design); 1 for other samplers
+    baseline: dict | None = None  # parameters of the notebook's configuration, when the study runs it
+    command: str = "python -m study.run"  # how the study was started, password masked
+    format: int = FORMAT
+
+    # Settings that must match when a study is resumed: a mix would compare unlike trials.
+    COMPARED = (
+        "format",
+        "search_space",
+        "sampler",
+        "repeats",
+        "epochs",
+        "batch_size",
+        "optimizer",
+        "augment",
+        "data_source",
+        "train_size",
+        "test_size",
+        "val_size",
+        "classes",
+    )
+
+    @property
+    def paired(self) -> bool:
+        """Whether trials form blocks of the paired design (grid sampler: options share seeds)."""
+        return self.sampler == "grid" and self.format >= 2
+
+    @property
+    def pruner_text(self) -> str:
+        if self.pruner == "none" or self.min_epochs is None:
+            return self.pruner
+        return f"{self.pruner} (each trial runs at least {self.min_epochs} epochs)"
+
+    def to_attrs(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_attrs(cls, attrs: dict) -> "StudySettings":
+        """Read a study's user attributes; a study of the first release kept some of them outside ``settings``."""
+        stored = dict(attrs.get("settings") or {})
+        if "format" not in stored:  # the first release
+            stored.update(
+                format=1,
+                sampler=attrs.get("sampler", "?"),
+                pruner=attrs.get("pruner", "?"),  # it stored the pruner's description
+                min_epochs=None,
+                seed=attrs.get("seed", 0),
+                command=attrs.get("command", "python -m study.run"),
+                baseline={"activation": "relu", "loss": "cross_entropy", "lr": 1e-3},
+            )
+        known = {f.name for f in fields(cls)}
+        for name, fallback in _FALLBACKS.items():
+            stored.setdefault(name, fallback)  # a study whose creator died before writing them
+        return cls(**{k: v for k, v in stored.items() if k in known})
+
+    def differences(self, other: "StudySettings") -> list[str]:
+        """``"epochs 10 (now 5)"`` for every compared setting in which ``other`` differs from this one."""
+        diffs = []
+        for name in self.COMPARED:
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if mine != theirs:
+                diffs.append(f"{name} {_short(mine)} (now {_short(theirs)})")
+        return diffs
+
+
+_FALLBACKS = {"search_space": {}, "epochs": 0, "batch_size": 0, "optimizer": "?", "augment": False, "data_source": "?",
+              "data_path": "?", "classes": [], "train_size": 0, "test_size": 0, "val_size": 0, "val_split": 0.0,
+              "selection": "test", "sampler": "?", "pruner": "?", "min_epochs": None, "seed": 0}  # fmt: skip
+
+
+def _short(value) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_short(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One trial as the report sees it."""
+
+    number: int
+    state: str  # "complete", "pruned", "fail", "running" or "waiting"
+    activation: str | None
+    loss: str | None
+    lr: float | None
+    replicate: int  # the paired design's replicate (0 without one)
+    seed: int | None  # the training seed
+    value: float | None  # what the sampler saw: the last epoch's selection accuracy, complete trials only
+    history: list[dict] = field(default_factory=list)  # one EpochRow per epoch run, losses None when not finite
+    diverged: bool = False
+    baseline: bool = False  # enqueued as the notebook's configuration
+    confusion: list[list[int]] | None = None  # test confusion counts [true][predicted] after the last epoch
+    device: str | None = None
+    precision: str | None = None
+    config: dict | None = None  # the resolved TrainConfig (format 2)
+    weights_artifact: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("complete", "pruned")
+
+    @classmethod
+    def from_trial(cls, trial: FrozenTrial) -> "TrialRecord":
+        attrs, params = trial.user_attrs, trial.params
+        return cls(
+            number=trial.number,
+            state=trial.state.name.lower(),
+            activation=params.get("activation"),
+            loss=params.get("loss"),
+            lr=params.get("lr"),
+            replicate=int(params.get("replicate", attrs.get("replicate", 0))),
+            seed=attrs.get("seed"),
+            value=trial.value if trial.state == TrialState.COMPLETE else None,
+            history=list(attrs.get("history") or []),
+            diverged=bool(attrs.get("diverged", False)),
+            baseline=bool(attrs.get("baseline", False)),
+            confusion=attrs.get("confusion"),
+            device=attrs.get("device"),
+            precision=attrs.get("precision"),
+            config=attrs.get("config"),
+            weights_artifact=attrs.get("weights_artifact"),
+        )
+
+
+# The writing side, used by the objective.
+
+
+def versions() -> dict[str, str]:
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "optuna": optuna.__version__,
+    }
+
+
+def write_start(trial: optuna.Trial, config: TrainConfig, replicate: int) -> None:
+    """What is known before training: who runs it, the resolved config (as nanoGPT saves it), versions."""
+    trial.set_user_attr("worker", worker_id())
+    trial.set_user_attr("config", asdict(config))
+    trial.set_user_attr("seed", config.seed)
+    trial.set_user_attr("replicate", replicate)
+    trial.set_user_attr("versions", versions())
+
+
+def json_row(row: EpochRow) -> dict:
+    # JSON has no NaN or infinity (the dashboard could not parse them): a diverged loss is null.
+    return {k: (v if isinstance(v, int) or math.isfinite(v) else None) for k, v in row.items()}
+
+
+def write_history(trial: optuna.Trial, history: list[dict]) -> None:
+    trial.set_user_attr("history", history)  # written every epoch: a crash loses at most one epoch
+
+
+def write_result(trial: optuna.Trial, result: TrainResult) -> None:
+    trial.set_user_attr("device", result.device)
+    trial.set_user_attr("precision", result.precision)
+    trial.set_user_attr("n_params", result.n_params)
+    trial.set_user_attr("diverged", result.diverged)
+    trial.set_user_attr("epochs_run", len(result.history))
+    trial.set_user_attr("test_acc", result.test_acc)
+    trial.set_user_attr("confusion", result.confusion)
+
+
+def write_weights(trial: optuna.Trial, artifact_id: str) -> None:
+    trial.set_user_attr("weights_artifact", artifact_id)
+
