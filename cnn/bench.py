@@ -20,11 +20,12 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from cnn.cli import ArgumentParser
-from cnn.data import Data, DataError, load_data
-from cnn.losses import build_loss
+from cnn.cli import ArgumentParser, flag_hint
+from cnn.data import Data, DataError, ImageSet, load_data
 from cnn.model import build_model
-from cnn.train import DeviceError, _to_device, evaluate, resolve_device, resolve_precision, train_one_epoch
+from cnn.train import DeviceError, TrainConfig, evaluate, resolve_device, resolve_precision, setup, train_one_epoch
+
+DEFAULT_SIZES = (10_000, 2_000)  # (train, test) images per epoch when not given
 
 
 class NotebookDataset(torch.utils.data.Dataset):
@@ -125,6 +126,10 @@ def _timed(device: torch.device, run: Callable[[], float]) -> tuple[float, float
     return seconds, accuracy, memory.peak
 
 
+def _tensors(images: ImageSet) -> tuple[torch.Tensor, torch.Tensor]:
+    return images.images, images.labels
+
+
 def run_bench(data: Data, rounds: int, device: torch.device, precision: str = "auto", seed: int = 0) -> list[dict]:
     """Alternate one notebook epoch and one of ours, ``rounds`` times; one row per epoch run."""
     torch.manual_seed(seed)
@@ -136,22 +141,14 @@ def run_bench(data: Data, rounds: int, device: torch.device, precision: str = "a
     nb_criterion = nn.CrossEntropyLoss()
     nb_optimizer = torch.optim.Adam(nb_model.parameters(), lr=0.001)
 
-    torch.manual_seed(seed)
-    model = build_model().to(device, memory_format=torch.channels_last)
-    criterion = build_loss("cross_entropy")
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.001)
-    generator = torch.Generator().manual_seed(seed)
-    dtype = resolve_precision(precision, device)
-    eval_batch = 100 if device.type == "cpu" else 1000
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+    # The notebook's configuration, set up exactly as train() does it.
+    mine = setup(TrainConfig(seed=seed, device=str(device), precision=precision), data)
 
     def ours() -> float:
         # Moving the data to the device is part of our loop's cost, so it is timed.
-        train_x, train_y = _to_device(data.train, device)
-        test_x, test_y = _to_device(data.test, device)
-        train_one_epoch(model, criterion, optimizer, train_x, train_y, 100, generator, dtype=dtype)
-        return evaluate(model, criterion, test_x, test_y, len(data.classes), eval_batch, dtype)[1]
+        train_set, test_set = data.train.to(device), data.test.to(device)
+        train_one_epoch(mine.model, mine.criterion, mine.optimizer, *_tensors(train_set), 100, mine.generator, dtype=mine.dtype)
+        return evaluate(mine.model, mine.criterion, *_tensors(test_set), mine.num_classes, mine.eval_batch, mine.dtype)[1]
 
     def notebook() -> float:
         return notebook_epoch(nb_model, nb_criterion, nb_optimizer, train_loader, test_loader, device)
@@ -177,8 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--data-dir", help="image folder (train/, test/) or CIFAR-10 folder (default: ./data, where CIFAR-10 is downloaded when missing)"
     )
-    parser.add_argument("--train-size", type=int, default=10000, help="stratified training images per epoch (default: 10000; 0 = all)")
-    parser.add_argument("--test-size", type=int, default=2000, help="stratified test images per epoch (default: 2000; 0 = all)")
+    parser.add_argument(
+        "--train-size", type=int, help=f"stratified training images per epoch (default: {DEFAULT_SIZES[0]}; 0 or more than there are = all)"
+    )
+    parser.add_argument(
+        "--test-size", type=int, help=f"stratified test images per epoch (default: {DEFAULT_SIZES[1]}; 0 or more than there are = all)"
+    )
     parser.add_argument("--rounds", type=int, default=2, help="epochs of each loop, alternating (default: 2)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     parser.add_argument("--precision", default="auto", help="our loop's precision: auto, bf16 or fp32 (default: auto)")
@@ -195,13 +196,14 @@ def main(argv: list[str] | None = None) -> None:
         device = resolve_device(args.device)
         data = load_data(
             args.data_dir or "./data",
-            train_size=args.train_size or None,
-            test_size=args.test_size or None,
+            train_size=DEFAULT_SIZES[0] if args.train_size is None else args.train_size or None,
+            test_size=DEFAULT_SIZES[1] if args.test_size is None else args.test_size or None,
             seed=args.seed,
             download=args.data_dir is None,  # as study.run: only the default folder is downloaded into
+            clip=True,  # a folder with fewer images gives all it has; the first line printed says how many ran
         )
     except (DataError, DeviceError) as error:
-        raise SystemExit(f"error: {error}") from None
+        raise SystemExit(f"error: {error}{flag_hint(error)}") from None
     dtype = resolve_precision(args.precision, device)
     print(
         f"torch {torch.__version__} on {device} ({torch.get_num_threads()} threads); "

@@ -8,3 +8,15 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def flag_hint(error: Exception) -> str:
+    """What the command line adds to a library error: the flag that fixes it."""
+    from cnn.data import DataError
+    from cnn.train import DeviceError
+
+    if isinstance(error, DataError):
+        return "; fix --data-dir (or leave it out to download CIFAR-10 into ./data)"
+    if isinstance(error, DeviceError):
+        return "; choose another --device (auto, cpu, cuda, cuda:N or mps)"
+    return ""

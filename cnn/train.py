@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from cnn.augment import augment as augment_batch
-from cnn.data import Data, ImageSet, normalize
+from cnn.data import Data, normalize
 from cnn.losses import LOSSES, build_loss
 from cnn.model import ACTIVATIONS, build_model
 from cnn.registry import lookup
@@ -100,20 +100,14 @@ def resolve_device(name: str = "auto") -> torch.device:
     if device.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
-            raise DeviceError(f"device {name!r} is not available: this machine has no usable CUDA GPU; use --device cpu or auto")
+            raise DeviceError(f"device {name!r} is not available: this machine has no usable CUDA GPU; use cpu or auto")
         if device.index is not None and device.index >= count:
             raise DeviceError(f"device {name!r} is not available: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
     elif device.type == "mps" and not torch.backends.mps.is_available():
-        raise DeviceError(f"device {name!r} is not available: MPS needs Apple silicon; use --device cpu or auto")
+        raise DeviceError(f"device {name!r} is not available: MPS needs Apple silicon; use cpu or auto")
     elif device.type not in ("cpu", "cuda", "mps"):
         raise DeviceError(f"unsupported device {name!r}; use auto, cpu, cuda, cuda:N or mps")
     return device
-
-
-def _to_device(images: ImageSet, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    # uint8 in channels_last (NHWC memory): 4x smaller than float, and the layout the convs want.
-    x = images.images.to(device).contiguous(memory_format=torch.channels_last)
-    return x, images.labels.to(device)
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -216,6 +210,40 @@ def evaluate(
     return loss_sum.item() / len(labels), 100.0 * confusion.trace().item() / len(labels), confusion
 
 
+@dataclass
+class Setup:
+    """A run made ready on its device: what ``train`` loops over (the benchmark reuses it)."""
+
+    device: torch.device
+    dtype: torch.dtype  # compute dtype: bfloat16 (autocast) or float32
+    model: nn.Module
+    criterion: nn.Module
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator  # shuffling and augmentation, on the CPU for all devices
+    eval_batch: int
+    num_classes: int
+
+
+def setup(config: TrainConfig, data: Data) -> Setup:
+    """Seed, build the model, loss and optimiser of ``config`` on its device; same seed, same initial weights."""
+    device = resolve_device(config.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels
+    torch.manual_seed(config.seed)  # initialisation
+    num_classes = len(data.classes)
+    model = build_model(config.activation, num_classes).to(device, memory_format=torch.channels_last)
+    return Setup(
+        device=device,
+        dtype=resolve_precision(config.precision, device),
+        model=model,
+        criterion=build_loss(config.loss),
+        optimizer=lookup(OPTIMIZERS, config.optimizer, "optimizer")(model.parameters(), config.lr),
+        generator=torch.Generator().manual_seed(config.seed),
+        eval_batch=config.eval_batch_size or (100 if device.type == "cpu" else 1000),  # big batches thrash CPU caches
+        num_classes=num_classes,
+    )
+
+
 def train(config: TrainConfig, data: Data, on_epoch: Callable[[EpochRow], bool | None] | None = None) -> TrainResult:
     """Train the CNN described by ``config`` on ``data``, evaluating after every epoch.
 
@@ -233,36 +261,28 @@ def train(config: TrainConfig, data: Data, on_epoch: Callable[[EpochRow], bool |
         >>> result = train(TrainConfig(epochs=1), load_data("data"))  # doctest: +SKIP
         >>> result.history[-1]["test_acc"]  # doctest: +SKIP
     """
-    device = resolve_device(config.device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels
-    torch.manual_seed(config.seed)  # initialisation
-    generator = torch.Generator().manual_seed(config.seed)  # shuffling and augmentation, on the CPU for all devices
-    num_classes = len(data.classes)
-    model = build_model(config.activation, num_classes).to(device, memory_format=torch.channels_last)
-    criterion = build_loss(config.loss)
-    optimizer = lookup(OPTIMIZERS, config.optimizer, "optimizer")(model.parameters(), config.lr)
-    train_x, train_y = _to_device(data.train, device)
-    test_x, test_y = _to_device(data.test, device)
-    val = _to_device(data.val, device) if data.val is not None else None
-    dtype = resolve_precision(config.precision, device)
-    eval_batch = config.eval_batch_size or (100 if device.type == "cpu" else 1000)  # big batches thrash CPU caches
+    run = setup(config, data)
+    train_set, test_set = data.train.to(run.device), data.test.to(run.device)
+    val_set = data.val.to(run.device) if data.val is not None else None
+    model, criterion, dtype, n = run.model, run.criterion, run.dtype, run.num_classes
 
     history: list[EpochRow] = []
     diverged = stopped = False
     for epoch in range(1, config.epochs + 1):
         start = time.perf_counter()
         train_loss, train_acc, diverged = train_one_epoch(
-            model, criterion, optimizer, train_x, train_y, config.batch_size, generator, config.augment, dtype
+            model, criterion, run.optimizer, train_set.images, train_set.labels, config.batch_size, run.generator, config.augment, dtype
         )
         row: EpochRow = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc}
-        if val is not None:
-            row["val_loss"], row["val_acc"], _ = evaluate(model, criterion, *val, num_classes, eval_batch, dtype)
-        row["test_loss"], row["test_acc"], confusion = evaluate(model, criterion, test_x, test_y, num_classes, eval_batch, dtype)
+        if val_set is not None:
+            row["val_loss"], row["val_acc"], _ = evaluate(model, criterion, val_set.images, val_set.labels, n, run.eval_batch, dtype)
+        row["test_loss"], row["test_acc"], confusion = evaluate(
+            model, criterion, test_set.images, test_set.labels, n, run.eval_batch, dtype
+        )
         row["seconds"] = time.perf_counter() - start
         history.append(row)
         if on_epoch is not None and on_epoch(row) and epoch < config.epochs:
             stopped = True
         if diverged or stopped:
             break
-    return TrainResult(history, model, confusion.tolist(), str(device), str(dtype).removeprefix("torch."), diverged, stopped)
+    return TrainResult(history, model, confusion.tolist(), str(run.device), str(dtype).removeprefix("torch."), diverged, stopped)

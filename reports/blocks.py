@@ -61,6 +61,10 @@ def interval(low: float, high: float, digits: int = 2) -> str:
     return "–" if low is None or math.isnan(low) else f"[{low:.{digits}f}, {high:.{digits}f}]"
 
 
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def lr_text(lr: float) -> str:
     return f"{lr:g}"
 

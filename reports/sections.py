@@ -7,7 +7,7 @@ import pandas as pd
 
 from cnn import DataError, load_data
 from reports import analysis, figures, paired
-from reports.blocks import Figure, Heading, Section, Table, Text, interval, lr_text, pct, pts
+from reports.blocks import Figure, Heading, Section, Table, Text, interval, lr_text, pct, plural, pts
 from reports.frames import Frames
 
 SEED = 0  # every bootstrap in the report uses it, so rebuilding gives the same numbers
@@ -86,10 +86,7 @@ def header(frames: Frames, note: str | None = None, command: str | None = None) 
     rows = [
         ("data", f"{SOURCES.get(s.data_source, '?')} at `{s.data_path}`"),
         ("images", f"{s.train_size} train, {s.val_size} validation, {s.test_size} test"),
-        (
-            "training",
-            f"{s.epochs} epoch{'s' if s.epochs != 1 else ''}, batch {s.batch_size}, {s.optimizer}, augmentation {'on' if s.augment else 'off'}",
-        ),
+        ("training", f"{plural(s.epochs, 'epoch')}, batch {s.batch_size}, {s.optimizer}, augmentation {'on' if s.augment else 'off'}"),
         ("search space", _space_text(s.search_space, trials if s.sampler == "grid" else None)),
         ("design", _design_text(frames)),
         ("sampler, pruner", f"{s.sampler}, {s.pruner_text}"),

@@ -12,6 +12,7 @@ import time
 import optuna
 
 from cnn import DataError, DeviceError, UnknownNameError
+from cnn.cli import flag_hint
 from study.config import StudyConfig, parse_config
 from study.progress import fmt_seconds, summarize
 from study.runner import quiet_optuna, run_study
@@ -25,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         study = run_study(config, download)
     except (StudyError, DataError, DeviceError, UnknownNameError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {error}{flag_hint(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"resume with: {config.command}", file=sys.stderr)
