@@ -4,6 +4,7 @@ Nothing here depends on Optuna; ``study`` builds on it.
 """
 
 from cnn.data import Data, DataError, ImageSet, load_data, normalize
+from cnn.fused import train_many
 from cnn.losses import LOSSES, build_loss
 from cnn.model import ACTIVATIONS, CNN, build_model
 from cnn.registry import UnknownNameError
@@ -39,5 +40,6 @@ __all__ = [
     "normalize",
     "resolve_device",
     "train",
+    "train_many",
     "train_one_epoch",
 ]

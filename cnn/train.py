@@ -6,6 +6,7 @@ and stops when it returns True, which is how a study's pruner plugs in.
 
 import math
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -72,6 +73,7 @@ class TrainResult:
     precision: str  # "bfloat16" (autocast) or "float32"
     diverged: bool = False  # the training loss became NaN or infinite; training stopped there
     stopped: bool = False  # on_epoch asked to stop before the last epoch
+    batch_order: str = ""  # fingerprint of the first epoch's shuffle: runs with the same seed share it
     n_params: int = field(init=False)
 
     def __post_init__(self):
@@ -244,6 +246,15 @@ def setup(config: TrainConfig, data: Data) -> Setup:
     )
 
 
+def order_fingerprint(generator: torch.Generator, n: int) -> str:
+    """CRC32 (hex) of the permutation the next ``train_one_epoch`` on ``n`` images will draw from ``generator``.
+
+    It draws from a copy, so ``generator`` is left as it was.
+    """
+    copy = torch.Generator().set_state(generator.get_state())
+    return f"{zlib.crc32(torch.randperm(n, generator=copy).numpy().tobytes()):08x}"
+
+
 def train(config: TrainConfig, data: Data, on_epoch: Callable[[EpochRow], bool | None] | None = None) -> TrainResult:
     """Train the CNN described by ``config`` on ``data``, evaluating after every epoch.
 
@@ -265,6 +276,7 @@ def train(config: TrainConfig, data: Data, on_epoch: Callable[[EpochRow], bool |
     train_set, test_set = data.train.to(run.device), data.test.to(run.device)
     val_set = data.val.to(run.device) if data.val is not None else None
     model, criterion, dtype, n = run.model, run.criterion, run.dtype, run.num_classes
+    batch_order = order_fingerprint(run.generator, len(train_set))
 
     history: list[EpochRow] = []
     diverged = stopped = False
@@ -285,4 +297,5 @@ def train(config: TrainConfig, data: Data, on_epoch: Callable[[EpochRow], bool |
             stopped = True
         if diverged or stopped:
             break
-    return TrainResult(history, model, confusion.tolist(), str(run.device), str(dtype).removeprefix("torch."), diverged, stopped)
+    precision = str(dtype).removeprefix("torch.")
+    return TrainResult(history, model, confusion.tolist(), str(run.device), precision, diverged, stopped, batch_order)

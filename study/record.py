@@ -140,6 +140,7 @@ class TrialRecord:
     device: str | None = None
     precision: str | None = None
     config: dict | None = None  # the resolved TrainConfig (format 2)
+    batch_order: str | None = None  # fingerprint of the first epoch's shuffle (format 2)
     weights_artifact: str | None = None
 
     @property
@@ -165,6 +166,7 @@ class TrialRecord:
             device=attrs.get("device"),
             precision=attrs.get("precision"),
             config=attrs.get("config"),
+            batch_order=attrs.get("batch_order"),
             weights_artifact=attrs.get("weights_artifact"),
         )
 
@@ -207,6 +209,7 @@ def write_result(trial: optuna.Trial, result: TrainResult) -> None:
     trial.set_user_attr("epochs_run", len(result.history))
     trial.set_user_attr("test_acc", result.test_acc)
     trial.set_user_attr("confusion", result.confusion)
+    trial.set_user_attr("batch_order", result.batch_order)  # trials of one replicate share it: the same batches
 
 
 def write_weights(trial: optuna.Trial, artifact_id: str) -> None:

@@ -129,9 +129,8 @@ def open_study(storage: optuna.storages.BaseStorage, config: StudyConfig, settin
 
 def _optimize(study: optuna.Study, config: StudyConfig, data: Data, worker: int = 0, progress: Progress | None = None) -> None:
     """Run trials in this process until the study holds ``config.target`` finished ones."""
-    existing = len(study.get_trials(deepcopy=False))
-    # A resumed run or another worker must not replay the same random draws.
-    study.sampler = lookup(SAMPLERS, config.sampler, "sampler")(config.space, config.repeats, config.seed + existing + 10_007 * worker)
+    stream = len(study.get_trials(deepcopy=False)) + 10_007 * worker  # another stream of draws per resume and worker
+    study.sampler = lookup(SAMPLERS, config.sampler, "sampler")(config.space, config.repeats, config.seed, stream)
     study.pruner = lookup(PRUNERS, config.resolved_pruner, "pruner")(config.train.epochs, config.min_epochs)
     artifacts = Path(study.user_attrs.get("artifacts") or output_dir(config.storage, config.study_name, "artifacts").resolve())
     artifacts.mkdir(parents=True, exist_ok=True)

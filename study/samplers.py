@@ -6,13 +6,16 @@ import optuna
 
 from study.space import SearchSpace
 
-# name -> sampler(space, repeats, seed). Only "grid" runs the paired design (activation x loss x lr x replicate);
-# the others hunt for the best configuration, and their comparisons are observational.
-SAMPLERS: dict[str, Callable[[SearchSpace, int, int], optuna.samplers.BaseSampler]] = {
-    "grid": lambda space, repeats, seed: optuna.samplers.GridSampler(space.grid(repeats), seed=seed),
-    "tpe": lambda space, repeats, seed: optuna.samplers.TPESampler(seed=seed),
-    "random": lambda space, repeats, seed: optuna.samplers.RandomSampler(seed=seed),
-    "qmc": lambda space, repeats, seed: optuna.samplers.QMCSampler(seed=seed),
+# name -> sampler(space, repeats, seed, stream). Only "grid" runs the paired design (activation x loss x lr x
+# replicate); the others hunt for the best configuration, and their comparisons are observational. Samplers that
+# draw at random seed themselves with seed + stream, so that a resumed run or another worker does not replay the
+# same draws. The grid's order must be the same in every process (Optuna maps trial numbers to grid points by
+# it), so it uses the study's seed alone.
+SAMPLERS: dict[str, Callable[[SearchSpace, int, int, int], optuna.samplers.BaseSampler]] = {
+    "grid": lambda space, repeats, seed, stream: optuna.samplers.GridSampler(space.grid(repeats), seed=seed),
+    "tpe": lambda space, repeats, seed, stream: optuna.samplers.TPESampler(seed=seed + stream),
+    "random": lambda space, repeats, seed, stream: optuna.samplers.RandomSampler(seed=seed + stream),
+    "qmc": lambda space, repeats, seed, stream: optuna.samplers.QMCSampler(seed=seed + stream),
 }
 
 # name -> pruner(epochs, min_epochs). Pruners compare trials at the same epoch, and none of them stops a

@@ -11,6 +11,12 @@ REPO = Path(__file__).resolve().parents[1]
 ARCHIVE = Path(os.environ.get("CIFAR10_JPG", REPO.parent / "shared" / "data" / "cifar10-jpg.tar.gz"))
 
 
+@pytest.fixture
+def db(tmp_path) -> str:
+    """A SQLite storage URL in the test's own folder (the file does not exist yet)."""
+    return f"sqlite:///{tmp_path / 'study.db'}"
+
+
 def extract_subset(dest: Path, per_class: dict[str, int]) -> Path:
     """Extract the first ``per_class[split]`` images of every class of each split into ``dest``."""
     if not ARCHIVE.is_file():

@@ -2,7 +2,6 @@
 
 import optuna
 import pandas as pd
-import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -98,6 +97,31 @@ def trials_frame(rows) -> pd.DataFrame:
     return pd.DataFrame(records)
 
 
-@pytest.fixture
-def db(tmp_path) -> str:
-    return f"sqlite:///{tmp_path / 'reports.db'}"
+def paired_settings(epochs: int = 3, repeats: int = 2, test_size: int = 10_000, **changes):
+    """StudySettings of a paired grid study written by this release."""
+    from study.record import StudySettings
+
+    fields = dict(
+        search_space={"activations": ["relu", "tanh"], "losses": ["cross_entropy", "mse"], "lr_min": 1e-3, "lr_max": 0.1, "grid_lrs": 3},
+        epochs=epochs, batch_size=100, optimizer="adam", augment=False, data_source="folder", data_path="/nonexistent",
+        classes=CLASSES, train_size=500, test_size=test_size, val_size=0, val_split=0.0, selection="test", sampler="grid",
+        pruner="none", min_epochs=3, seed=0, repeats=repeats,
+        baseline={"activation": "relu", "loss": "cross_entropy", "lr": 1e-3, "replicate": 0},
+    )  # fmt: skip
+    return StudySettings(**(fields | changes))
+
+
+def record(number, activation, loss, lr, replicate, test_accs, *, state="complete", diverged=False, test_losses=None, train_losses=None):
+    """A TrialRecord with one history row per test accuracy (train accuracy = test + 5)."""
+    from study.record import TrialRecord
+
+    test_losses = test_losses or [1.0] * len(test_accs)
+    train_losses = train_losses or [1.0] * len(test_accs)
+    history = [
+        {"epoch": e, "train_loss": trl, "train_acc": acc + 5, "test_loss": tel, "test_acc": acc, "seconds": 1.0}
+        for e, (acc, tel, trl) in enumerate(zip(test_accs, test_losses, train_losses, strict=True), 1)
+    ]
+    return TrialRecord(
+        number=number, state=state, activation=activation, loss=loss, lr=lr, replicate=replicate, seed=replicate,
+        value=test_accs[-1] if state == "complete" else None, history=history, diverged=diverged,
+    )  # fmt: skip

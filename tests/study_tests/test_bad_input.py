@@ -8,9 +8,11 @@ import sys
 import pytest
 import torch
 import torchvision
-from study_tests.conftest import REPO
+from helpers import REPO
 
 from study.run import main
+
+pytestmark = pytest.mark.slow  # the study they must leave untouched is trained on real images
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +59,10 @@ def _run(argv, capsys) -> tuple[int, str]:
         (["--trials", "x"], "argument --trials: invalid int value: 'x'"),
         (["--sampler", "grid", "--trials", "100"], "--trials 100 is more than the grid's 54 trials; use --trials 54"),
         (["--epochs", "2", "--trials", "2"], "created with other settings: epochs 1 (now 2)"),
+        (["--grid-lrs", "4", "--trials", "2"], "created with other settings: search_space {"),
+        (["--repeats", "2", "--trials", "2"], "created with other settings: repeats 1 (now 2)"),
+        (["--repeats", "0"], "--repeats must be at least 1 but got 0"),
+        (["--repeats", "2", "--sampler", "tpe"], "--repeats 2 needs --sampler grid"),
     ],
 )
 def test_bad_flag_is_refused_and_the_study_is_untouched(existing, flags, message, capsys):
@@ -74,7 +80,7 @@ def test_unavailable_device_is_refused(existing, capsys):
     storage, args = existing
     before = _digest(storage)
     code, err = _run([*args, "--device", "cuda"], capsys)
-    assert code == 2 and "device 'cuda' is not available" in err and "--device cpu" in err
+    assert code == 2 and "device 'cuda' is not available" in err and "use cpu or auto; choose another --device" in err
     assert _digest(storage) == before
 
 
@@ -94,7 +100,7 @@ def _folder_with(tmp_path, cifar_dir, kind):
 @pytest.mark.parametrize(
     ("kind", "message"),
     [
-        ("missing", "does not exist; pass a folder with train/ and test/ class folders"),
+        ("missing", "does not exist (a data folder holds train/ and test/ class folders"),
         ("empty", "holds neither train/ and test/ class folders nor cifar-10-batches-py"),
         ("train-only", "has no test/; an image folder needs train/<class>/ and test/<class>/"),
         ("not-an-image", "README.md is not an image torchvision can decode; remove it from the data folder"),
@@ -115,7 +121,7 @@ def test_cifar10_that_cannot_be_downloaded_says_to_use_data_dir(tmp_path, monkey
     monkeypatch.chdir(tmp_path)
     code, err = _run(["--trials", "1", "--no-report", "--storage", f"sqlite:///{tmp_path / 's.db'}"], capsys)
     assert code == 2
-    assert "could not download CIFAR-10 into" in err and "pass --data-dir" in err
+    assert "could not download CIFAR-10 into" in err and "fix --data-dir" in err
     assert not (tmp_path / "s.db").exists() and not (tmp_path / "data").exists()
 
 

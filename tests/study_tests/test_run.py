@@ -1,26 +1,23 @@
+import itertools
 import json
 import signal
 import socket
 import statistics
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import optuna
 import pytest
+from helpers import FINISHED, REPO, load, spawn, wait_for
+from helpers import finished as _finished
 from optuna.trial import TrialState
-from study_tests.conftest import REPO, load, spawn
 
 from study.run import main
 from study.space import SearchSpace
 
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-
-
-def _finished(study):
-    return study.get_trials(states=FINISHED)
+pytestmark = pytest.mark.slow  # every test here trains on real images or starts processes
 
 
 def test_study_stores_every_epoch_of_every_trial(db, small_args, capsys):
@@ -33,7 +30,10 @@ def test_study_stores_every_epoch_of_every_trial(db, small_args, capsys):
         assert [row["epoch"] for row in history] == sorted(trial.intermediate_values)
         assert {row["epoch"]: row["test_acc"] for row in history} == trial.intermediate_values
         assert set(history[0]) == {"epoch", "train_loss", "train_acc", "test_loss", "test_acc", "seconds"}
-        assert trial.user_attrs["settings"]["train_size"] == 500
+        # The resolved training config, as nanoGPT keeps it beside every checkpoint.
+        config = trial.user_attrs["config"]
+        assert {k: config[k] for k in ("activation", "loss", "lr")} == {k: trial.params[k] for k in ("activation", "loss", "lr")}
+        assert config["epochs"] == 2 and config["seed"] == trial.user_attrs["seed"] == trial.params["replicate"]
         assert set(trial.user_attrs["versions"]) >= {"torch", "torchvision", "optuna"}
         assert trial.user_attrs["weights_artifact"]
         if trial.state == TrialState.COMPLETE:
@@ -43,16 +43,19 @@ def test_study_stores_every_epoch_of_every_trial(db, small_args, capsys):
     assert "best: trial" in out and f"dashboard: optuna-dashboard {db}" in out
 
 
-def test_first_trial_is_the_notebook_baseline(db, small_args):
-    main([*small_args, "--storage", db, "--trials", "1", "--epochs", "1"])
-    first = load(db).trials[0]
+def test_first_trial_of_a_sampled_study_is_the_notebook_baseline(db, small_args):
+    main([*small_args, "--storage", db, "--trials", "1", "--epochs", "1", "--sampler", "tpe"])
+    study = load(db)
+    first = study.trials[0]
     assert first.params == {"activation": "relu", "loss": "cross_entropy", "lr": 1e-3}
     assert first.user_attrs["baseline"] is True
+    assert study.user_attrs["settings"]["baseline"] == first.params
 
 
 def test_no_baseline_skips_it(db, small_args):
-    main([*small_args, "--storage", db, "--trials", "1", "--epochs", "1", "--no-baseline", "--seed", "5"])
+    main([*small_args, "--storage", db, "--trials", "1", "--epochs", "1", "--no-baseline", "--seed", "5", "--sampler", "tpe"])
     assert "baseline" not in load(db).trials[0].user_attrs
+    assert load(db).user_attrs["settings"]["baseline"] is None
 
 
 def test_rerun_with_higher_target_resumes_to_exactly_it(db, small_args, capsys):
@@ -65,15 +68,20 @@ def test_rerun_with_higher_target_resumes_to_exactly_it(db, small_args, capsys):
     assert "nothing to run" in capsys.readouterr().out
 
 
-def test_grid_sampler_covers_its_grid(db, small_args):
+def test_grid_sampler_covers_its_grid_and_replicates(db, small_args):
     args = ["--activations", "relu,tanh", "--losses", "cross_entropy,mse", "--grid-lrs", "2", "--lr-min", "1e-4", "--lr-max", "1e-2"]
-    assert main([*small_args, *args, "--storage", db, "--sampler", "grid", "--pruner", "none", "--epochs", "1"]) == 0
+    assert main([*small_args, *args, "--storage", db, "--repeats", "2", "--epochs", "1"]) == 0
     study = load(db)
-    # The notebook's lr 1e-3 is off this grid, so its baseline runs as one extra trial.
-    assert [t.params for t in study.trials if t.user_attrs.get("baseline")] == [{"activation": "relu", "loss": "cross_entropy", "lr": 1e-3}]
-    points = sorted((t.params["activation"], t.params["loss"], t.params["lr"]) for t in study.trials if "baseline" not in t.user_attrs)
-    expected = SearchSpace(("relu", "tanh"), ("cross_entropy", "mse"), 1e-4, 1e-2, 2).grid()
-    assert points == sorted((a, loss, lr) for a in expected["activation"] for loss in expected["loss"] for lr in expected["lr"])
+    # The notebook's lr 1e-3 is off this grid, so its baseline runs as one extra trial (replicate 0).
+    baseline = {"activation": "relu", "loss": "cross_entropy", "lr": 1e-3, "replicate": 0}
+    assert [t.params for t in study.trials if t.user_attrs.get("baseline")] == [baseline]
+    keys = ("activation", "loss", "lr", "replicate")
+    points = sorted(tuple(t.params[k] for k in keys) for t in study.trials if "baseline" not in t.user_attrs)
+    grid = SearchSpace(("relu", "tanh"), ("cross_entropy", "mse"), 1e-4, 1e-2, 2).grid(repeats=2)
+    assert points == sorted(itertools.product(*(grid[k] for k in keys)))
+    # The design prunes nothing, and every trial trains from seed + replicate.
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    assert all(t.user_attrs["seed"] == t.params["replicate"] for t in study.trials)
 
 
 def test_median_pruner_prunes_trials_below_the_median(db, small_args):
@@ -105,15 +113,6 @@ def test_resume_with_other_settings_is_refused_and_changes_nothing(db, small_arg
     assert load(db).trials == before
 
 
-def _wait_for(condition, seconds: float):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.2)
-    return False
-
-
 def _running_with_epochs(db):
     try:
         trials = load(db).get_trials(states=(TrialState.RUNNING,))
@@ -126,7 +125,7 @@ def _running_with_epochs(db):
 def test_interrupted_run_resumes_with_no_trial_left_running(db, small_args, sig):
     args = [*small_args, "--storage", db, "--epochs", "40"]
     process = spawn(*args, "--trials", "3")
-    assert _wait_for(lambda: _running_with_epochs(db), 120), process.communicate()[0]
+    assert wait_for(lambda: _running_with_epochs(db), 120), process.communicate()[0]
     process.send_signal(sig)
     output = process.communicate(timeout=60)[0]
     if sig == signal.SIGINT:
@@ -172,7 +171,7 @@ def test_optuna_dashboard_lists_the_study(db, small_args):
             except OSError:
                 return None
 
-        assert _wait_for(lambda: studies() is not None, 60)
+        assert wait_for(lambda: studies() is not None, 60)
         summary = next(s for s in studies() if s["study_name"] == "dash")
         assert summary["directions"] == ["maximize"]
     finally:
@@ -192,7 +191,7 @@ def test_load_model_restores_the_trained_weights(db, small_args, cifar_dir):
     import torch
 
     from cnn import ACTIVATIONS, build_loss, evaluate, load_data
-    from cnn.train import _to_device, resolve_precision
+    from cnn.train import resolve_precision
     from study import load_model
 
     main([*small_args, "--storage", db, "--trials", "2", "--epochs", "1"])
@@ -201,6 +200,7 @@ def test_load_model_restores_the_trained_weights(db, small_args, cifar_dir):
     assert type(model.layer1[2]) is ACTIVATIONS[best.params["activation"]]
     data = load_data(cifar_dir, train_size=500, test_size=200, download=False)
     dtype = resolve_precision("auto", torch.device("cpu"))
-    _, accuracy, _ = evaluate(model, build_loss(best.params["loss"]), *_to_device(data.test, torch.device("cpu")), 10, 100, dtype)
+    test = data.test.to("cpu")
+    _, accuracy, _ = evaluate(model, build_loss(best.params["loss"]), test.images, test.labels, 10, 100, dtype)
     # The same images through the restored weights give the accuracy the trial recorded.
     assert accuracy == best.user_attrs["test_acc"]

@@ -4,19 +4,18 @@ import os
 import sqlite3
 import subprocess
 import sys
-import time
 import uuid
 
 import optuna
 import pytest
 import sqlalchemy
+from helpers import FINISHED, REPO, load, spawn, wait_for
 from optuna.trial import TrialState
-from study_tests.conftest import REPO, load, spawn
 
 from study.run import main
 from study.storage import open_storage
 
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+pytestmark = pytest.mark.slow  # every test here trains on real images or starts processes
 
 
 def test_workers_share_one_sqlite_study_without_lock_errors(db, small_args, capsys):
@@ -83,7 +82,7 @@ def test_trial_of_a_silent_worker_is_failed_and_retried(db, small_args):
     storage = open_storage(db)
     study = optuna.load_study(study_name="cnn-study", storage=storage)
     # A trial left RUNNING by a worker on another machine that stopped sending heartbeats long ago.
-    params = {"activation": "tanh", "loss": "mse", "lr": 0.01}
+    params = {"activation": "tanh", "loss": "mse", "lr": 0.01, "replicate": 0}
     trial_id = storage.create_new_trial(
         study._study_id,
         optuna.trial.create_trial(
@@ -110,9 +109,7 @@ def test_sigkill_mid_trial_keeps_finished_trials_and_resumes(db, small_args):
     assert main([*args, "--trials", "2"]) == 0
     before = {t.number: t.user_attrs["history"] for t in load(db).trials}
     process = spawn(*args, "--trials", "4", "--workers", "2")
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not any(t.user_attrs.get("history") for t in load(db).get_trials(states=(TrialState.RUNNING,))):
-        time.sleep(0.2)
+    wait_for(lambda: any(t.user_attrs.get("history") for t in load(db).get_trials(states=(TrialState.RUNNING,))), 120)
     # Kill the whole process group: the command and its workers, as a crash or an OOM kill would.
     os.killpg(process.pid, 9)
     process.wait(timeout=60)

@@ -1,0 +1,46 @@
+"""Helpers shared by the tests (one copy of each)."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+REPO = Path(__file__).resolve().parents[1]
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def load(storage: str, name: str = "cnn-study") -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def finished(study: optuna.Study) -> list:
+    return study.get_trials(states=FINISHED)
+
+
+def wait_for(condition, seconds: float) -> bool:
+    """Poll ``condition()`` every 0.2 s until it is true (True) or ``seconds`` pass (False)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def spawn(*args: str, module: str = "study.run", **kwargs) -> subprocess.Popen:
+    """Start ``python -m MODULE ARGS`` as its own process, as a user would."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", module, *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group, so a test can kill it with its workers
+        **kwargs,
+    )
