@@ -17,8 +17,10 @@ $(VENV)/.installed: pyproject.toml
 study: setup
 	$(BIN)/python -m study.run $(ARGS)
 
-test: setup
+lint: setup
 	$(BIN)/ruff check .
+
+test: lint
 	$(BIN)/python -m pytest $(ARGS)
 
 bench: setup

@@ -1,13 +1,18 @@
 """Benchmark: the notebook's training loop against ours, on the same images, in one run.
 
 Usage:
-    python -m cnn.bench --data-dir DIR [--train-size N] [--test-size N] [--rounds R]
+    python -m cnn.bench --data-dir DIR [--train-size N] [--test-size N] [--rounds R] [--fuse K]
 
 Each round runs one epoch (train + test evaluation) of the notebook's loop exactly as
 written (a dataset that turns each uint8 image into a PIL image and applies
 ``ToTensor()`` + ``Normalize``, ``DataLoader(batch_size=100, shuffle=True)``, the eager
 NCHW model, its test loop), then one epoch of ours, alternating so that both see the
 same machine state. The last line is ``train+eval speedup vs notebook: N.NNx``.
+
+With ``--fuse K`` each round also runs K trials (the notebook's configuration, seeds
+seed..seed+K-1) for one epoch each, one at a time, and the same K trials fused into one
+network (``cnn.fused``), and the last line becomes
+``fused K=K vs one at a time: N.NNx trial-epochs/s``.
 """
 
 import argparse
@@ -16,12 +21,14 @@ import statistics
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from cnn.cli import ArgumentParser, flag_hint
 from cnn.data import Data, DataError, ImageSet, load_data
+from cnn.fused import evaluate_many, setup_many, train_epoch_many
 from cnn.model import build_model
 from cnn.train import DeviceError, TrainConfig, evaluate, resolve_device, resolve_precision, setup, train_one_epoch
 
@@ -130,18 +137,30 @@ def _tensors(images: ImageSet) -> tuple[torch.Tensor, torch.Tensor]:
     return images.images, images.labels
 
 
-def run_bench(data: Data, rounds: int, device: torch.device, precision: str = "auto", seed: int = 0) -> list[dict]:
-    """Alternate one notebook epoch and one of ours, ``rounds`` times; one row per epoch run."""
+@dataclass(frozen=True)
+class Loop:
+    """One contender: ``run()`` trains each of its ``trials`` for one epoch and evaluates it on the test set."""
+
+    name: str
+    trials: int  # trial-epochs one call of run() does
+    run: Callable[[], float]  # returns the first trial's test accuracy (percent)
+
+
+def notebook_loop(data: Data, device: torch.device, seed: int = 0) -> Loop:
+    """The notebook's cells for one trial, as written."""
     torch.manual_seed(seed)
     train_set = NotebookDataset(data.train.images, data.train.labels)
     test_set = NotebookDataset(data.test.images, data.test.labels)
     train_loader = torch.utils.data.DataLoader(train_set, batch_size=100, shuffle=True)
     test_loader = torch.utils.data.DataLoader(test_set, batch_size=100, shuffle=False)
-    nb_model = build_model().to(device)
-    nb_criterion = nn.CrossEntropyLoss()
-    nb_optimizer = torch.optim.Adam(nb_model.parameters(), lr=0.001)
+    model = build_model().to(device)
+    criterion = nn.CrossEntropyLoss()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.001)
+    return Loop("notebook", 1, lambda: notebook_epoch(model, criterion, optimizer, train_loader, test_loader, device))
 
-    # The notebook's configuration, set up exactly as train() does it.
+
+def ours_loop(data: Data, device: torch.device, precision: str = "auto", seed: int = 0) -> Loop:
+    """Our loop for the notebook's configuration, set up exactly as train() does it."""
     mine = setup(TrainConfig(seed=seed, device=str(device), precision=precision), data)
 
     def ours() -> float:
@@ -150,17 +169,79 @@ def run_bench(data: Data, rounds: int, device: torch.device, precision: str = "a
         train_one_epoch(mine.model, mine.criterion, mine.optimizer, *_tensors(train_set), 100, mine.generator, dtype=mine.dtype)
         return evaluate(mine.model, mine.criterion, *_tensors(test_set), mine.num_classes, mine.eval_batch, mine.dtype)[1]
 
-    def notebook() -> float:
-        return notebook_epoch(nb_model, nb_criterion, nb_optimizer, train_loader, test_loader, device)
+    return Loop("ours", 1, ours)
 
+
+def fuse_configs(k: int, device: torch.device, precision: str = "auto", seed: int = 0) -> list[TrainConfig]:
+    """K trials of the notebook's configuration that differ only in their seed: seed, seed+1, ..."""
+    return [TrainConfig(seed=seed + j, device=str(device), precision=precision) for j in range(k)]
+
+
+def one_at_a_time_loop(configs: list[TrainConfig], data: Data) -> Loop:
+    """Each config's epoch run by our loop, one trial after the other, as K ``train`` calls would."""
+    runs = [setup(config, data) for config in configs]
+    device = runs[0].device
+    # Each train() call moves its data once per run, not per epoch: moved here, untimed, as for the fused loop.
+    train_set, test_set = data.train.to(device), data.test.to(device)
+
+    def one_at_a_time() -> float:
+        accuracies = []
+        for run, config in zip(runs, configs, strict=True):
+            train_one_epoch(
+                run.model, run.criterion, run.optimizer, *_tensors(train_set), config.batch_size, run.generator, config.augment, run.dtype
+            )
+            accuracies.append(evaluate(run.model, run.criterion, *_tensors(test_set), run.num_classes, run.eval_batch, run.dtype)[1])
+        return accuracies[0]
+
+    return Loop("one at a time", len(configs), one_at_a_time)
+
+
+def fused_loop(configs: list[TrainConfig], data: Data) -> Loop:
+    """The configs' epochs run as one fused network, with the functions ``train_many`` runs."""
+    run = setup_many(configs, data)
+    train_set, test_set = data.train.to(run.device), data.test.to(run.device)
+
+    def fused() -> float:
+        train_epoch_many(run, *_tensors(train_set))
+        scores = evaluate_many(run, *_tensors(test_set))
+        accuracies = {member.index: score[1] for member, score in zip(run.members, scores, strict=True)}
+        return accuracies.get(0, float("nan"))  # nan: the first trial diverged and left
+
+    return Loop("fused", len(configs), fused)
+
+
+def time_loop(device: torch.device, loop: Loop) -> dict:
+    """One timed call of ``loop``: its seconds, trial-epochs per second, first trial's test accuracy and peak memory."""
+    seconds, accuracy, peak = _timed(device, loop.run)
+    return {
+        "loop": loop.name,
+        "trials": loop.trials,
+        "seconds": seconds,
+        "trial_epochs_per_s": loop.trials / seconds,
+        "test_acc": accuracy,
+        "peak_bytes": peak,
+    }
+
+
+def run_bench(data: Data, rounds: int, device: torch.device, precision: str = "auto", seed: int = 0, fuse: int = 0) -> list[dict]:
+    """Alternate one notebook epoch and one of ours (and with ``fuse`` K trials one at a time and fused), ``rounds`` times.
+
+    Returns one row per timed call (see :func:`time_loop`), with its ``round``.
+    """
+    loops = [notebook_loop(data, device, seed), ours_loop(data, device, precision, seed)]
+    if fuse:
+        configs = fuse_configs(fuse, device, precision, seed)
+        loops += [one_at_a_time_loop(configs, data), fused_loop(configs, data)]
+    width = max(len(loop.name) for loop in loops)
     rows = []
     for r in range(1, rounds + 1):
-        for name, run in (("notebook", notebook), ("ours", ours)):
-            seconds, accuracy, peak = _timed(device, run)
-            rows.append({"round": r, "loop": name, "seconds": seconds, "test_acc": accuracy, "peak_bytes": peak})
+        for loop in loops:
+            row = {"round": r, **time_loop(device, loop)}
+            rows.append(row)
+            images = loop.trials * (len(data.train) + len(data.test))
             print(
-                f"round {r} {name:8s} {seconds:7.2f} s  {(len(data.train) + len(data.test)) / seconds:8.0f} img/s"
-                f"  test acc {accuracy:5.2f}%  peak {peak / 2**20:7.0f} MiB",
+                f"round {r} {loop.name:{width}s} {row['seconds']:7.2f} s  {images / row['seconds']:8.0f} img/s"
+                f"  test acc {row['test_acc']:5.2f}%  peak {row['peak_bytes'] / 2**20:7.0f} MiB",
                 flush=True,
             )
     return rows
@@ -184,6 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     parser.add_argument("--precision", default="auto", help="our loop's precision: auto, bf16 or fp32 (default: auto)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--fuse", type=int, default=0, metavar="K", help="also time K trials one at a time and fused into one network (default: 0: off)"
+    )
     return parser
 
 
@@ -192,6 +276,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error(f"--rounds must be at least 1 but got {args.rounds}")
+    if args.fuse < 0:
+        parser.error(f"--fuse must be at least 0 but got {args.fuse}")
     try:
         device = resolve_device(args.device)
         data = load_data(
@@ -209,15 +295,24 @@ def main(argv: list[str] | None = None) -> None:
         f"torch {torch.__version__} on {device} ({torch.get_num_threads()} threads); "
         f"{len(data.train)} train + {len(data.test)} test images; ours in {dtype}, notebook in float32"
     )
-    rows = run_bench(data, args.rounds, device, args.precision, args.seed)
-    per_loop = {name: [row["seconds"] for row in rows if row["loop"] == name] for name in ("notebook", "ours")}
+    rows = run_bench(data, args.rounds, device, args.precision, args.seed, args.fuse)
+    per_loop: dict[str, list[float]] = {}
+    for row in rows:
+        per_loop.setdefault(row["loop"], []).append(row["seconds"])
+    width = max(8, *map(len, per_loop))
     n = len(data.train) + len(data.test)
     for name, seconds in per_loop.items():
         peak = max(row["peak_bytes"] for row in rows if row["loop"] == name)
         median = statistics.median(seconds)
-        print(f"{name:8s} median {median:7.2f} s/epoch  {n / median:8.0f} img/s  peak {peak / 2**20:.0f} MiB")
+        trials = next(row["trials"] for row in rows if row["loop"] == name)
+        per_trial = f"  {trials / median:6.3f} trial-epochs/s" if args.fuse else ""
+        print(f"{name:{width}s} median {median:7.2f} s/epoch  {trials * n / median:8.0f} img/s{per_trial}  peak {peak / 2**20:.0f} MiB")
     ratios = [nb / ours for nb, ours in zip(per_loop["notebook"], per_loop["ours"], strict=True)]
     print(f"train+eval speedup vs notebook: {statistics.median(ratios):.2f}x")
+    if args.fuse:
+        # Both do the same K trial-epochs per round, so the ratio of their seconds is the ratio of their throughputs.
+        fused = [one / fused for one, fused in zip(per_loop["one at a time"], per_loop["fused"], strict=True)]
+        print(f"fused K={args.fuse} vs one at a time: {statistics.median(fused):.2f}x trial-epochs/s")
 
 
 if __name__ == "__main__":

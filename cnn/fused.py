@@ -30,7 +30,7 @@ from cnn.augment import augment as augment_batch
 from cnn.data import Data, normalize
 from cnn.model import CNN
 from cnn.registry import lookup
-from cnn.train import OPTIMIZERS, EpochRow, TrainConfig, TrainResult, _autocast, evaluate, setup
+from cnn.train import OPTIMIZERS, EpochRow, TrainConfig, TrainResult, _autocast, evaluate, order_fingerprint, setup
 
 # Fields that decide the shape of the shared computation: fused trials must agree on them.
 SHARED_FIELDS = ("epochs", "batch_size", "optimizer", "augment", "device", "precision", "eval_batch_size")
@@ -210,8 +210,9 @@ def check_shared(configs: list[TrainConfig]) -> None:
         first = getattr(configs[0], name)
         for k, config in enumerate(configs[1:], 1):
             if getattr(config, name) != first:
+                other = getattr(config, name)
                 raise ValueError(
-                    f"fused trials must share {name}, but configs[0] has {name}={first!r} and configs[{k}] has {name}={getattr(config, name)!r}"
+                    f"fused trials must share {name}, but configs[0] has {name}={first!r} and configs[{k}] has {name}={other!r}"
                 )
 
 
@@ -325,9 +326,7 @@ def evaluate_many(run: FusedRun, images: torch.Tensor, labels: torch.Tensor) -> 
     return [(total / n, 100.0 * conf.trace().item() / n, conf) for total, conf in zip(loss_sum.tolist(), confusion, strict=True)]
 
 
-def train_many(
-    configs: list[TrainConfig], data: Data, on_epoch: Callable[[int, EpochRow], bool | None] | None = None
-) -> list[TrainResult]:
+def train_many(configs: list[TrainConfig], data: Data, on_epoch: Callable[[int, EpochRow], bool | None] | None = None) -> list[TrainResult]:
     """Train one CNN per config, all at once as one fused network; ``result[k]`` is what ``train(configs[k], data)`` gives.
 
     The configs must agree on :data:`SHARED_FIELDS` and may differ in activation, loss, lr
@@ -355,6 +354,7 @@ def train_many(
     members = sorted(run.members, key=lambda m: m.index)
     train_set, test_set = data.train.to(run.device), data.test.to(run.device)
     val_set = data.val.to(run.device) if data.val is not None else None
+    batch_orders = {m.index: order_fingerprint(m.generator, len(train_set)) for m in members}
     epochs = configs[0].epochs
     for epoch in range(1, epochs + 1):
         if not run.members:
@@ -367,10 +367,11 @@ def train_many(
             members[index].diverged = diverged
         splits = [("val", val_set), ("test", test_set)] if val_set is not None else [("test", test_set)]
         for split, images in splits:
-            scores = {m.index: s for m, s in zip(run.members, evaluate_many(run, images.images, images.labels), strict=True)}
+            split_tensors = (images.images, images.labels)
+            scores = {m.index: s for m, s in zip(run.members, evaluate_many(run, *split_tensors), strict=True)}
             for m in trained:
                 if m.index not in scores:  # diverged mid-epoch and left: its own model, as train() evaluates it
-                    scores[m.index] = evaluate(m.model, m.criterion, images.images, images.labels, run.num_classes, run.eval_batch, run.dtype)
+                    scores[m.index] = evaluate(m.model, m.criterion, *split_tensors, run.num_classes, run.eval_batch, run.dtype)
                 rows[m.index][f"{split}_loss"], rows[m.index][f"{split}_acc"], confusion = scores[m.index]
                 if split == "test":
                     m.confusion = confusion
@@ -383,4 +384,7 @@ def train_many(
         run.drop([m for m in run.members if m.diverged or m.stopped])
     run.finish()
     precision = str(run.dtype).removeprefix("torch.")
-    return [TrainResult(m.history, m.model, m.confusion.tolist(), str(run.device), precision, m.diverged, m.stopped) for m in members]
+    return [
+        TrainResult(m.history, m.model, m.confusion.tolist(), str(run.device), precision, m.diverged, m.stopped, batch_orders[m.index])
+        for m in members
+    ]

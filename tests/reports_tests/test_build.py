@@ -1,6 +1,7 @@
 import re
 
 import optuna
+import pandas as pd
 import pytest
 from reports_tests.conftest import make_study, make_trial
 
@@ -33,11 +34,12 @@ def _table_rows(markdown: str, header: list[str]) -> list[list[str]]:
 
 @pytest.fixture(scope="module")
 def real_study(tmp_path_factory, cifar_dir):
-    """A small real study: 8 trials of 2 epochs on 500 CIFAR-10 training images."""
+    """A small real paired design: 2 activations x 2 losses x 2 learning rates x 2 replicates, 2 epochs, 500 images."""
     folder = tmp_path_factory.mktemp("real")
     storage = f"sqlite:///{folder / 'study.db'}"
-    args = ["--data-dir", str(cifar_dir), "--train-size", "500", "--test-size", "200", "--storage", storage]
-    assert run_study([*args, "--trials", "8", "--epochs", "2", "--min-epochs", "1", "--seed", "3"]) == 0
+    args = ["--data-dir", str(cifar_dir), "--train-size", "500", "--test-size", "200", "--storage", storage, "--epochs", "2"]
+    design = ["--activations", "relu,tanh", "--losses", "cross_entropy,bce_with_logits", "--lr-min", "1e-3", "--lr-max", "1e-2"]
+    assert run_study([*args, *design, "--grid-lrs", "2", "--repeats", "2", "--seed", "3"]) == 0
     return storage, folder
 
 
@@ -45,7 +47,7 @@ def test_study_run_builds_the_report_beside_the_database(real_study):
     storage, folder = real_study
     report = folder / "cnn-study-report" / "report.md"
     assert report.is_file()
-    for name in ("trials.csv", "epochs.csv"):
+    for name in ("trials.csv", "epochs.csv", "comparisons.csv"):
         assert (folder / "cnn-study-report" / name).is_file()
 
 
@@ -54,11 +56,59 @@ def test_every_linked_figure_exists_and_is_a_png(real_study, tmp_path):
     assert main(["--storage", storage, "--study-name", "cnn-study", "--out", str(tmp_path)]) == 0
     markdown = (tmp_path / "report.md").read_text()
     links = _links(markdown)
-    assert {"activation_accuracy.png", "loss_accuracy.png", "lr_accuracy.png", "samples.png", "history.png"} <= set(links)
+    assert {"activation_by_lr.png", "activation_differences.png", "loss_by_lr.png", "lr_accuracy.png", "samples.png"} <= set(links)
     for link in links:
         assert (tmp_path / link).read_bytes()[:8] == PNG, link
     for heading in ("## 1. ", "## 2. ", "## 3. ", "## 4. "):
         assert heading in markdown
+
+
+def test_blocks_share_their_seed_and_their_first_batch_order(real_study):
+    storage, _ = real_study
+    study = optuna.load_study(study_name="cnn-study", storage=storage)
+    by_replicate = {}
+    for trial in study.trials:
+        by_replicate.setdefault(trial.params["replicate"], set()).add((trial.user_attrs["seed"], trial.user_attrs["batch_order"]))
+    # Every trial of a replicate trains from seed 3 + replicate and draws the same first-epoch batches.
+    assert {r: len(v) for r, v in by_replicate.items()} == {0: 1, 1: 1}
+    assert {r: next(iter(v))[0] for r, v in by_replicate.items()} == {0: 3, 1: 4}
+    assert by_replicate[0] != by_replicate[1]
+
+
+def _accuracy(study, **params) -> float:
+    """The last recorded test accuracy of the one trial with these parameters."""
+    (trial,) = [t for t in study.trials if all(t.params[k] == v for k, v in params.items())]
+    return trial.user_attrs["history"][-1]["test_acc"]
+
+
+def test_comparisons_recompute_from_the_database(real_study, tmp_path):
+    storage, _ = real_study
+    main(["--storage", storage, "--study-name", "cnn-study", "--out", str(tmp_path), "--no-samples"])
+    study = optuna.load_study(study_name="cnn-study", storage=storage)
+    rows = pd.read_csv(tmp_path / "comparisons.csv")
+    assert list(rows.columns[:11]) == ["question", "factor", "a", "b", "lr", "epoch", "n_pairs", "diff", "ci_low", "ci_high", "verdict"]
+    assert set(rows["question"]) >= {"activation", "loss", "learning rate"}
+    others = {"activation": ("loss", ("cross_entropy", "bce_with_logits")), "loss": ("activation", ("relu", "tanh"))}
+    checked = 0
+    for row in rows[rows["question"].isin(["activation", "loss"])].itertuples():
+        other, values = others[row.factor]
+        lrs = sorted({t.params["lr"] for t in study.trials}) if row.lr == "pooled" else [float(row.lr)]
+        diffs = [
+            _accuracy(study, **{row.factor: row.a, other: v, "lr": lr, "replicate": r})
+            - _accuracy(study, **{row.factor: row.b, other: v, "lr": lr, "replicate": r})
+            for lr in lrs
+            for v in values
+            for r in (0, 1)
+        ]
+        if row.lr == "pooled" or row.n_pairs == len(diffs):
+            # The mean paired difference, a minus b, over the blocks: 2 other options x 2 replicates per lr.
+            assert row.n_pairs == len(diffs) and row.diff == pytest.approx(sum(diffs) / len(diffs))
+            assert (row.ci_low <= row.diff <= row.ci_high and f"({row.n_pairs} pairs)" in row.verdict) or "cannot tell" in row.verdict
+            checked += 1
+    assert checked >= 2
+    # Every verdict sentence of the report is a row of comparisons.csv.
+    markdown = (tmp_path / "report.md").read_text()
+    assert all(verdict in markdown for verdict in rows.loc[rows["question"] != "epochs", "verdict"])
 
 
 def test_table_numbers_equal_the_database(real_study, tmp_path):
@@ -72,26 +122,30 @@ def test_table_numbers_equal_the_database(real_study, tmp_path):
     assert len(best_rows) == min(10, len(finished))
     for row in best_rows:
         trial = study.trials[int(row[0])]
-        assert row[5] == f"{trial.user_attrs['history'][-1]['test_acc']:.2f}%"
-        assert row[6] == str(len(trial.user_attrs["history"]))
-    # Per-activation counts and best accuracies, recomputed from the trials.
-    activation_rows = _table_rows(markdown, ["activation", "n"])
-    assert sum(int(row[1]) for row in activation_rows) == len(finished)
-    for row in activation_rows:
-        mine = [t for t in finished if t.params["activation"] == row[0]]
-        assert int(row[1]) == len(mine)
-        assert row[4] == f"{max(t.user_attrs['history'][-1]['test_acc'] for t in mine):.2f}%"
+        assert row[6] == f"{trial.user_attrs['history'][-1]['test_acc']:.2f}%"
+        assert row[7] == str(len(trial.user_attrs["history"]))
+    # Mean accuracy per activation and learning rate, recomputed from the trials.
+    for lr, activation, n, cell in _table_rows(markdown, ["lr", "activation", "n"]):
+        same = [t for t in finished if t.params["activation"] == activation and f"{t.params['lr']:g}" == lr]
+        mine = [t.user_attrs["history"][-1]["test_acc"] for t in same]
+        assert int(n) == len(mine) == 4
+        assert cell.startswith(f"{sum(mine) / len(mine):.2f}%")
     assert "samples.png" not in markdown
 
 
 def test_csvs_hold_one_row_per_trial_and_per_epoch(real_study, tmp_path):
-    import pandas as pd
-
     storage, _ = real_study
     main(["--storage", storage, "--study-name", "cnn-study", "--out", str(tmp_path), "--no-samples"])
     study = optuna.load_study(study_name="cnn-study", storage=storage)
     assert len(pd.read_csv(tmp_path / "trials.csv")) == len(study.trials)
     assert len(pd.read_csv(tmp_path / "epochs.csv")) == sum(len(t.user_attrs.get("history", [])) for t in study.trials)
+
+
+def test_an_observational_study_prints_the_paired_command(db, tmp_path):
+    trials = [make_trial(a, "mse", lr, [acc]) for a, lr, acc in (("relu", 2e-3, 50.0), ("tanh", 3e-3, 51.0), ("relu", 4e-3, 49.0))]
+    markdown = _report(db, tmp_path, trials)
+    assert "comparisons are **observational**" in markdown
+    assert "python -m study.run --sampler grid --repeats 3 --activations relu,leaky_relu,tanh" in markdown
 
 
 def test_unknown_study_lists_the_studies(real_study, capsys):

@@ -1,0 +1,225 @@
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from cnn import LOSSES, TrainConfig, build_loss, build_model, load_data, train, train_many
+from cnn.augment import augment
+from cnn.fused import SHARED_FIELDS, FusedCNN, _MemberLosses, member_batches
+
+# Three trials that differ in everything a fused run lets them differ in.
+TRIO = [
+    TrainConfig(activation="relu", loss="cross_entropy", lr=1e-3, seed=0),
+    TrainConfig(activation="tanh", loss="mse", lr=3e-4, seed=1),
+    TrainConfig(activation="leaky_relu", loss="bce_with_logits", lr=1e-2, seed=2),
+]
+CPU = {"device": "cpu", "precision": "fp32"}
+
+
+@pytest.fixture(scope="module")
+def small(cifar_dir):
+    return load_data(cifar_dir, train_size=300, test_size=200, download=False)
+
+
+def _configs(optimizer: str = "adam", epochs: int = 1, trio=TRIO) -> list[TrainConfig]:
+    return [dataclasses.replace(c, optimizer=optimizer, epochs=epochs, **CPU) for c in trio]
+
+
+def _assert_same_run(fused, plain, config: TrainConfig, data) -> None:
+    """``fused`` (one member of train_many) is ``plain`` (its own train run) up to fp32 summation order.
+
+    The gradients of a grouped convolution and of K plain ones agree to about 1e-5 relative (the
+    same sums in another order). SGD is linear in the gradient, so after one epoch (3 steps)
+    losses agree to 1e-4 relative and weights to 1e-3 of a step (measured: 5e-5 lr). Adam's first
+    steps are close to ``lr * sign(gradient)``: where the true gradient is zero, as for a
+    convolution bias that BatchNorm cancels in training mode, its rounding noise becomes a full
+    step of random sign (measured: conv biases off by up to 5 lr, other weights on average by
+    2e-3 lr). Training mode cancels those biases, so train_loss stays within 1e-4; evaluation
+    uses running means that lag them, so with Adam test_loss gets 2e-2 (measured: 6e-3 at lr 1e-2).
+    """
+    adam = config.optimizer == "adam"
+    assert (fused.diverged, fused.stopped, len(fused.history)) == (plain.diverged, plain.stopped, len(plain.history))
+    assert [row.keys() for row in fused.history] == [row.keys() for row in plain.history]
+    # One image more or less right moves an accuracy by 100/N points.
+    one_image = {"train_acc": 100 / len(data.train), "test_acc": 100 / len(data.test)}
+    if data.val is not None:
+        one_image["val_acc"] = 100 / len(data.val)
+    for got, want in zip(fused.history, plain.history, strict=True):
+        assert got["epoch"] == want["epoch"]
+        assert got["train_loss"] == pytest.approx(want["train_loss"], rel=1e-4)
+        for split in ("val", "test"):
+            if f"{split}_loss" in want:
+                assert got[f"{split}_loss"] == pytest.approx(want[f"{split}_loss"], rel=2e-2 if adam else 1e-4)
+        for name, tolerance in one_image.items():
+            assert abs(got[name] - want[name]) <= tolerance + 1e-9, name
+    ours, theirs = fused.model.state_dict(), plain.model.state_dict()
+    for name, want in theirs.items():
+        got = ours[name]
+        if name.endswith("num_batches_tracked"):
+            assert got == want
+        elif not adam:
+            torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-3 * config.lr, msg=name)
+        elif not (name.endswith(".0.bias") or "running" in name):  # conv biases and the statistics that follow them: noise, see above
+            # A member stepped with another member's learning rate would be off by about lr on average.
+            assert (got - want).abs().mean() <= 1e-2 * config.lr, name
+
+
+# Fast checks of the fused network on random tensors.
+
+
+def _members(activations: list[str]) -> list:
+    torch.manual_seed(0)
+    return [build_model(a) for a in activations]
+
+
+def test_fused_cnn_matches_its_members_in_training_and_evaluation():
+    activations = ["relu", "tanh", "relu"]  # not grouped: the relu members are two runs
+    models = _members(activations)
+    fused = FusedCNN(models)
+    x = torch.randn(5, 9, 32, 32)  # member k's batch in channels 3k..3k+2
+    logits = fused(x)
+    assert logits.shape == (3, 5, 10)
+    (logits**2).sum().backward()
+    fused_grads = [{name: p.grad.clone() for name, p in m.named_parameters()} for m in models]
+    plain = _members(activations)
+    for k, model in enumerate(plain):
+        want = model(x[:, 3 * k : 3 * k + 3])
+        torch.testing.assert_close(logits[k], want, rtol=1e-4, atol=1e-5)
+        (want**2).sum().backward()
+        for name, p in model.named_parameters():
+            # Conv biases feed BatchNorm, which cancels them: their true gradient is 0, both are rounding noise.
+            atol = 1e-4 if name.endswith(".0.bias") else 1e-5
+            torch.testing.assert_close(fused_grads[k][name], p.grad, rtol=1e-4, atol=atol, msg=name)
+    fused.eval()
+    shared = torch.randn(4, 3, 32, 32)  # evaluation: every member sees the same images
+    with torch.no_grad():
+        logits = fused(shared)
+    fused.write_back()
+    for k, model in enumerate(models):
+        torch.testing.assert_close(logits[k], model.eval()(shared), rtol=1e-4, atol=1e-5)
+
+
+def test_fused_cnn_write_back_gives_each_member_its_own_batchnorm_statistics():
+    models = _members(["relu", "gelu"])
+    fused = FusedCNN(models)
+    x = torch.randn(6, 6, 32, 32)
+    fused(x)
+    fused(x)
+    fused.write_back()
+    plain = _members(["relu", "gelu"])
+    for k, model in enumerate(plain):
+        model(x[:, 3 * k : 3 * k + 3])
+        model(x[:, 3 * k : 3 * k + 3])
+        for name, want in model.state_dict().items():
+            if "running" in name or "num_batches" in name:
+                torch.testing.assert_close(models[k].state_dict()[name], want, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_member_batches_puts_each_members_own_images_in_its_channels():
+    images = torch.randint(0, 256, (20, 3, 32, 32), dtype=torch.uint8)
+    idx = torch.stack([torch.randperm(20)[:4] for _ in range(3)])  # (K, B)
+    x = member_batches(images, idx)
+    assert x.shape == (4, 9, 32, 32) and x.is_contiguous(memory_format=torch.channels_last)
+    for k in range(3):
+        assert torch.equal(x[:, 3 * k : 3 * k + 3], images[idx[k]])
+
+
+def test_member_batches_augments_each_member_with_its_own_generator():
+    images = torch.randint(0, 256, (20, 3, 32, 32), dtype=torch.uint8)
+    idx = torch.stack([torch.arange(4), torch.arange(4, 8)])
+    generators = [torch.Generator().manual_seed(seed) for seed in (1, 2)]
+    x = member_batches(images, idx, generators)
+    for k, seed in enumerate((1, 2)):
+        assert torch.equal(x[:, 3 * k : 3 * k + 3], augment(images[idx[k]], torch.Generator().manual_seed(seed)))
+
+
+def test_member_losses_give_each_member_its_own_loss():
+    names = [*LOSSES, "cross_entropy"]  # every loss, one of them twice
+    criteria = [build_loss(name) for name in names]
+    logits = torch.randn(len(names), 8, 10)
+    labels = torch.randint(0, 10, (len(names), 8))
+    got = _MemberLosses(names, criteria, torch.device("cpu"))(logits, labels)
+    want = torch.stack([c(logits[k], labels[k]) for k, c in enumerate(criteria)])
+    torch.testing.assert_close(got, want)
+
+
+def test_train_many_needs_a_config():
+    with pytest.raises(ValueError, match="at least one config"):
+        train_many([], None)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("epochs", 2),
+        ("batch_size", 50),
+        ("optimizer", "sgd"),
+        ("augment", True),
+        ("device", "auto"),
+        ("precision", "auto"),
+        ("eval_batch_size", 50),
+    ],
+)
+def test_train_many_rejects_configs_that_differ_in_a_shared_field(field, value):
+    assert field in SHARED_FIELDS
+    configs = [TrainConfig(**CPU), TrainConfig(**{**CPU, field: value}, lr=0.1, seed=3)]
+    with pytest.raises(ValueError, match=f"fused trials must share {field}, but configs\\[0\\] has {field}="):
+        train_many(configs, None)  # refused before the data is touched
+
+
+def test_train_many_names_the_first_shared_field_that_differs():
+    configs = [TrainConfig(**CPU), TrainConfig(**CPU, optimizer="sgd", augment=True)]
+    with pytest.raises(ValueError, match="must share optimizer"):
+        train_many(configs, None)
+
+
+# Real training on real images: each member against its own train() run.
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_train_many_member_matches_its_own_train_run(small, optimizer):
+    configs = _configs(optimizer)
+    results = train_many(configs, small)
+    for config, result in zip(configs, results, strict=True):
+        plain = train(config, small)
+        _assert_same_run(result, plain, config, small)
+        assert type(result.model).__name__ == "CNN" and result.n_params == plain.n_params == 114_186
+        assert result.confusion == plain.confusion or optimizer == "adam"
+        assert (result.device, result.precision, result.batch_order) == (plain.device, plain.precision, plain.batch_order)
+        build_model(config.activation).load_state_dict(result.model.state_dict())  # exports as an ordinary CNN
+
+
+@pytest.mark.slow
+def test_train_many_diverging_member_leaves_the_others_unchanged(small):
+    # SGD at lr 10 on the MSE of raw logits overflows in the second epoch on 300 images; the others go on to epoch 3.
+    exploding = TrainConfig(activation="relu", loss="mse", lr=10.0, seed=1)
+    configs = _configs("sgd", epochs=3, trio=[TRIO[0], exploding, TRIO[2]])
+    results = train_many(configs, small)
+    assert [r.diverged for r in results] == [False, True, False]
+    assert len(results[1].history) == len(train(configs[1], small).history) < 3
+    assert not math.isfinite(results[1].history[-1]["train_loss"])
+    without = train_many([configs[0], configs[2]], small)
+    for k, alone in zip((0, 2), without, strict=True):
+        _assert_same_run(results[k], alone, configs[k], small)
+
+
+@pytest.mark.slow
+def test_train_many_stopped_member_leaves_and_the_others_go_on_unchanged(cifar_dir):
+    data = load_data(cifar_dir, train_size=300, test_size=200, val_split=0.2, download=False)
+    configs = _configs("adam", epochs=2)  # Adam: its step counts and moments must survive the rebuild
+    seen = []
+
+    def on_epoch(index, row):
+        seen.append((index, row["epoch"]))
+        return index == 1
+
+    results = train_many(configs, data, on_epoch)
+    # Members report in config order each epoch; the stopped one is not called again.
+    assert seen == [(0, 1), (1, 1), (2, 1), (0, 2), (2, 2)]
+    assert results[1].stopped and len(results[1].history) == 1
+    _assert_same_run(results[1], train(configs[1], data, on_epoch=lambda row: True), configs[1], data)
+    for k in (0, 2):
+        assert not results[k].stopped and len(results[k].history) == 2
+        _assert_same_run(results[k], train(configs[k], data), configs[k], data)

@@ -1,0 +1,69 @@
+"""Flags -> StudyConfig: one set of defaults, taken from the dataclasses (no data, no training)."""
+
+import pytest
+
+from cnn import TrainConfig
+from study.config import TRAIN_FLAGS, StudyConfig, build_parser, parse_config
+from study.space import SearchSpace
+
+
+def test_defaults_come_from_the_dataclasses():
+    config, download = parse_config([])
+    assert config.train == TrainConfig() and config.space == SearchSpace()
+    assert (config.sampler, config.pruner, config.repeats, config.trials) == (StudyConfig.sampler, "auto", 1, None)
+    assert download and config.data_dir == StudyConfig.data_dir
+
+
+def test_help_shows_the_defaults_the_code_uses():
+    text = build_parser().format_help()
+    train = TrainConfig()
+    for flag in ("--epochs", "--batch-size", "--optimizer", "--device", "--precision", "--repeats", "--grid-lrs"):
+        assert flag in text
+    assert f"(default: {train.epochs}, as the notebook)" in text and f"(default: {train.batch_size}, as the notebook)" in text
+    assert "(default: grid)" in text and "(default: relu,leaky_relu,tanh)" in text
+
+
+def test_training_flags_land_in_the_train_config():
+    flags = ["--epochs", "4", "--batch-size", "50", "--optimizer", "sgd", "--augment", "--seed", "3", "--precision", "fp32"]
+    config, _ = parse_config(flags)
+    assert config.train == TrainConfig(epochs=4, batch_size=50, optimizer="sgd", augment=True, seed=3, precision="fp32")
+    assert set(TRAIN_FLAGS) <= {f for f in TrainConfig.__dataclass_fields__}
+
+
+def test_default_study_is_the_paired_grid_and_fits_the_design_card():
+    config, _ = parse_config([])
+    # 3 activations x 3 losses x 6 learning rates; the notebook's configuration is on the grid.
+    assert config.grid_trials == 54 and config.target == 54 and not config.enqueue_baseline
+    assert config.resolved_pruner == "none" and config.design_repeats == 1
+    assert parse_config(["--trials", "50"])[0].target == 50
+
+
+def test_baseline_off_the_grid_is_one_extra_trial():
+    config, _ = parse_config(["--grid-lrs", "2", "--lr-min", "1e-4", "--lr-max", "1e-2", "--repeats", "2"])
+    assert config.enqueue_baseline and config.baseline_params == {"activation": "relu", "loss": "cross_entropy", "lr": 1e-3, "replicate": 0}
+    assert config.grid_trials == 3 * 3 * 2 * 2 + 1
+    config, _ = parse_config(["--grid-lrs", "2", "--lr-min", "1e-4", "--lr-max", "1e-2", "--no-baseline"])
+    assert not config.enqueue_baseline and config.baseline_params is None
+
+
+def test_other_samplers_prune_with_the_median_and_enqueue_the_baseline():
+    config, _ = parse_config(["--sampler", "tpe"])
+    assert config.resolved_pruner == "median" and config.design_repeats is None and config.target == 50
+    assert config.enqueue_baseline and config.baseline_params == {"activation": "relu", "loss": "cross_entropy", "lr": 1e-3}
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--repeats", "3", "--sampler", "random"], "--repeats 3 needs --sampler grid"),
+        (["--epochs", "0"], "--epochs must be at least 1 but got 0"),
+        (["--batch-size", "-2"], "--batch-size must be at least 1 but got -2"),
+        (["--pruner", "auto-ish"], "unknown pruner 'auto-ish'"),
+        (["--trials", "55"], "--trials 55 is more than the grid's 54 trials; use --trials 54"),
+    ],
+)
+def test_bad_flags_exit_with_one_line(flags, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parse_config(flags)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message in err and len(err.strip().splitlines()) == 1
