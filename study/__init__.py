@@ -1,6 +1,11 @@
-"""Optuna studies of the notebook's CNN: search space and design, objective, runner, record and model loading."""
+"""Optuna studies of the notebook's CNN: search space and design, objective, runner, record and model loading.
+
+Modules: ``config`` (flags -> StudyConfig), ``space`` (search space, paired grid, suggest_config),
+``samplers`` (sampler and pruner registries), ``objective`` (one trial), ``runner`` (a whole study),
+``progress`` (what it prints), ``record`` (the settings and trial records the report reads),
+``storage`` (opening databases), ``load`` (trained models), ``run`` (the command).
+"""
 
 from study.load import load_model
-from study.space import BASELINE, SearchSpace, suggest_config
 
-__all__ = ["BASELINE", "SearchSpace", "load_model", "suggest_config"]
+__all__ = ["load_model"]

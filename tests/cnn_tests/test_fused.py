@@ -208,7 +208,8 @@ def test_train_many_diverging_member_leaves_the_others_unchanged(small):
 @pytest.mark.slow
 def test_train_many_stopped_member_leaves_and_the_others_go_on_unchanged(cifar_dir):
     data = load_data(cifar_dir, train_size=300, test_size=200, val_split=0.2, download=False)
-    configs = _configs("adam", epochs=2)  # Adam: its step counts and moments must survive the rebuild
+    # Adam: its step counts and moments must survive the rebuild; augmentation draws from each member's generator.
+    configs = [dataclasses.replace(c, augment=True) for c in _configs("adam", epochs=2)]
     seen = []
 
     def on_epoch(index, row):
