@@ -45,15 +45,19 @@ def mean_interval(values, level: float = LEVEL) -> tuple[int, float, float, floa
     return n, mean, mean - half, mean + half, sd
 
 
-def extra_pairs_needed(n: int, diff: float, sd: float, level: float = LEVEL, power: float = POWER) -> int:
-    """Pairs to add so that a true difference of ``diff`` with spread ``sd`` excludes zero with ``power``.
+def pairs_needed(diff: float, sd: float, level: float = LEVEL, power: float = POWER, most: int = 10_000) -> int:
+    """Pairs a paired t interval needs to exclude zero with ``power`` when the true difference is ``diff``, spread ``sd``.
 
-    The usual normal approximation for a paired design, n = ((z_level + z_power) * sd / diff)^2.
+    The smallest n with (t(level, n-1) + t(power, n-1)) * sd / sqrt(n) <= |diff|; ``most`` when none up to it.
     """
-    if not (diff and sd and math.isfinite(sd)):
-        return 0 if sd == 0 else 10**6
-    z = stats.norm.ppf((1 + level) / 2) + stats.norm.ppf(power)
-    return max(1, math.ceil((z * sd / abs(diff)) ** 2) - n)
+    if not (math.isfinite(sd) and diff):
+        return most
+    if sd == 0:
+        return 2
+    for n in range(2, most):
+        if (stats.t.ppf((1 + level) / 2, n - 1) + stats.t.ppf(power, n - 1)) * sd / math.sqrt(n) <= abs(diff):
+            return n
+    return most
 
 
 def verdict(a: str, b: str, n: int, diff: float, low: float, high: float, sd: float, pairs_per_replicate: int = 1) -> str:
@@ -69,7 +73,7 @@ def verdict(a: str, b: str, n: int, diff: float, low: float, high: float, sd: fl
     bound = max(abs(low), abs(high))
     if bound <= WITHIN_POINTS:
         return f"{a} and {b} are within {bound:.1f} points of each other ({n} pairs)"
-    replicates = math.ceil(extra_pairs_needed(n, diff, sd) / max(pairs_per_replicate, 1))
+    replicates = math.ceil(max(pairs_needed(diff, sd) - n, 1) / max(pairs_per_replicate, 1))
     return (
         f"cannot tell yet: {a} − {b} = {diff:+.1f} points [{low:.1f}, {high:.1f}] ({n} pairs); "
         f"about {replicates} more replicate{'s' if replicates != 1 else ''} would resolve a difference of this size"
@@ -112,7 +116,7 @@ def pairs(design: pd.DataFrame, acc: pd.DataFrame, factor: str, a, b) -> pd.Data
 def _row(question, factor, a, b, lr, diffs: pd.DataFrame, subset: str, per_replicate: int) -> dict:
     n, diff, low, high, sd = mean_interval(diffs["diff"])
     epochs = sorted(set(diffs["epoch"]))
-    epoch = epochs[0] if len(epochs) == 1 else f"{epochs[0]}–{epochs[-1]}"
+    epoch = "–" if not epochs else epochs[0] if len(epochs) == 1 else f"{epochs[0]}–{epochs[-1]}"
     return {
         "question": question,
         "factor": factor,
@@ -184,8 +188,10 @@ def lr_ranges(design: pd.DataFrame, acc: pd.DataFrame, chance: float) -> dict:
     """Per loss: the best learning rate and every other one compared with it on the same seeds.
 
     Blocks are (activation, replicate): trials that differ only in the learning rate. A learning
-    rate is *good* when its paired difference from the best is not resolved as larger than
-    ``WITHIN_POINTS``, *too low* or *too high* when it is clearly below the best.
+    rate is *good* when its interval shows it at most ``WITHIN_POINTS`` below the best; *too low*
+    or *too high* when it is clearly below the best (interval above 0, mean more than
+    ``WITHIN_POINTS``), on that side; *at chance* when its mean is within ``LEARNS_POINTS`` of
+    chance; *unclear* otherwise (more replicates would tell).
 
     Returns:
         ``{"rows": comparison rows, "ranges": DataFrame[loss, lr, n, mean_acc, ci_low, ci_high, diff, d_low, d_high, regime]}``.
@@ -206,10 +212,15 @@ def lr_ranges(design: pd.DataFrame, acc: pd.DataFrame, chance: float) -> dict:
                 per_replicate = max(len(diffs) // replicates, 1)
                 row = _row("learning rate", "lr", f"lr {best:g}", f"lr {m['lr']:g}", m["lr"], diffs, f"loss={loss}", per_replicate)
                 rows.append(row)
-                worse = row["ci_low"] > 0 and row["diff"] > WITHIN_POINTS
-                regime = ("too low" if m["lr"] < best else "too high") if worse else "good"
+                side = "too low" if m["lr"] < best else "too high"
                 if m["mean_acc"] <= chance + LEARNS_POINTS:
-                    regime = ("too low" if m["lr"] < best else "too high") + " (at chance)"
+                    regime = f"{side} (at chance)"
+                elif row["ci_low"] > 0 and row["diff"] > WITHIN_POINTS:
+                    regime = side  # clearly worse than the best
+                elif row["ci_high"] <= WITHIN_POINTS:
+                    regime = "good"  # at most WITHIN_POINTS below the best
+                else:
+                    regime = "unclear"
                 entry.update(diff=-row["diff"], d_low=-row["ci_high"], d_high=-row["ci_low"], regime=regime)
             ranges.append(entry)
     columns = ["loss", "lr", "n", "mean_acc", "ci_low", "ci_high", "diff", "d_low", "d_high", "regime"]
@@ -235,7 +246,9 @@ def epoch_verdicts(frames, design: pd.DataFrame, acc: pd.DataFrame) -> dict:
 
     Returns:
         ``{"rows": comparison rows, "curves": DataFrame[lr, epoch, n, test_acc, train_acc, test_loss, train_loss],
-        "fell": DataFrame[lr, n, fell, threshold], "loss_turns": DataFrame[lr, loss, n, min_epoch, rise, train_change]}``.
+        "fell": DataFrame[lr, n, fell, threshold, best_epoch],
+        "loss_turns": DataFrame[lr, loss, n, min_epoch, low, rise, train_change]}``; ``low`` is the lowest mean
+        test loss, ``rise`` how far the last epoch's is above it.
     """
     n_epochs, chance, n_test = frames.n_epochs, frames.chance, frames.settings.test_size
     runs = design[(design["state"] == "complete") & ~design["diverged"] & (design["epochs_run"] == n_epochs)]
@@ -265,7 +278,7 @@ def epoch_verdicts(frames, design: pd.DataFrame, acc: pd.DataFrame) -> dict:
         threshold = [2 * math.sqrt(2) * binomial_se(p, n_test) for p in group["peak_test_acc"]]
         dropped = int(((group["peak_test_acc"] - group["final_test_acc"]).to_numpy() > np.array(threshold)).sum())
         fell.append({"lr": lr, "n": len(group), "fell": dropped, "threshold": float(np.mean(threshold)), "best_epoch": best})
-        for loss, sub in epochs[epochs["lr"] == lr].groupby("loss"):
+        for loss, sub in epochs[epochs["lr"] == lr].groupby("loss", sort=True):
             curve = sub.groupby("epoch")[["test_loss", "train_loss"]].mean()
             low = int(curve["test_loss"].idxmin())
             turns.append(
@@ -274,6 +287,7 @@ def epoch_verdicts(frames, design: pd.DataFrame, acc: pd.DataFrame) -> dict:
                     "loss": loss,
                     "n": sub["number"].nunique(),
                     "min_epoch": low,
+                    "low": float(curve["test_loss"].loc[low]),
                     "rise": float(curve["test_loss"].iloc[-1] - curve["test_loss"].loc[low]),
                     "train_change": float(curve["train_loss"].iloc[-1] - curve["train_loss"].loc[low]),
                 }
@@ -282,7 +296,7 @@ def epoch_verdicts(frames, design: pd.DataFrame, acc: pd.DataFrame) -> dict:
         "rows": rows,
         "curves": curves,
         "fell": pd.DataFrame(fell, columns=["lr", "n", "fell", "threshold", "best_epoch"]),
-        "loss_turns": pd.DataFrame(turns, columns=["lr", "loss", "n", "min_epoch", "rise", "train_change"]),
+        "loss_turns": pd.DataFrame(turns, columns=["lr", "loss", "n", "min_epoch", "low", "rise", "train_change"]),
     }
 
 

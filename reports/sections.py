@@ -12,6 +12,14 @@ from reports.frames import Frames
 
 SEED = 0  # every bootstrap in the report uses it, so rebuilding gives the same numbers
 SOURCES = {"folder": "image folder", "cifar10": "CIFAR-10 (torchvision)"}
+REGIMES = {  # how the learning-rate answer names each regime of paired.lr_ranges
+    "good": f"good (at most {paired.WITHIN_POINTS:g} points below the best)",
+    "too low": "too low",
+    "too low (at chance)": "too low, at chance",
+    "too high": "too high",
+    "too high (at chance)": "too high, at chance",
+    "unclear": "cannot tell yet",
+}
 
 
 class Results:
@@ -208,12 +216,13 @@ def _paired_options(section: Section, frames: Frames, result: dict, factor: str)
         at_chance = sorted(set(means.loc[means["lr"] == lr, factor]) - set(learners))
         note = ""
         if at_chance:
-            shown = ", ".join(f"{o} {pct(_mean(means, factor, lr, o), 1)}" for o in at_chance)
             live = ", ".join(f"{o} {pct(_mean(means, factor, lr, o), 1)}" for o in learners)
-            note = f" — {live} still learn{'s' if len(learners) == 1 else ''}; {shown} at chance"
-        lines.append(f"- lr {lr_text(lr)}{note}: " + "; ".join(group["verdict"]) + ".")
+            dead = ", ".join(f"{o} {pct(_mean(means, factor, lr, o), 1)}" for o in at_chance)
+            note = f": {live} still learn{'s' if len(learners) == 1 else ''}, {dead} at chance"
+        lines.append(f"- lr {lr_text(lr)}{note}")
+        lines.extend(f"  - {v}" for v in group["verdict"])
     if result["silent_lrs"]:
-        lines.append(f"- no {factor} learns at lr {', '.join(lr_text(lr) for lr in result['silent_lrs'])}: nothing to compare there.")
+        lines.append(f"- lr {', '.join(lr_text(lr) for lr in result['silent_lrs'])}: no {factor} learns, nothing to compare")
     section.add("\n".join(lines))
     shown = pd.DataFrame(
         {
@@ -355,22 +364,22 @@ def _paired_lr(section: Section, frames: Frames, result: dict) -> None:
             )
             continue
         parts = [f"best lr {lr_text(best['lr'])} ({pct(best['mean_acc'])} {interval(best['ci_low'], best['ci_high'])}, n={best['n']})"]
-        for regime in ("good", "too low", "too low (at chance)", "too high", "too high (at chance)"):
+        for regime in ("good", "too low", "too low (at chance)", "too high", "too high (at chance)", "unclear"):
             rows = group[group["regime"] == regime]
             if len(rows):
                 listed = ", ".join(
                     f"{lr_text(r['lr'])} ({pts(r['diff'], 1)} {interval(r['d_low'], r['d_high'], 1)})" for _, r in rows.iterrows()
                 )
-                name = f"as good (not resolved as more than {paired.WITHIN_POINTS:g} points worse)" if regime == "good" else regime
-                parts.append(f"{name}: {listed}")
+                parts.append(f"{REGIMES[regime]}: {listed}")
         sentences.append(f"- **{loss}**: " + "; ".join(parts) + ".")
     section.add(
         "For each loss, every learning rate is compared with the best one on the same seeds (pairs: same activation and "
         "replicate); the numbers in brackets are its paired difference from the best, in points, with a 95% interval.",
         "\n".join(sentences),
-        f"A learning rate is *too low* or *too high* when it is clearly (interval above 0, by more than {paired.WITHIN_POINTS:g} points) "
-        f"worse than the best, on the side below or above it; *at chance* means its mean is within {paired.LEARNS_POINTS:g} points "
-        f"of chance ({frames.chance:.0f}%). Diverged trials (NaN or infinite loss): {int(frames.trials['diverged'].sum())}.",
+        f"A learning rate is *good* when its interval shows it at most {paired.WITHIN_POINTS:g} points below the best; *too low* or "
+        f"*too high* when it is clearly worse (interval below 0, by more than {paired.WITHIN_POINTS:g} points on average), on the side "
+        f"below or above the best; *at chance* when its mean is within {paired.LEARNS_POINTS:g} points of chance "
+        f"({frames.chance:.0f}%). Diverged trials (NaN or infinite loss): {int(frames.trials['diverged'].sum())}.",
     )
     shown = pd.DataFrame(
         {
@@ -484,7 +493,8 @@ def _paired_epochs(section: Section, frames: Frames, result: dict) -> None:
         )
     section.add("\n".join(lines))
     turns = result["loss_turns"]
-    rising = turns[(turns["min_epoch"] < n_epochs) & (turns["train_change"] < 0)]
+    # A rise of at least 2% of the lowest test loss while the training loss fell: smaller wiggles are noise.
+    rising = turns[(turns["min_epoch"] < n_epochs) & (turns["train_change"] < 0) & (turns["rise"] >= 0.02 * turns["low"])]
     if len(rising):
         listed = "; ".join(
             f"{r['loss']} at lr {lr_text(r['lr'])}: lowest at epoch {int(r['min_epoch'])}, "

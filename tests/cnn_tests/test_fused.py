@@ -34,9 +34,10 @@ def _assert_same_run(fused, plain, config: TrainConfig, data) -> None:
     losses agree to 1e-4 relative and weights to 1e-3 of a step (measured: 5e-5 lr). Adam's first
     steps are close to ``lr * sign(gradient)``: where the true gradient is zero, as for a
     convolution bias that BatchNorm cancels in training mode, its rounding noise becomes a full
-    step of random sign (measured: conv biases off by up to 5 lr, other weights on average by
-    2e-3 lr). Training mode cancels those biases, so train_loss stays within 1e-4; evaluation
-    uses running means that lag them, so with Adam test_loss gets 2e-2 (measured: 6e-3 at lr 1e-2).
+    step of random sign (measured: conv biases off by up to 5 lr; other weights, which that noise
+    reaches through rounding, on average by 2e-3 lr after 3 steps and 4e-2 lr after 6). Training
+    mode cancels those biases, so train_loss stays within 1e-4; evaluation uses running means that
+    lag them, so with Adam test_loss gets 2e-2 (measured: 6e-3 at lr 1e-2).
     """
     adam = config.optimizer == "adam"
     assert (fused.diverged, fused.stopped, len(fused.history)) == (plain.diverged, plain.stopped, len(plain.history))
@@ -61,8 +62,8 @@ def _assert_same_run(fused, plain, config: TrainConfig, data) -> None:
         elif not adam:
             torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-3 * config.lr, msg=name)
         elif not (name.endswith(".0.bias") or "running" in name):  # conv biases and the statistics that follow them: noise, see above
-            # A member stepped with another member's learning rate would be off by about lr on average.
-            assert (got - want).abs().mean() <= 1e-2 * config.lr, name
+            # A member stepped with another member's learning rate drifts by about half a step per step.
+            assert (got - want).abs().mean() <= 0.25 * config.lr, name
 
 
 # Fast checks of the fused network on random tensors.

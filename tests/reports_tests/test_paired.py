@@ -95,9 +95,10 @@ def test_verdict_sentences():
     assert paired.verdict("relu", "tanh", 9, -3.2, -5.3, -1.1, 2.0) == "tanh is ahead of relu by 3.2 points [1.1, 5.3] (9 pairs)"
     assert paired.verdict("relu", "tanh", 9, 0.3, -0.9, 1.5, 1.0) == "relu and tanh are within 1.5 points of each other (9 pairs)"
     text = paired.verdict("relu", "tanh", 3, 2.0, -3.0, 7.0, 2.0, pairs_per_replicate=3)
-    # ((1.96 + 0.84) * 2 / 2)^2 = 7.85 -> 8 pairs, 5 more, 2 more replicates of 3 pairs.
+    # The smallest n with (t(0.975, n-1) + t(0.8, n-1)) * 2 / sqrt(n) <= 2 is 10: 7 more pairs, 3 more replicates of 3 pairs.
+    assert paired.pairs_needed(2.0, 2.0) == 10
     expected = "cannot tell yet: relu − tanh = +2.0 points [-3.0, 7.0] (3 pairs); "
-    assert text == expected + "about 2 more replicates would resolve a difference of this size"
+    assert text == expected + "about 3 more replicates would resolve a difference of this size"
     assert paired.verdict("relu", "tanh", 1, 2.0, math.nan, math.nan, math.nan).startswith("cannot tell yet: one pair only")
 
 
