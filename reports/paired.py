@@ -27,6 +27,7 @@ WITHIN_POINTS = 2.0  # an interval inside ±this many points: the options are "w
 LEARNS_POINTS = 5.0  # a mean accuracy more than this above chance: the option learns at that learning rate
 LEARNED_POINTS = 10.0  # a trial whose peak is this far above chance learned (for the epochs question)
 POWER = 0.8  # the power the "more replicates" estimate aims at
+MIN_PAIRS = 3  # fewer pairs get no interval: a t interval on 2 values is near useless, and ties make it zero-wide
 DESIGN = ("activation", "loss", "lr", "replicate")  # the factors of the grid
 COLUMNS = ["question", "factor", "a", "b", "lr", "epoch", "n_pairs", "diff", "ci_low", "ci_high", "verdict", "subset"]
 
@@ -64,8 +65,9 @@ def verdict(a: str, b: str, n: int, diff: float, low: float, high: float, sd: fl
     """The sentence a student acts on, from one comparison's numbers."""
     if n == 0:
         return f"cannot tell: no pair of {a} and {b} trials"
-    if n == 1 or math.isnan(low):
-        return f"cannot tell yet: one pair only ({a} − {b} = {diff:+.1f} points); run more replicates (--repeats)"
+    if n < MIN_PAIRS or math.isnan(low):
+        only = "one pair" if n == 1 else f"{n} pairs"
+        return f"cannot tell yet: {only} only ({a} − {b} = {diff:+.1f} points); run more replicates (--repeats)"
     if low > 0:
         return f"{a} is ahead of {b} by {diff:.1f} points [{low:.1f}, {high:.1f}] ({n} pairs)"
     if high < 0:
@@ -115,6 +117,8 @@ def pairs(design: pd.DataFrame, acc: pd.DataFrame, factor: str, a, b) -> pd.Data
 
 def _row(question, factor, a, b, lr, diffs: pd.DataFrame, subset: str, per_replicate: int) -> dict:
     n, diff, low, high, sd = mean_interval(diffs["diff"])
+    if n < MIN_PAIRS:
+        low = high = math.nan
     epochs = sorted(set(diffs["epoch"]))
     epoch = "–" if not epochs else epochs[0] if len(epochs) == 1 else f"{epochs[0]}–{epochs[-1]}"
     return {

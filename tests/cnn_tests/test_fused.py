@@ -30,30 +30,32 @@ def _assert_same_run(fused, plain, config: TrainConfig, data) -> None:
     """``fused`` (one member of train_many) is ``plain`` (its own train run) up to fp32 summation order.
 
     The gradients of a grouped convolution and of K plain ones agree to about 1e-5 relative (the
-    same sums in another order). SGD is linear in the gradient, so after one epoch (3 steps)
-    losses agree to 1e-4 relative and weights to 1e-3 of a step (measured: 5e-5 lr). Adam's first
-    steps are close to ``lr * sign(gradient)``: where the true gradient is zero, as for a
-    convolution bias that BatchNorm cancels in training mode, its rounding noise becomes a full
-    step of random sign (measured: conv biases off by up to 5 lr; other weights, which that noise
-    reaches through rounding, on average by 2e-3 lr after 3 steps and 4e-2 lr after 6). Training
-    mode cancels those biases, so train_loss stays within 1e-4; evaluation uses running means that
-    lag them, so with Adam test_loss gets 2e-2 (measured: 6e-3 at lr 1e-2).
+    same sums in another order). SGD is linear in the gradient, so after a few steps losses agree
+    to 1e-4 relative and weights to 1e-3 of a step (measured: 5e-5 lr after 3 steps).
+
+    Adam's first steps are close to ``lr * sign(gradient)``. Where the true gradient is zero, as
+    for a convolution bias that the next BatchNorm cancels, the rounding noise of the gradient
+    becomes a step of random sign: conv biases end up to 5 lr apart (measured), and the other
+    weights, which that noise reaches through rounding, on average 4e-2 lr apart after 6 steps.
+    Training mode cancels those biases, so train_loss still agrees to 1e-4 and train_acc to one
+    image. Evaluation subtracts running means that lag them, so at lr 1e-2 evaluation losses move
+    by up to 2% (measured: 1.8% after two epochs, and train_many with that member alone differs
+    from train() as much: it is train()'s own sensitivity), and a near-tie prediction may flip.
     """
     adam = config.optimizer == "adam"
     assert (fused.diverged, fused.stopped, len(fused.history)) == (plain.diverged, plain.stopped, len(plain.history))
     assert [row.keys() for row in fused.history] == [row.keys() for row in plain.history]
     # One image more or less right moves an accuracy by 100/N points.
-    one_image = {"train_acc": 100 / len(data.train), "test_acc": 100 / len(data.test)}
-    if data.val is not None:
-        one_image["val_acc"] = 100 / len(data.val)
+    images = {"train_acc": 1, "val_acc": 2 if adam else 1, "test_acc": 2 if adam else 1}
+    sizes = {"train_acc": len(data.train), "val_acc": len(data.val) if data.val is not None else 0, "test_acc": len(data.test)}
     for got, want in zip(fused.history, plain.history, strict=True):
         assert got["epoch"] == want["epoch"]
         assert got["train_loss"] == pytest.approx(want["train_loss"], rel=1e-4)
         for split in ("val", "test"):
             if f"{split}_loss" in want:
-                assert got[f"{split}_loss"] == pytest.approx(want[f"{split}_loss"], rel=2e-2 if adam else 1e-4)
-        for name, tolerance in one_image.items():
-            assert abs(got[name] - want[name]) <= tolerance + 1e-9, name
+                assert got[f"{split}_loss"] == pytest.approx(want[f"{split}_loss"], rel=5e-2 if adam else 1e-4)
+        for name in images.keys() & want.keys():
+            assert abs(got[name] - want[name]) <= images[name] * 100 / sizes[name] + 1e-9, name
     ours, theirs = fused.model.state_dict(), plain.model.state_dict()
     for name, want in theirs.items():
         got = ours[name]
@@ -207,10 +209,11 @@ def test_train_many_diverging_member_leaves_the_others_unchanged(small):
 
 
 @pytest.mark.slow
-def test_train_many_stopped_member_leaves_and_the_others_go_on_unchanged(cifar_dir):
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_train_many_stopped_member_leaves_and_the_others_go_on_unchanged(cifar_dir, optimizer):
     data = load_data(cifar_dir, train_size=300, test_size=200, val_split=0.2, download=False)
-    # Adam: its step counts and moments must survive the rebuild; augmentation draws from each member's generator.
-    configs = [dataclasses.replace(c, augment=True) for c in _configs("adam", epochs=2)]
+    # SGD's momentum and Adam's step counts and moments must survive the rebuild; augmentation draws from each member's generator.
+    configs = [dataclasses.replace(c, augment=True) for c in _configs(optimizer, epochs=2)]
     seen = []
 
     def on_epoch(index, row):

@@ -100,6 +100,8 @@ def test_verdict_sentences():
     expected = "cannot tell yet: relu − tanh = +2.0 points [-3.0, 7.0] (3 pairs); "
     assert text == expected + "about 3 more replicates would resolve a difference of this size"
     assert paired.verdict("relu", "tanh", 1, 2.0, math.nan, math.nan, math.nan).startswith("cannot tell yet: one pair only")
+    # Two pairs that happen to agree give no zero-width interval.
+    assert paired.verdict("relu", "tanh", 2, 4.75, 4.75, 4.75, 0.0).startswith("cannot tell yet: 2 pairs only (relu − tanh = +4.8 points)")
 
 
 def test_mean_interval_is_a_t_interval():
