@@ -180,7 +180,7 @@ class FusedRun:
             for group in groups:
                 for p in group["params"]:
                     if p in previous.state:
-                        pass  # Adam's step, exp_avg, exp_avg_sq; SGD's momentum
+                        self.optimizer.state[p] = previous.state[p]  # Adam's step, exp_avg, exp_avg_sq; SGD's momentum
         self.losses = _MemberLosses([m.config.loss for m in self.members], [m.criterion for m in self.members], self.device)
 
     def drop(self, leaving: list[Member]) -> None:

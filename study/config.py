@@ -17,6 +17,8 @@ from study.samplers import AUTO_PRUNER, PRUNERS, SAMPLERS
 from study.space import BASELINE, SearchSpace
 from study.storage import DEFAULT_STORAGE, command_line
 
+KEEP_WEIGHTS = ("all", "complete", "none")  # --keep-weights: finished trials, complete trials only, no weights
+
 # TrainConfig fields that are flags of study.run; activation, loss, lr and seed are per trial.
 TRAIN_FLAGS = ("epochs", "batch_size", "optimizer", "augment", "device", "precision")
 
@@ -41,6 +43,8 @@ class StudyConfig:
     timeout: float | None = None  # seconds; stop starting new trials after this
     workers: int = 1  # processes on this machine, sharing the cores (or the GPUs)
     baseline: bool = True  # run the notebook's configuration when the grid does not hold it
+    keep_weights: str = "all"  # whose weights to keep: all finished trials, complete ones only, or none
+    weights_dir: str | None = None  # None: weights in the study's own database; else a folder
     report: bool = True
     verbose: bool = False
     command: str = "python -m study.run"  # how this run was started, password masked
@@ -57,6 +61,8 @@ class StudyConfig:
         lookup(SAMPLERS, self.sampler, "sampler")
         if self.pruner != "auto":
             lookup(PRUNERS, self.pruner, "pruner")
+        if self.keep_weights not in KEEP_WEIGHTS:
+            raise ValueError(f"unknown --keep-weights {self.keep_weights!r}; choose one of: {', '.join(KEEP_WEIGHTS)}")
         if self.repeats > 1 and self.sampler != "grid":
             raise ValueError(
                 f"--repeats {self.repeats} needs --sampler grid: replicates belong to the paired design "
@@ -129,8 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
             "  python -m study.run --sampler tpe --trials 100                 # hunt for the best configuration\n"
             "  optuna-dashboard sqlite:///runs/cnn-study.db                   # browse the study while it runs\n"
             "\n"
-            "Outputs, beside a SQLite database (else under runs/): the database itself, every trial's weights in\n"
-            "<study-name>-artifacts/, and the report in <study-name>-report/ (rebuild it with python -m reports.build)."
+            "Outputs: the study database (with every finished trial's weights, see --keep-weights) and, beside a SQLite\n"
+            "database (else under runs/), the report in <study-name>-report/ (rebuild it with python -m reports.build).\n"
+            "python -m study.dashboard --storage URL starts optuna-dashboard with the weights browsable."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -186,6 +193,17 @@ def build_parser() -> argparse.ArgumentParser:
         dest="baseline",
         action="store_false",
         help="do not add the notebook's relu/cross_entropy/1e-3 as an extra trial when the grid lacks it",
+    )
+    run.add_argument(
+        "--keep-weights",
+        default=study.keep_weights,
+        help="whose trained weights to keep: all (every finished trial), complete (not the pruned ones) or none; "
+        "about 450 KB per trial (default: %(default)s)",
+    )
+    run.add_argument(
+        "--weights-dir",
+        help="keep the weights in this folder instead of the study's own database (default: in the database, so that "
+        "the study moves, backs up and shares as one thing and load_model works wherever the storage opens)",
     )
     run.add_argument("--no-report", dest="report", action="store_false", help="do not build the report at the end")
     run.add_argument("--verbose", action="store_true", help="show Optuna's own log messages")

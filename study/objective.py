@@ -18,6 +18,7 @@ def make_objective(
     data: Data,
     repeats: int | None = None,
     artifact_store: optuna.artifacts.FileSystemArtifactStore | None = None,
+    keep_weights: str = "all",
     on_epoch: Callable[[optuna.Trial, EpochRow], None] | None = None,
 ) -> Callable[[optuna.Trial], float]:
     """Build the objective of a study.
@@ -27,7 +28,8 @@ def make_objective(
         fixed: the settings shared by all trials (epochs, batch size, optimiser, base seed, device).
         data: the images, already loaded.
         repeats: the paired design's replicates (None: no design, every trial trains from ``fixed.seed``).
-        artifact_store: where the weights of every finished trial go (None: not kept).
+        artifact_store: where the weights of finished trials go (None: not kept).
+        keep_weights: "all" finished trials, or "complete" ones only (not the pruned).
         on_epoch: also told of every epoch (for progress display).
 
     Returns:
@@ -52,16 +54,18 @@ def make_objective(
 
         result = train(config, data, on_epoch=report)
         record.write_result(trial, result)
-        if artifact_store is not None:
+        pruned = result.stopped and not result.diverged
+        # Uploaded before the trial finishes: a crash leaves an unfinished trial (run again), never a finished one without weights.
+        if artifact_store is not None and not (pruned and keep_weights == "complete"):
             record.write_weights(trial, _upload_weights(trial, result.model, artifact_store))
-        if result.stopped and not result.diverged:
+        if pruned:
             raise optuna.TrialPruned(f"pruned after epoch {len(result.history)}")
         return result.history[-1][metric]
 
     return objective
 
 
-def _upload_weights(trial: optuna.Trial, model: torch.nn.Module, store: optuna.artifacts.FileSystemArtifactStore) -> str:
+def _upload_weights(trial: optuna.Trial, model: torch.nn.Module, store) -> str:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / f"trial-{trial.number}.pt"
         torch.save({k: v.cpu() for k, v in model.state_dict().items()}, path)

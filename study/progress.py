@@ -6,6 +6,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
+from study.artifacts import IN_DATABASE, weights_size
 from study.record import FINISHED, StudySettings
 from study.storage import mask_password
 
@@ -109,6 +110,11 @@ def summarize(study: optuna.Study, storage: str) -> str:
         params = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in best.params.items())
         lines.append(f"best: trial {best.number}, {best.value:.2f}% {metric} accuracy: {params}")
         lines.append(f'best model: python -c "from study import load_model; model = load_model({shown!r}, {study.study_name!r})"')
+    kept, size = weights_size(study)
+    where = "the study database" if study.user_attrs.get("artifacts") == IN_DATABASE else study.user_attrs.get("artifacts")
+    if kept:
+        lines.append(f"weights: {plural(kept, 'trial')}, {size / 2**20:.1f} MiB in {where} (fewer with --keep-weights complete or none)")
+    lines.append(f"dashboard with the weights: python -m study.dashboard --storage {shlex.quote(shown)}")
     lines.append(f"dashboard: optuna-dashboard {shlex.quote(shown)}")
     if shown != storage:
         lines.append("(the password is shown as ***: put it back in those commands)")

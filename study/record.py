@@ -214,4 +214,3 @@ def write_result(trial: optuna.Trial, result: TrainResult) -> None:
 
 def write_weights(trial: optuna.Trial, artifact_id: str) -> None:
     trial.set_user_attr("weights_artifact", artifact_id)
-

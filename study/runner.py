@@ -20,6 +20,7 @@ import torch
 
 from cnn import Data, load_data, resolve_device
 from cnn.registry import lookup
+from study.artifacts import IN_DATABASE, artifact_store
 from study.config import StudyConfig
 from study.objective import make_objective
 from study.progress import Progress
@@ -31,7 +32,6 @@ from study.storage import (
     fail_dead_trials,
     mask_password,
     open_storage,
-    output_dir,
     requeue_interrupted,
 )
 
@@ -111,7 +111,7 @@ def open_study(storage: optuna.storages.BaseStorage, config: StudyConfig, settin
                 study = optuna.create_study(study_name=config.study_name, storage=storage, direction="maximize")
             except optuna.exceptions.DuplicatedStudyError:
                 continue  # another machine created it this instant: load theirs
-            study.set_user_attr("artifacts", str(output_dir(config.storage, config.study_name, "artifacts").resolve()))
+            study.set_user_attr("artifacts", IN_DATABASE if config.weights_dir is None else str(Path(config.weights_dir).resolve()))
             if config.enqueue_baseline:
                 study.enqueue_trial(config.baseline_params, user_attrs={"baseline": True})
             study.set_user_attr("settings", settings.to_attrs())  # last: other machines wait for it before joining
@@ -132,11 +132,9 @@ def _optimize(study: optuna.Study, config: StudyConfig, data: Data, worker: int 
     stream = len(study.get_trials(deepcopy=False)) + 10_007 * worker  # another stream of draws per resume and worker
     study.sampler = lookup(SAMPLERS, config.sampler, "sampler")(config.space, config.repeats, config.seed, stream)
     study.pruner = lookup(PRUNERS, config.resolved_pruner, "pruner")(config.train.epochs, config.min_epochs)
-    artifacts = Path(study.user_attrs.get("artifacts") or output_dir(config.storage, config.study_name, "artifacts").resolve())
-    artifacts.mkdir(parents=True, exist_ok=True)
-    store = optuna.artifacts.FileSystemArtifactStore(str(artifacts))
+    store = None if config.keep_weights == "none" else artifact_store(study, create=True)
     objective = make_objective(
-        config.space, config.train, data, config.design_repeats, store, on_epoch=progress.epoch if progress else None
+        config.space, config.train, data, config.design_repeats, store, config.keep_weights, on_epoch=progress.epoch if progress else None
     )
     callbacks = [progress.trial_done] if progress else []
     callbacks.append(optuna.study.MaxTrialsCallback(config.target, states=FINISHED))

@@ -14,6 +14,8 @@ from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
+from study.artifacts import remove_trial_artifacts
+
 DEFAULT_STORAGE = "sqlite:///runs/cnn-study.db"
 HEARTBEAT_SECONDS = 30  # a running trial writes a heartbeat this often ...
 GRACE_SECONDS = 120  # ... and is failed (and retried once) when silent this long
@@ -24,12 +26,13 @@ MAX_RETRIES = 1  # a trial whose worker died runs again this many times with the
 
 
 def retry_stale_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-    """Queue a failed trial's parameters again, unless it was itself a retry (heartbeat callback).
+    """Remove a failed trial's weights and queue its parameters again, unless it was itself a retry (heartbeat callback).
 
     Like Optuna's ``RetryHeartbeatStaleTrialCallback`` (same ``failed_trial`` and ``retry_history``
     system attributes), but the new trial carries none of the dead one's results: only its
     parameters and whether it was the baseline.
     """
+    remove_trial_artifacts(study, trial)  # its weights, if any, belong to no finished trial
     history = [*trial.system_attrs.get("retry_history", []), trial.number]
     if len(history) > MAX_RETRIES:
         return

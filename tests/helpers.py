@@ -32,11 +32,11 @@ def wait_for(condition, seconds: float) -> bool:
 
 
 def spawn(*args: str, module: str = "study.run", **kwargs) -> subprocess.Popen:
-    """Start ``python -m MODULE ARGS`` as its own process, as a user would."""
+    """Start ``python -m MODULE ARGS`` as its own process, as a user would (in the repository unless ``cwd`` is given)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
         [sys.executable, "-m", module, *args],
-        cwd=REPO,
+        cwd=kwargs.pop("cwd", REPO),
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

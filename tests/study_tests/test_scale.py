@@ -10,8 +10,11 @@ import optuna
 import pytest
 import sqlalchemy
 from helpers import FINISHED, REPO, load, spawn, wait_for
+from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import TrialState
 
+from study import load_model
+from study.artifacts import artifact_store, trial_artifacts
 from study.run import main
 from study.storage import open_storage
 
@@ -61,10 +64,14 @@ def test_workers_starting_together_on_an_empty_database_all_open_it(postgres_url
     assert optuna.get_all_study_names(postgres_url) == ["after-the-race"]
 
 
-def test_two_machines_share_one_study_through_postgresql(postgres_url, small_args):
+def test_two_machines_share_one_study_through_postgresql(postgres_url, small_args, tmp_path):
     name = f"pg-{uuid.uuid4().hex[:8]}"
     args = [*small_args, "--storage", postgres_url, "--study-name", name, "--trials", "6", "--epochs", "2"]
-    first, second = spawn(*args), spawn(*args)  # the same command, as on two machines, on a new database
+    machines = [tmp_path / m for m in ("machine-a", "machine-b", "laptop")]
+    for folder in machines:
+        folder.mkdir()
+    # The same command, as on two machines (each in its own working folder), on a new database.
+    first, second = spawn(*args, cwd=machines[0]), spawn(*args, cwd=machines[1])
     outputs = [p.communicate(timeout=600)[0] for p in (first, second)]
     assert [first.returncode, second.returncode] == [0, 0], outputs
     study = optuna.load_study(study_name=name, storage=postgres_url)
@@ -75,6 +82,11 @@ def test_two_machines_share_one_study_through_postgresql(postgres_url, small_arg
     # The password never reaches the screen.
     password = os.environ["CNN_STUDY_POSTGRES_URL"].split(":")[2].split("@")[0]
     assert all(password not in out for out in outputs)
+    # From a third folder, with nothing but the storage, the best model loads, whichever machine trained it.
+    code = "import sys; from study import load_model; m = load_model(sys.argv[1], sys.argv[2]); print(type(m).__name__)"
+    loaded = subprocess.run([sys.executable, "-c", code, postgres_url, name], capture_output=True, text=True, cwd=machines[2], timeout=300)
+    assert loaded.returncode == 0 and loaded.stdout.strip() == "CNN", loaded.stderr
+    assert not list(tmp_path.rglob("*-artifacts"))
 
 
 def test_trial_of_a_silent_worker_is_failed_and_retried(db, small_args):
@@ -123,3 +135,12 @@ def test_sigkill_mid_trial_keeps_finished_trials_and_resumes(db, small_args):
     study = load(db)
     assert sum(t.state in FINISHED for t in study.trials) >= 4
     assert [t.state for t in study.trials].count(TrialState.RUNNING) == 0
+    # Every finished trial has loadable weights; the killed trials' weights, if any were written, are gone.
+    store = artifact_store(study)
+    for trial in study.trials:
+        if trial.state in FINISHED:
+            assert load_model(db, "cnn-study", trial=trial.number) is not None
+        else:
+            for artifact_id in trial_artifacts(trial):
+                with pytest.raises(ArtifactNotFound):
+                    store.open_reader(artifact_id)
