@@ -17,7 +17,11 @@ from study.samplers import AUTO_PRUNER, PRUNERS, SAMPLERS
 from study.space import BASELINE, SearchSpace
 from study.storage import DEFAULT_STORAGE, command_line
 
-KEEP_WEIGHTS = ("all", "complete", "none")  # --keep-weights: finished trials, complete trials only, no weights
+KEEP_WEIGHTS = ("all", "complete", "none")
+# --fuse auto: on CUDA, where one small trial leaves the GPU mostly idle, 16 trials per fused network (HFTA's
+# range; not yet measured on our GPU figures); on CPUs grouped convolutions ran at 0.5-0.8x the speed of separate
+# ones (cnn.bench --fuse), so trials run one at a time.
+AUTO_FUSE = {"cuda": 16}  # --keep-weights: finished trials, complete trials only, no weights
 
 # TrainConfig fields that are flags of study.run; activation, loss, lr and seed are per trial.
 TRAIN_FLAGS = ("epochs", "batch_size", "optimizer", "augment", "device", "precision")
@@ -43,6 +47,7 @@ class StudyConfig:
     timeout: float | None = None  # seconds; stop starting new trials after this
     workers: int = 1  # processes on this machine, sharing the cores (or the GPUs)
     baseline: bool = True  # run the notebook's configuration when the grid does not hold it
+    fuse: int | None = None  # trials trained at once as one fused network per worker; None: auto (1 on CPUs, 16 on CUDA)
     keep_weights: str = "all"  # whose weights to keep: all finished trials, complete ones only, or none
     weights_dir: str | None = None  # None: weights in the study's own database; else a folder
     report: bool = True
@@ -50,7 +55,7 @@ class StudyConfig:
     command: str = "python -m study.run"  # how this run was started, password masked
 
     def __post_init__(self):
-        for name in ("trials", "repeats", "workers", "min_epochs", "train_size", "test_size"):
+        for name in ("trials", "repeats", "workers", "min_epochs", "train_size", "test_size", "fuse"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1 but got {value}")
@@ -74,6 +79,10 @@ class StudyConfig:
     @property
     def seed(self) -> int:
         return self.train.seed
+
+    def fuse_for(self, device_type: str) -> int:
+        """Trials per fused network on a device of this type: --fuse, or auto's choice."""
+        return self.fuse if self.fuse is not None else AUTO_FUSE.get(device_type, 1)
 
     @property
     def resolved_pruner(self) -> str:
@@ -111,6 +120,15 @@ class StudyConfig:
         if self.trials is not None:
             return self.trials
         return self.grid_trials if self.sampler == "grid" else 50
+
+
+def _fuse(text: str) -> int | None:
+    if text == "auto":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: use auto or a number of trials") from None
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -186,6 +204,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=study.workers,
         help="worker processes on this machine; they share the CPU cores, or take one GPU each (default: %(default)s)",
+    )
+    run.add_argument(
+        "--fuse",
+        type=_fuse,
+        default="auto",
+        help="train up to K trials at once in each worker, as one fused network (grouped convolutions, as HFTA); each "
+        "trial still reports every epoch and is pruned on its own. auto: 16 on CUDA, 1 on CPUs, where fused "
+        "convolutions measured slower than separate ones (default: %(default)s)",
     )
     run.add_argument("--timeout", type=float, help="seconds after which no new trial starts (default: none)")
     run.add_argument(

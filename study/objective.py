@@ -1,4 +1,10 @@
-"""The Optuna objective: suggest -> train -> report and prune, with the whole record kept."""
+"""One trial: suggest -> train -> report and prune -> record, for Optuna's optimize and for ask/tell.
+
+:class:`TrialRun` holds what a trial does around its training, so that a trial trained
+alone (:func:`make_objective`, driven by ``study.optimize``) and a trial trained with others
+in one fused network (``study.runner``'s ask/tell driver, ``cnn.train_many``) end with
+exactly the same user attributes.
+"""
 
 import tempfile
 from collections.abc import Callable
@@ -7,9 +13,60 @@ from pathlib import Path
 import optuna
 import torch
 
-from cnn import Data, EpochRow, TrainConfig, train
+from cnn import Data, EpochRow, TrainConfig, TrainResult, train
 from study import record
 from study.space import SearchSpace, suggest_config
+
+
+class TrialRun:
+    """A trial's configuration, its per-epoch reporting and its final record.
+
+    Args:
+        trial: the Optuna trial (from ``optimize`` or ``ask``).
+        space: what to sample.
+        fixed: the settings shared by all trials (epochs, batch size, optimiser, base seed, device).
+        repeats: the paired design's replicates (None: no design, every trial trains from ``fixed.seed``).
+        metric: ``"test_acc"``, or ``"val_acc"`` with a validation split: what is reported and returned.
+        on_epoch: also told of every epoch (for progress display).
+    """
+
+    def __init__(
+        self,
+        trial: optuna.Trial,
+        space: SearchSpace,
+        fixed: TrainConfig,
+        repeats: int | None,
+        metric: str,
+        on_epoch: Callable[[optuna.Trial, EpochRow], None] | None = None,
+    ):
+        self.trial, self.metric, self._on_epoch = trial, metric, on_epoch
+        self.config, replicate = suggest_config(trial, space, fixed, repeats)
+        record.write_start(trial, self.config, replicate)
+        self.history: list[dict] = []
+
+    def epoch(self, row: EpochRow) -> bool:
+        """Record and report one epoch; True when the pruner wants the trial stopped."""
+        self.history.append(record.json_row(row))
+        record.write_history(self.trial, self.history)
+        self.trial.report(row[self.metric], row["epoch"])
+        if self._on_epoch is not None:
+            self._on_epoch(self.trial, row)
+        return self.trial.should_prune()
+
+    def finish(self, result: TrainResult, store=None, keep_weights: str = "all") -> float:
+        """Record the result and the weights; return the trial's value, or raise ``TrialPruned``.
+
+        A trial whose loss became NaN or infinite is complete, with the accuracy it had and
+        ``diverged`` set. Weights are uploaded before the trial finishes: a crash leaves an
+        unfinished trial (run again), never a finished one without weights.
+        """
+        record.write_result(self.trial, result)
+        pruned = result.stopped and not result.diverged
+        if store is not None and not (pruned and keep_weights == "complete"):
+            record.write_weights(self.trial, _upload_weights(self.trial, result.model, store))
+        if pruned:
+            raise optuna.TrialPruned(f"pruned after epoch {len(result.history)}")
+        return result.history[-1][self.metric]
 
 
 def make_objective(
@@ -17,11 +74,11 @@ def make_objective(
     fixed: TrainConfig,
     data: Data,
     repeats: int | None = None,
-    artifact_store: optuna.artifacts.FileSystemArtifactStore | None = None,
+    artifact_store=None,
     keep_weights: str = "all",
     on_epoch: Callable[[optuna.Trial, EpochRow], None] | None = None,
 ) -> Callable[[optuna.Trial], float]:
-    """Build the objective of a study.
+    """Build the objective of a study: one trial trained alone.
 
     Args:
         space: what to sample.
@@ -34,33 +91,13 @@ def make_objective(
 
     Returns:
         ``objective(trial) -> accuracy``: the last epoch's test accuracy, or its validation
-        accuracy when ``data`` has a validation split. A trial whose loss became NaN or
-        infinite is complete, with the accuracy it had and ``diverged`` set.
+        accuracy when ``data`` has a validation split.
     """
     metric = "val_acc" if data.val is not None else "test_acc"
 
     def objective(trial: optuna.Trial) -> float:
-        config, replicate = suggest_config(trial, space, fixed, repeats)
-        record.write_start(trial, config, replicate)
-        history: list[dict] = []
-
-        def report(row: EpochRow) -> bool:
-            history.append(record.json_row(row))
-            record.write_history(trial, history)
-            trial.report(row[metric], row["epoch"])
-            if on_epoch is not None:
-                on_epoch(trial, row)
-            return trial.should_prune()
-
-        result = train(config, data, on_epoch=report)
-        record.write_result(trial, result)
-        pruned = result.stopped and not result.diverged
-        # Uploaded before the trial finishes: a crash leaves an unfinished trial (run again), never a finished one without weights.
-        if artifact_store is not None and not (pruned and keep_weights == "complete"):
-            record.write_weights(trial, _upload_weights(trial, result.model, artifact_store))
-        if pruned:
-            raise optuna.TrialPruned(f"pruned after epoch {len(result.history)}")
-        return result.history[-1][metric]
+        run = TrialRun(trial, space, fixed, repeats, metric, on_epoch)
+        return run.finish(train(run.config, data, on_epoch=run.epoch), artifact_store, keep_weights)
 
     return objective
 

@@ -9,6 +9,7 @@ belongs beside ``_optimize``.
 import contextlib
 import os
 import sys
+import threading
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -17,17 +18,20 @@ from pathlib import Path
 
 import optuna
 import torch
+from optuna.storages._heartbeat import is_heartbeat_enabled
+from optuna.trial import TrialState
 
-from cnn import Data, load_data, resolve_device
+from cnn import Data, load_data, resolve_device, train_many
 from cnn.registry import lookup
 from study.artifacts import IN_DATABASE, artifact_store
 from study.config import StudyConfig
-from study.objective import make_objective
+from study.objective import TrialRun, make_objective
 from study.progress import Progress
 from study.record import FINISHED, StudySettings
-from study.samplers import PRUNERS, SAMPLERS
+from study.samplers import ASK_TELL_SAMPLERS, PRUNERS, SAMPLERS
 from study.storage import (
     DEFAULT_STORAGE,
+    HEARTBEAT_SECONDS,
     StudyError,
     fail_dead_trials,
     mask_password,
@@ -128,24 +132,114 @@ def open_study(storage: optuna.storages.BaseStorage, config: StudyConfig, settin
 
 
 def _optimize(study: optuna.Study, config: StudyConfig, data: Data, worker: int = 0, progress: Progress | None = None) -> None:
-    """Run trials in this process until the study holds ``config.target`` finished ones."""
+    """Run trials in this process until the study holds ``config.target`` finished ones.
+
+    One trial at a time through ``study.optimize``, or ``--fuse`` K at a time through :func:`_optimize_fused`.
+    """
+    fuse = config.fuse_for(resolve_device(config.train.device).type)
     stream = len(study.get_trials(deepcopy=False)) + 10_007 * worker  # another stream of draws per resume and worker
-    study.sampler = lookup(SAMPLERS, config.sampler, "sampler")(config.space, config.repeats, config.seed, stream)
+    samplers = ASK_TELL_SAMPLERS if fuse > 1 else SAMPLERS
+    study.sampler = (samplers.get(config.sampler) or lookup(SAMPLERS, config.sampler, "sampler"))(
+        config.space, config.repeats, config.seed, stream
+    )
     study.pruner = lookup(PRUNERS, config.resolved_pruner, "pruner")(config.train.epochs, config.min_epochs)
     store = None if config.keep_weights == "none" else artifact_store(study, create=True)
-    objective = make_objective(
-        config.space, config.train, data, config.design_repeats, store, config.keep_weights, on_epoch=progress.epoch if progress else None
-    )
-    callbacks = [progress.trial_done] if progress else []
-    callbacks.append(optuna.study.MaxTrialsCallback(config.target, states=FINISHED))
+    on_epoch = progress.epoch if progress else None
     try:
-        study.optimize(objective, n_trials=config.target, timeout=config.timeout, callbacks=callbacks)
+        if fuse > 1:
+            _optimize_fused(study, config, data, fuse, store, progress)
+        else:
+            objective = make_objective(config.space, config.train, data, config.design_repeats, store, config.keep_weights, on_epoch)
+            callbacks = [progress.trial_done] if progress else []
+            callbacks.append(optuna.study.MaxTrialsCallback(config.target, states=FINISHED))
+            study.optimize(objective, n_trials=config.target, timeout=config.timeout, callbacks=callbacks)
     except KeyboardInterrupt:
         if progress:
             progress.close()
         for number in requeue_interrupted(study):
             print(f"\ninterrupted: trial {number} is recorded as failed and queued to run again", file=sys.stderr)
         raise
+
+
+def _optimize_fused(study: optuna.Study, config: StudyConfig, data: Data, fuse: int, store, progress: Progress | None) -> None:
+    """The ask/tell driver: ask up to ``fuse`` trials, train them as one fused network, tell each its result.
+
+    Each trial reports every epoch and is pruned on its own (it then leaves the fused network),
+    and ends with the same user attributes as a trial trained alone. It never asks for more
+    trials than the study still needs, counting those other processes are running.
+    """
+    metric = "val_acc" if data.val is not None else "test_acc"
+    started = time.monotonic()
+    with Heartbeats(study) as heartbeats:
+        while config.timeout is None or time.monotonic() - started < config.timeout:
+            optuna.storages.fail_stale_trials(study)  # what study.optimize does before each trial
+            states = [t.state for t in study.get_trials(deepcopy=False)]
+            wanted = config.target - sum(s in FINISHED for s in states) - states.count(TrialState.RUNNING)
+            if wanted <= 0:
+                return
+            on_epoch = progress.epoch if progress else None
+            runs = [
+                TrialRun(study.ask(), config.space, config.train, config.design_repeats, metric, on_epoch) for _ in range(min(fuse, wanted))
+            ]
+            heartbeats.track([run.trial for run in runs])
+            try:
+                _train_and_tell(study, runs, data, store, config.keep_weights, progress)
+            finally:
+                heartbeats.track([])
+
+
+def _train_and_tell(study: optuna.Study, runs: list[TrialRun], data: Data, store, keep_weights: str, progress: Progress | None) -> None:
+    """Train the asked trials as one fused network and tell each its result; on any error, fail those not told."""
+    told = set()
+    try:
+        results = train_many([run.config for run in runs], data, on_epoch=lambda k, row: runs[k].epoch(row))
+        for run, result in zip(runs, results, strict=True):
+            try:
+                value = run.finish(result, store, keep_weights)
+            except optuna.TrialPruned:
+                frozen = study.tell(run.trial, state=TrialState.PRUNED)
+            else:
+                frozen = study.tell(run.trial, value)
+            told.add(run.trial.number)
+            if progress:
+                progress.trial_done(study, frozen)
+    except BaseException:
+        for run in runs:
+            if run.trial.number not in told:  # as study.optimize does with the trial it was running
+                study.tell(run.trial, state=TrialState.FAIL)
+        raise
+
+
+class Heartbeats:
+    """Record a heartbeat for the trials this process runs every ``HEARTBEAT_SECONDS``, as ``study.optimize`` does."""
+
+    def __init__(self, study: optuna.Study):
+        self._storage = study._storage
+        self._trial_ids: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True)
+
+    def track(self, trials: list[optuna.Trial]) -> None:
+        self._trial_ids = [t._trial_id for t in trials]
+        self._record()
+
+    def _record(self) -> None:
+        if not isinstance(self._storage, optuna.storages.BaseStorage) or not is_heartbeat_enabled(self._storage):
+            return
+        for trial_id in list(self._trial_ids):
+            self._storage.record_heartbeat(trial_id)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_SECONDS):
+            self._record()
+
+    def __enter__(self) -> "Heartbeats":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def _worker_device(device: str, worker: int) -> str:

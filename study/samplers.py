@@ -31,3 +31,18 @@ PRUNERS: dict[str, Callable[[int, int], optuna.pruners.BasePruner]] = {
     "none": lambda epochs, min_epochs: optuna.pruners.NopPruner(),
 }
 AUTO_PRUNER = {"grid": "none"}  # --pruner auto: a design compares pairs at equal epochs, so it prunes nothing; else median
+
+
+class AskTellGridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid sampler for a driver that asks and tells, and stops at its own count of trials.
+
+    ``GridSampler.after_trial`` calls ``study.stop()`` when the last grid point is told, which
+    Optuna allows only inside ``study.optimize``; the fused driver counts finished trials itself.
+    """
+
+    def after_trial(self, study, trial, state, values) -> None:
+        return None
+
+
+# Samplers the ask/tell driver (--fuse) uses instead of those of SAMPLERS, same signature.
+ASK_TELL_SAMPLERS = {"grid": lambda space, repeats, seed, stream: AskTellGridSampler(space.grid(repeats), seed=seed)}
