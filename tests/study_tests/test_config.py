@@ -60,6 +60,9 @@ def test_other_samplers_prune_with_the_median_and_enqueue_the_baseline():
         (["--batch-size", "-2"], "--batch-size must be at least 1 but got -2"),
         (["--pruner", "auto-ish"], "unknown pruner 'auto-ish'"),
         (["--trials", "55"], "--trials 55 is more than the grid's 54 trials; use --trials 54"),
+        (["--fuse", "x"], "argument --fuse: invalid value 'x': use auto or a number of trials"),
+        (["--fuse", "0"], "--fuse must be at least 1 but got 0"),
+        (["--keep-weights", "some"], "unknown --keep-weights 'some'; choose one of: all, complete, none"),
     ],
 )
 def test_bad_flags_exit_with_one_line(flags, message, capsys):
@@ -67,3 +70,9 @@ def test_bad_flags_exit_with_one_line(flags, message, capsys):
         parse_config(flags)
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_fuse_auto_fuses_on_cuda_only():
+    auto, _ = parse_config([])
+    assert auto.fuse is None and auto.fuse_for("cpu") == 1 and auto.fuse_for("cuda") == 16
+    assert parse_config(["--fuse", "3"])[0].fuse_for("cpu") == 3
