@@ -352,6 +352,9 @@ def lr_section(frames: Frames, results: Results) -> Section:
 
 def _paired_lr(section: Section, frames: Frames, result: dict) -> None:
     ranges = result["ranges"]
+    rows_by_loss: dict[str, list[dict]] = {}
+    for row in result["rows"]:
+        rows_by_loss.setdefault(row["subset"].removeprefix("loss="), []).append(row)
     if not len(ranges):
         section.add("No finished trial yet.")
         return
@@ -372,6 +375,7 @@ def _paired_lr(section: Section, frames: Frames, result: dict) -> None:
                 )
                 parts.append(f"{REGIMES[regime]}: {listed}")
         sentences.append(f"- **{loss}**: " + "; ".join(parts) + ".")
+        sentences.extend(f"  - {row['verdict']}" for row in rows_by_loss.get(loss, []))
     section.add(
         "For each loss, every learning rate is compared with the best one on the same seeds (pairs: same activation and "
         "replicate); the numbers in brackets are its paired difference from the best, in points, with a 95% interval.",
