@@ -606,8 +606,8 @@ def data_section(frames: Frames, samples: bool) -> Section:
             f"The best trial (#{int(best['number'])}, replicate {int(best['replicate'])}) is the notebook's own configuration "
             f"({described}) trained from another seed: {pct(best['final_test_acc'])} against {pct(baseline['final_test_acc'])} for "
             f"trial #{int(baseline['number'])} (replicate {int(baseline['replicate'])}). "
-            f"The {pts(best['final_test_acc'] - baseline['final_test_acc'])} points between them are run-to-run noise of one configuration (initial weights and batch order): the reason "
-            "this study compares options on the same seeds."
+            f"The {pts(best['final_test_acc'] - baseline['final_test_acc'])} points between them are run-to-run noise of one "
+            "configuration (initial weights and batch order): the reason this study compares options on the same seeds."
         )
     elif baseline is not None and n_test:
         diff, low, high = analysis.difference_interval(best["final_test_acc"], baseline["final_test_acc"], n_test)
