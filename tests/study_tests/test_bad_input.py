@@ -51,7 +51,7 @@ def _run(argv, capsys) -> tuple[int, str]:
         (["--lr-min", "-1"], "0 < lr-min < lr-max"),
         (["--activations", "relu,swish"], "unknown activation 'swish'; choose one of: relu, leaky_relu, tanh, elu, gelu, silu, sigmoid"),
         (["--losses", "hinge"], "unknown loss 'hinge'; choose one of: cross_entropy, label_smoothing, mse"),
-        (["--sampler", "cmaes"], "unknown sampler 'cmaes'; choose one of: tpe, random, qmc, grid"),
+        (["--sampler", "cmaes"], "unknown sampler 'cmaes'; choose one of: grid, tpe, random, qmc"),
         (["--pruner", "patient"], "unknown pruner 'patient'; choose one of: median, hyperband, successive-halving, none"),
         (["--optimizer", "rmsprop"], "unknown optimizer 'rmsprop'; choose one of: adam, sgd"),
         (["--precision", "fp8"], "unknown precision 'fp8'; choose one of: auto, bf16, fp32"),
