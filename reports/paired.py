@@ -55,7 +55,10 @@ def pairs_needed(diff: float, sd: float, level: float = LEVEL, power: float = PO
         return most
     if sd == 0:
         return 2
-    for n in range(2, most):
+    # The normal approximation is a lower bound (t quantiles exceed normal ones): search up from it.
+    z = stats.norm.ppf((1 + level) / 2) + stats.norm.ppf(power)
+    start = max(2, math.floor((z * sd / abs(diff)) ** 2))
+    for n in range(start, most):
         if (stats.t.ppf((1 + level) / 2, n - 1) + stats.t.ppf(power, n - 1)) * sd / math.sqrt(n) <= abs(diff):
             return n
     return most

@@ -47,3 +47,11 @@ def cifar_dir(tmp_path_factory) -> Path:
 def _isolated_cache(tmp_path_factory):
     # Each test session gets its own cache, so no test depends on what an earlier run left.
     os.environ["CNN_STUDY_CACHE"] = str(tmp_path_factory.getbasetemp() / "cache")
+
+
+def pytest_collection_modifyitems(items):
+    # Every test on real images (the cifar_dir fixture, directly or through another fixture) trains or decodes:
+    # slow. `pytest -m "not slow"` leaves the fast unit tests.
+    for item in items:
+        if "cifar_dir" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

@@ -17,6 +17,7 @@ RULES = {
 }
 
 
+@pytest.mark.slow  # a fresh interpreter per row
 @pytest.mark.parametrize(("module", "forbidden"), RULES.items())
 def test_module_does_not_import_upward(module, forbidden):
     # A fresh interpreter: what this one has already imported must not hide a violation.

@@ -43,6 +43,7 @@ def real_study(tmp_path_factory, cifar_dir):
     return storage, folder
 
 
+@pytest.mark.slow  # a real study
 def test_study_run_builds_the_report_beside_the_database(real_study):
     storage, folder = real_study
     report = folder / "cnn-study-report" / "report.md"
@@ -51,6 +52,7 @@ def test_study_run_builds_the_report_beside_the_database(real_study):
         assert (folder / "cnn-study-report" / name).is_file()
 
 
+@pytest.mark.slow  # a real study
 def test_every_linked_figure_exists_and_is_a_png(real_study, tmp_path):
     storage, _ = real_study
     assert main(["--storage", storage, "--study-name", "cnn-study", "--out", str(tmp_path)]) == 0
@@ -63,6 +65,7 @@ def test_every_linked_figure_exists_and_is_a_png(real_study, tmp_path):
         assert heading in markdown
 
 
+@pytest.mark.slow  # a real study
 def test_blocks_share_their_seed_and_their_first_batch_order(real_study):
     storage, _ = real_study
     study = optuna.load_study(study_name="cnn-study", storage=storage)
@@ -81,6 +84,7 @@ def _accuracy(study, **params) -> float:
     return trial.user_attrs["history"][-1]["test_acc"]
 
 
+@pytest.mark.slow  # a real study
 def test_comparisons_recompute_from_the_database(real_study, tmp_path):
     storage, _ = real_study
     main(["--storage", storage, "--study-name", "cnn-study", "--out", str(tmp_path), "--no-samples"])
@@ -112,6 +116,7 @@ def test_comparisons_recompute_from_the_database(real_study, tmp_path):
     assert all(verdict in markdown for verdict in rows.loc[rows["question"] != "epochs", "verdict"])
 
 
+@pytest.mark.slow  # a real study
 def test_table_numbers_equal_the_database(real_study, tmp_path):
     storage, _ = real_study
     main(["--storage", storage, "--study-name", "cnn-study", "--out", str(tmp_path), "--no-samples"])
@@ -134,6 +139,7 @@ def test_table_numbers_equal_the_database(real_study, tmp_path):
     assert "samples.png" not in markdown
 
 
+@pytest.mark.slow  # a real study
 def test_csvs_hold_one_row_per_trial_and_per_epoch(real_study, tmp_path):
     storage, _ = real_study
     main(["--storage", storage, "--study-name", "cnn-study", "--out", str(tmp_path), "--no-samples"])
@@ -149,6 +155,7 @@ def test_an_observational_study_prints_the_paired_command(db, tmp_path):
     assert "python -m study.run --sampler grid --repeats 3 --activations relu,leaky_relu,tanh" in markdown
 
 
+@pytest.mark.slow  # a real study
 def test_unknown_study_lists_the_studies(real_study, capsys):
     storage, _ = real_study
     assert main(["--storage", storage, "--study-name", "nope"]) == 2
