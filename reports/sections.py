@@ -158,7 +158,7 @@ def _space_text(space: dict, grid_trials: pd.DataFrame | None = None) -> str:
     return f"activation ∈ {{{', '.join(space['activations'])}}}, loss ∈ {{{', '.join(space['losses'])}}}, {lrs}"
 
 
-def design_command(frames: Frames, factor: str | None = None) -> str:
+def design_command(frames: Frames) -> str:
     """The exact command of a paired design over this study's options and data that would answer the open questions."""
     s = frames.settings
     space = s.search_space
@@ -264,7 +264,7 @@ def _observational_options(section: Section, frames: Frames, result: dict, facto
         "All finished trials (raw; the sampler may have tried some options at better learning rates):", Table(_group_table(summary, factor))
     )
     if any(not sep for *_, sep in result["separated"].values()) or result["best"] is None:
-        section.add(f"To answer this with pairs on the same seeds, run the paired design:\n\n```\n{design_command(frames, factor)}\n```")
+        section.add(f"To answer this with pairs on the same seeds, run the paired design:\n\n```\n{design_command(frames)}\n```")
     section.add(
         Figure(
             f"{factor}_accuracy",

@@ -3,6 +3,7 @@
 import tempfile
 from pathlib import Path
 
+import optuna
 import torch
 
 from cnn import CNN, build_model
@@ -30,8 +31,6 @@ def load_model(storage: str, study_name: str, trial: int | None = None) -> CNN:
     Example:
         >>> model = load_model("sqlite:///runs/cnn-study.db", "cnn-study")  # doctest: +SKIP
     """
-    import optuna
-
     study = load_existing_study(storage, study_name)
     try:
         frozen = study.best_trial if trial is None else study.trials[trial]

@@ -224,7 +224,7 @@ class Heartbeats:
         self._record()
 
     def _record(self) -> None:
-        if not isinstance(self._storage, optuna.storages.BaseStorage) or not is_heartbeat_enabled(self._storage):
+        if not is_heartbeat_enabled(self._storage):
             return
         for trial_id in list(self._trial_ids):
             self._storage.record_heartbeat(trial_id)
