@@ -1,9 +1,9 @@
-"""One trial: suggest -> train -> report and prune -> record, for Optuna's optimize and for ask/tell.
+"""One trial: suggest -> train -> report and prune -> record.
 
 :class:`TrialRun` holds what a trial does around its training, so that a trial trained
-alone (:func:`make_objective`, driven by ``study.optimize``) and a trial trained with others
-in one fused network (``study.runner``'s ask/tell driver, ``cnn.train_many``) end with
-exactly the same user attributes.
+alone (``cnn.train``) and a trial trained with others in one fused network
+(``cnn.train_many``), both driven by ``study.runner``'s ask/tell loop, end with exactly the
+same user attributes.
 """
 
 import tempfile
@@ -13,7 +13,7 @@ from pathlib import Path
 import optuna
 import torch
 
-from cnn import Data, EpochRow, TrainConfig, TrainResult, train
+from cnn import EpochRow, TrainConfig, TrainResult
 from study import record
 from study.space import SearchSpace, suggest_config
 
@@ -67,39 +67,6 @@ class TrialRun:
         if pruned:
             raise optuna.TrialPruned(f"pruned after epoch {len(result.history)}")
         return result.history[-1][self.metric]
-
-
-def make_objective(
-    space: SearchSpace,
-    fixed: TrainConfig,
-    data: Data,
-    repeats: int | None = None,
-    artifact_store=None,
-    keep_weights: str = "all",
-    on_epoch: Callable[[optuna.Trial, EpochRow], None] | None = None,
-) -> Callable[[optuna.Trial], float]:
-    """Build the objective of a study: one trial trained alone.
-
-    Args:
-        space: what to sample.
-        fixed: the settings shared by all trials (epochs, batch size, optimiser, base seed, device).
-        data: the images, already loaded.
-        repeats: the paired design's replicates (None: no design, every trial trains from ``fixed.seed``).
-        artifact_store: where the weights of finished trials go (None: not kept).
-        keep_weights: "all" finished trials, or "complete" ones only (not the pruned).
-        on_epoch: also told of every epoch (for progress display).
-
-    Returns:
-        ``objective(trial) -> accuracy``: the last epoch's test accuracy, or its validation
-        accuracy when ``data`` has a validation split.
-    """
-    metric = "val_acc" if data.val is not None else "test_acc"
-
-    def objective(trial: optuna.Trial) -> float:
-        run = TrialRun(trial, space, fixed, repeats, metric, on_epoch)
-        return run.finish(train(run.config, data, on_epoch=run.epoch), artifact_store, keep_weights)
-
-    return objective
 
 
 def _upload_weights(trial: optuna.Trial, model: torch.nn.Module, store) -> str:

@@ -5,6 +5,7 @@ the study, ``study.progress`` prints it, and at the end this command builds the 
 one place where ``study`` calls up into ``reports``.
 """
 
+import contextlib
 import shlex
 import sys
 import time
@@ -13,10 +14,11 @@ import optuna
 
 from cnn import DataError, DeviceError, UnknownNameError
 from cnn.cli import flag_hint
+from study.artifacts import weights_size
 from study.config import StudyConfig, parse_config
 from study.progress import fmt_seconds, summarize
-from study.runner import quiet_optuna, run_study
-from study.storage import StudyError, mask_password, output_dir
+from study.runner import Interrupted, interruptible, quiet_optuna, run_study
+from study.storage import StorageFault, StudyError, describe_fault, mask_password, open_storage, output_dir
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,17 +26,36 @@ def main(argv: list[str] | None = None) -> int:
     quiet_optuna(config.verbose)
     started = time.perf_counter()
     try:
-        study = run_study(config, download)
+        with interruptible():
+            study = run_study(config, download)
     except (StudyError, DataError, DeviceError, UnknownNameError) as error:
         print(f"error: {error}{flag_hint(error)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"resume with: {config.command}", file=sys.stderr)
-        return 130
+    except Interrupted as stop:
+        queued = f"trial(s) {', '.join(map(str, sorted(stop.queued)))} failed and queued to run again; " if stop.queued else ""
+        print(f"\ninterrupted by {stop}: {queued}resume with: {config.command}", file=sys.stderr)
+        return 128 + stop.signum
+    except Exception as error:
+        fault = str(error) if isinstance(error, StorageFault) else describe_fault(error, config.storage)
+        if fault is None:
+            raise
+        print(f"\nerror: {fault}{_advice(fault, config)}; finished trials are intact: resume with: {config.command}", file=sys.stderr)
+        return 1
     print(summarize(study, config.storage))
     status = _report(study, config) if config.report else 0
     print(f"ran for {fmt_seconds(time.perf_counter() - started)}")
     return status
+
+
+def _advice(fault: str, config: StudyConfig) -> str:
+    """What to do about a storage fault, beyond resuming."""
+    if not fault.endswith("is full"):
+        return ""
+    weights = ""
+    with contextlib.suppress(Exception):  # reading still works on a full disk; if not, say less
+        kept, size = weights_size(optuna.load_study(study_name=config.study_name, storage=open_storage(config.storage)))
+        weights = f"; its trained weights take {size / 2**20:.1f} MiB ({kept} trials)"
+    return f"{weights}: free some space, or keep fewer weights with --keep-weights complete or none"
 
 
 def _report(study: optuna.Study, config: StudyConfig) -> int:

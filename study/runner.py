@@ -2,12 +2,13 @@
 
 ``run_study`` checks every input before it touches the database, then runs trials until the
 study holds ``config.target`` finished (complete or pruned) ones. Trials are driven by
-Optuna's ``study.optimize`` here; a driver that asks for several trials at once (ask/tell)
-belongs beside ``_optimize``.
+one ask/tell loop, :func:`_optimize`, whether they train alone or K at a time as one fused
+network. SIGINT and SIGTERM fail the running trials and queue them again (:class:`Interrupted`).
 """
 
 import contextlib
 import os
+import signal
 import sys
 import threading
 import time
@@ -21,22 +22,25 @@ import torch
 from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.trial import TrialState
 
-from cnn import Data, load_data, resolve_device, train_many
+from cnn import Data, load_data, resolve_device, train, train_many
 from cnn.registry import lookup
 from study.artifacts import IN_DATABASE, artifact_store
 from study.config import StudyConfig
-from study.objective import TrialRun, make_objective
+from study.objective import TrialRun
 from study.progress import Progress
 from study.record import FINISHED, StudySettings
-from study.samplers import ASK_TELL_SAMPLERS, PRUNERS, SAMPLERS
+from study.samplers import PRUNERS, SAMPLERS, is_surplus
 from study.storage import (
     DEFAULT_STORAGE,
     HEARTBEAT_SECONDS,
+    StorageFault,
     StudyError,
+    describe_fault,
+    fail_and_queue_again,
     fail_dead_trials,
     mask_password,
     open_storage,
-    requeue_interrupted,
+    worker_id,
 )
 
 
@@ -82,6 +86,8 @@ def study_settings(config: StudyConfig, data: Data) -> StudySettings:
         repeats=config.repeats,
         baseline=config.baseline_params,
         command=config.command,
+        margin=config.margin,
+        compare_epoch=config.compare_epoch,
     )
 
 
@@ -131,83 +137,111 @@ def open_study(storage: optuna.storages.BaseStorage, config: StudyConfig, settin
     raise StudyError(f"could not create or load study {config.study_name!r} in {mask_password(config.storage)}")
 
 
-def _optimize(study: optuna.Study, config: StudyConfig, data: Data, worker: int = 0, progress: Progress | None = None) -> None:
-    """Run trials in this process until the study holds ``config.target`` finished ones.
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived: the running trials are failed and queued again, and the command exits 128 + signal."""
 
-    One trial at a time through ``study.optimize``, or ``--fuse`` K at a time through :func:`_optimize_fused`.
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+        self.queued: list[int] = []  # trials failed and queued to run again
+
+
+@contextlib.contextmanager
+def interruptible(signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)):
+    """While inside, ``signals`` raise :class:`Interrupted` in the main thread; a second signal is ignored during the clean-up."""
+
+    def handler(signum, frame):
+        for s in signals:
+            signal.signal(s, signal.SIG_IGN)
+        raise Interrupted(signum)
+
+    previous = {s: signal.signal(s, handler) for s in signals}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+@contextlib.contextmanager
+def _signals_held(signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)):
+    """Hold back ``signals`` while inside (they arrive on the way out): for steps that must not be cut in half."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
+
+
+def _optimize(study: optuna.Study, config: StudyConfig, data: Data, worker: int = 0, progress: Progress | None = None) -> None:
+    """Run trials in this process until the study holds ``config.target`` finished ones, or ``--timeout`` passes.
+
+    The one driver, through Optuna's ask-and-tell interface: ask up to ``--fuse`` K trials, train
+    them (alone through ``train``, together as one fused network through ``train_many``), and
+    tell each its result. Each trial reports every epoch and is pruned on its own, and ends with
+    the same user attributes whether trained alone or fused. It never asks for more trials than
+    the study still needs, counting those other processes are running. Trials it leaves
+    unfinished (an error, SIGINT, SIGTERM) are failed and queued again with their grid point.
     """
     fuse = config.fuse_for(resolve_device(config.train.device).type)
     stream = len(study.get_trials(deepcopy=False)) + 10_007 * worker  # another stream of draws per resume and worker
-    samplers = ASK_TELL_SAMPLERS if fuse > 1 else SAMPLERS
-    study.sampler = (samplers.get(config.sampler) or lookup(SAMPLERS, config.sampler, "sampler"))(
-        config.space, config.repeats, config.seed, stream
-    )
+    study.sampler = lookup(SAMPLERS, config.sampler, "sampler")(config.space, config.repeats, config.seed, stream)
     study.pruner = lookup(PRUNERS, config.resolved_pruner, "pruner")(config.train.epochs, config.min_epochs)
     store = None if config.keep_weights == "none" else artifact_store(study, create=True)
-    on_epoch = progress.epoch if progress else None
-    try:
-        if fuse > 1:
-            _optimize_fused(study, config, data, fuse, store, progress)
-        else:
-            objective = make_objective(config.space, config.train, data, config.design_repeats, store, config.keep_weights, on_epoch)
-            callbacks = [progress.trial_done] if progress else []
-            callbacks.append(optuna.study.MaxTrialsCallback(config.target, states=FINISHED))
-            study.optimize(objective, n_trials=config.target, timeout=config.timeout, callbacks=callbacks)
-    except KeyboardInterrupt:
-        if progress:
-            progress.close()
-        for number in requeue_interrupted(study):
-            print(f"\ninterrupted: trial {number} is recorded as failed and queued to run again", file=sys.stderr)
-        raise
-
-
-def _optimize_fused(study: optuna.Study, config: StudyConfig, data: Data, fuse: int, store, progress: Progress | None) -> None:
-    """The ask/tell driver: ask up to ``fuse`` trials, train them as one fused network, tell each its result.
-
-    Each trial reports every epoch and is pruned on its own (it then leaves the fused network),
-    and ends with the same user attributes as a trial trained alone. It never asks for more
-    trials than the study still needs, counting those other processes are running.
-    """
     metric = "val_acc" if data.val is not None else "test_acc"
+    on_epoch = progress.epoch if progress else None
     started = time.monotonic()
     with Heartbeats(study) as heartbeats:
         while config.timeout is None or time.monotonic() - started < config.timeout:
-            optuna.storages.fail_stale_trials(study)  # what study.optimize does before each trial
+            optuna.storages.fail_stale_trials(study)  # trials of machines gone silent: failed, queued again
             states = [t.state for t in study.get_trials(deepcopy=False)]
             wanted = config.target - sum(s in FINISHED for s in states) - states.count(TrialState.RUNNING)
             if wanted <= 0:
                 return
-            on_epoch = progress.epoch if progress else None
-            runs = [
-                TrialRun(study.ask(), config.space, config.train, config.design_repeats, metric, on_epoch) for _ in range(min(fuse, wanted))
-            ]
-            heartbeats.track([run.trial for run in runs])
+            runs: list[TrialRun] = []
             try:
+                for _ in range(min(fuse, wanted)):
+                    with _signals_held():  # a trial exists from ask() on: it is ours (and recoverable) once it names its worker
+                        trial = study.ask()
+                        heartbeats.track([*(run.trial for run in runs), trial])
+                        trial.set_user_attr("worker", worker_id())
+                    if is_surplus(study, trial):  # another process took the grid's last free point at this moment
+                        trial.set_user_attr("surplus", True)
+                        study.tell(trial, state=TrialState.FAIL)
+                        break
+                    runs.append(TrialRun(trial, config.space, config.train, config.design_repeats, metric, on_epoch))
+                if not runs:
+                    return
                 _train_and_tell(study, runs, data, store, config.keep_weights, progress)
+            except BaseException as error:
+                with contextlib.suppress(Exception):  # the storage itself may be what failed; a resume recovers them
+                    mine = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if t._trial_id in heartbeats.ids]
+                    queued = fail_and_queue_again(study, mine)
+                    if isinstance(error, Interrupted):
+                        error.queued.extend(queued)
+                raise
             finally:
                 heartbeats.track([])
 
 
 def _train_and_tell(study: optuna.Study, runs: list[TrialRun], data: Data, store, keep_weights: str, progress: Progress | None) -> None:
-    """Train the asked trials as one fused network and tell each its result; on any error, fail those not told."""
-    told = set()
-    try:
+    """Train the asked trials (alone, or as one fused network) and tell each its result."""
+    if len(runs) == 1:
+        results = [train(runs[0].config, data, on_epoch=runs[0].epoch)]
+    else:
         results = train_many([run.config for run in runs], data, on_epoch=lambda k, row: runs[k].epoch(row))
-        for run, result in zip(runs, results, strict=True):
-            try:
-                value = run.finish(result, store, keep_weights)
-            except optuna.TrialPruned:
-                frozen = study.tell(run.trial, state=TrialState.PRUNED)
-            else:
-                frozen = study.tell(run.trial, value)
-            told.add(run.trial.number)
-            if progress:
-                progress.trial_done(study, frozen)
-    except BaseException:
-        for run in runs:
-            if run.trial.number not in told:  # as study.optimize does with the trial it was running
-                study.tell(run.trial, state=TrialState.FAIL)
-        raise
+    for run, result in zip(runs, results, strict=True):
+        try:
+            value = run.finish(result, store, keep_weights)
+        except optuna.TrialPruned:
+            frozen = study.tell(run.trial, state=TrialState.PRUNED)
+        else:
+            frozen = study.tell(run.trial, value)
+        if progress:
+            progress.trial_done(study, frozen)
 
 
 class Heartbeats:
@@ -222,6 +256,11 @@ class Heartbeats:
     def track(self, trials: list[optuna.Trial]) -> None:
         self._trial_ids = [t._trial_id for t in trials]
         self._record()
+
+    @property
+    def ids(self) -> set[int]:
+        """The storage ids of the trials tracked now: those this process is running."""
+        return set(self._trial_ids)
 
     def _record(self) -> None:
         if not is_heartbeat_enabled(self._storage):
@@ -250,14 +289,27 @@ def _worker_device(device: str, worker: int) -> str:
 
 
 def _worker_main(config: StudyConfig, worker: int) -> None:
-    """One of ``--workers`` processes: its share of the cores, its GPU, the shared study."""
+    """One of ``--workers`` processes: its share of the cores, its GPU, the shared study.
+
+    Ctrl-C reaches every process of the terminal's group: workers ignore it, and the parent stops
+    them and queues their trials again. A SIGTERM sent to a worker alone queues its own trials.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     quiet_optuna(config.verbose)
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // config.workers))
     config = replace(config, train=replace(config.train, device=_worker_device(config.train.device, worker)))
     data = load(config, download=False)  # the parent made sure the data is there, and cached
     study = optuna.load_study(study_name=config.study_name, storage=open_storage(config.storage))
-    with contextlib.suppress(KeyboardInterrupt):  # the parent reports the interruption
-        _optimize(study, config, data, worker)
+    try:
+        with interruptible((signal.SIGTERM,)):
+            _optimize(study, config, data, worker)
+    except Interrupted:
+        pass  # its trials are queued again; the parent reports the interruption
+    except Exception as error:  # the parent prints one line; a storage error's own object may not cross processes
+        fault = describe_fault(error, config.storage)
+        if fault is not None:
+            raise StorageFault(fault) from None
+        raise
 
 
 def _run_workers(study: optuna.Study, config: StudyConfig) -> None:
@@ -276,14 +328,32 @@ def _run_workers(study: optuna.Study, config: StudyConfig) -> None:
                 time.sleep(1.0)
             progress.poll(study)
             jobs.result()
-        except KeyboardInterrupt:
+        except Interrupted as interrupted:
             progress.close()
-            get_reusable_executor().shutdown(wait=False, kill_workers=True)
-            failed = fail_dead_trials(study)  # their trials: failed now, and queued to run again
-            if failed:
-                print(f"\ninterrupted: trial(s) {', '.join(map(str, failed))} recorded as failed and queued to run again", file=sys.stderr)
+            executor = get_reusable_executor()
+            pids = set(getattr(executor, "_processes", {}) or {})
+            executor.shutdown(wait=False, kill_workers=True)
+            _wait_gone(pids)
+            interrupted.queued.extend(fail_dead_trials(study, pids))  # their trials: failed now, and queued to run again
             raise
-    progress.close()
+        finally:
+            progress.close()
+
+
+def _wait_gone(pids: set[int], seconds: float = 10.0) -> None:
+    """Wait until the processes ``pids`` have exited (or are zombies), at most ``seconds``."""
+    deadline = time.monotonic() + seconds
+    for pid in pids:
+        while time.monotonic() < deadline:
+            try:
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except (FileNotFoundError, ProcessLookupError, IndexError):
+                break
+            except OSError:
+                break
+            if state in ("Z", "X"):
+                break
+            time.sleep(0.05)
 
 
 def run_study(config: StudyConfig, download: bool = False) -> optuna.Study:
@@ -291,7 +361,7 @@ def run_study(config: StudyConfig, download: bool = False) -> optuna.Study:
 
     Raises:
         StudyError, DataError, DeviceError: a bad input; the storage is left as it was.
-        KeyboardInterrupt: after recording the running trial as failed and queueing it again.
+        Interrupted: SIGINT or SIGTERM, after failing the running trials and queueing them again.
     """
     device = resolve_device(config.train.device)
     print(f"loading data from {config.data_dir} ...", file=sys.stderr)
@@ -307,8 +377,10 @@ def run_study(config: StudyConfig, download: bool = False) -> optuna.Study:
     print(f"study {config.study_name!r} in {mask_password(config.storage)}: {finished} finished, running {remaining} more on {where}")
     if config.workers == 1:
         progress = Progress(study, config.target, config.train.epochs)
-        _optimize(study, config, data, progress=progress)
-        progress.close()
+        try:
+            _optimize(study, config, data, progress=progress)
+        finally:
+            progress.close()
     else:
         _run_workers(study, config)
     return study

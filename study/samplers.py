@@ -3,16 +3,17 @@
 from collections.abc import Callable
 
 import optuna
+from optuna.trial import TrialState
 
 from study.space import SearchSpace
 
 # name -> sampler(space, repeats, seed, stream). Only "grid" runs the paired design (activation x loss x lr x
 # replicate); the others hunt for the best configuration, and their comparisons are observational. Samplers that
 # draw at random seed themselves with seed + stream, so that a resumed run or another worker does not replay the
-# same draws. The grid's order must be the same in every process (Optuna maps trial numbers to grid points by
-# it), so it uses the study's seed alone.
+# same draws. The grid's order is the same in every process (trial numbers map to grid points by it): replicate-major,
+# see DesignGridSampler.
 SAMPLERS: dict[str, Callable[[SearchSpace, int, int, int], optuna.samplers.BaseSampler]] = {
-    "grid": lambda space, repeats, seed, stream: optuna.samplers.GridSampler(space.grid(repeats), seed=seed),
+    "grid": lambda space, repeats, seed, stream: DesignGridSampler(space.grid(repeats)),
     "tpe": lambda space, repeats, seed, stream: optuna.samplers.TPESampler(seed=seed + stream),
     "random": lambda space, repeats, seed, stream: optuna.samplers.RandomSampler(seed=seed + stream),
     "qmc": lambda space, repeats, seed, stream: optuna.samplers.QMCSampler(seed=seed + stream),
@@ -33,16 +34,70 @@ PRUNERS: dict[str, Callable[[int, int], optuna.pruners.BasePruner]] = {
 AUTO_PRUNER = {"grid": "none"}  # --pruner auto: a design compares pairs at equal epochs, so it prunes nothing; else median
 
 
-class AskTellGridSampler(optuna.samplers.GridSampler):
-    """Optuna's grid sampler for a driver that asks and tells, and stops at its own count of trials.
+class DesignGridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid sampler in a fixed replicate-major order, for the project's ask/tell driver.
 
-    ``GridSampler.after_trial`` calls ``study.stop()`` when the last grid point is told, which
-    Optuna allows only inside ``study.optimize``; the fused driver counts finished trials itself.
+    Trial number n runs grid point ``order[n]``, as Optuna's grid maps numbers to points (so
+    processes that ask at the same moment never draw the same point), but the order is
+    replicate-major and deterministic: replicate 0 of every learning rate, loss and activation
+    first, then replicate 1, and so on, so a study cut short by ``--trials`` or ``--timeout``
+    holds whole replicates of whole blocks rather than random holes. A trial that carries its own
+    ``grid_id`` (queued again after a crash: :func:`study.storage.retry_trial`) or ``fixed_params``
+    (the enqueued baseline) keeps it; a grid point whose number such a trial took goes to a later
+    trial. ``after_trial`` never stops the study: the driver counts finished trials itself, and
+    Optuna allows ``study.stop()`` only inside ``study.optimize``.
     """
+
+    def __init__(self, search_space: dict[str, list]):
+        super().__init__(search_space, seed=0)
+        names = self._param_names  # sorted: activation, loss, lr, replicate
+        axes = [names.index(name) for name in ("replicate", "lr", "loss", "activation") if name in names]
+        position = {name: {value: i for i, value in enumerate(self._search_space[name])} for name in names}
+        self._all_grids.sort(key=lambda point: tuple(position[names[axis]][point[axis]] for axis in axes))
+
+    def before_trial(self, study, trial) -> None:
+        if "grid_id" in trial.system_attrs or "fixed_params" in trial.system_attrs:
+            return
+        taken = _taken_grid_ids(study, self)
+        free = [g for g in range(len(self._all_grids)) if g not in taken]
+        if trial.number < len(self._all_grids) and trial.number not in taken:
+            grid_id = trial.number
+        elif free:
+            grid_id = free[trial.number % len(free)]  # two processes asking at once pick apart when they can
+        else:
+            grid_id = -1  # every point is finished, running or queued: the driver fails this trial untrained
+        study._storage.set_trial_system_attr(trial._trial_id, "search_space", self._search_space)
+        study._storage.set_trial_system_attr(trial._trial_id, "grid_id", grid_id)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        if trial.system_attrs.get("grid_id") == -1:
+            return self._all_grids[0][self._param_names.index(param_name)]  # a surplus trial is never trained
+        return super().sample_independent(study, trial, param_name, param_distribution)
 
     def after_trial(self, study, trial, state, values) -> None:
         return None
 
+    def point(self, grid_id: int) -> dict:
+        """The parameters of grid point ``grid_id``."""
+        return dict(zip(self._param_names, self._all_grids[grid_id], strict=True))
 
-# Samplers the ask/tell driver (--fuse) uses instead of those of SAMPLERS, same signature.
-ASK_TELL_SAMPLERS = {"grid": lambda space, repeats, seed, stream: AskTellGridSampler(space.grid(repeats), seed=seed)}
+    @property
+    def size(self) -> int:
+        return len(self._all_grids)
+
+
+def _taken_grid_ids(study: optuna.Study, sampler: optuna.samplers.GridSampler) -> set[int]:
+    """Grid points that a trial holds: finished (complete or pruned), running, or queued to run."""
+    taken = set()
+    for t in study._storage.get_all_trials(study._study_id, deepcopy=False):
+        grid_id = t.system_attrs.get("grid_id")
+        if grid_id is None or grid_id < 0 or not sampler._same_search_space(t.system_attrs["search_space"]):
+            continue
+        if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING):
+            taken.add(grid_id)
+    return taken
+
+
+def is_surplus(study: optuna.Study, trial: optuna.Trial) -> bool:
+    """A trial the grid had no free point for (another process took the last one at the same moment)."""
+    return study._storage.get_trial_system_attrs(trial._trial_id).get("grid_id") == -1

@@ -1,9 +1,13 @@
 """Opening study storage with errors a user can act on, and recovering from dead workers."""
 
+import contextlib
+import datetime
+import errno
 import os
 import random
 import shlex
 import socket
+import sqlite3
 import time
 import warnings
 from pathlib import Path
@@ -20,35 +24,56 @@ DEFAULT_STORAGE = "sqlite:///runs/cnn-study.db"
 HEARTBEAT_SECONDS = 30  # a running trial writes a heartbeat this often ...
 GRACE_SECONDS = 120  # ... and is failed (and retried once) when silent this long
 SQLITE_LOCK_SECONDS = 120  # how long a SQLite writer waits for the lock before "database is locked"
+ORPHAN_SECONDS = 30  # a running trial this old that names no worker was left by a process killed as it asked for it
+STORAGE_WAIT_SECONDS = 60  # how long to wait for a database server that does not answer (one that restarts, or starts late)
 SCHEMA_ATTEMPTS = 5  # tries to open a new database whose tables other processes are creating at the same moment
 
-MAX_RETRIES = 1  # a trial whose worker died runs again this many times with the same parameters
+MAX_RETRIES = 1  # a trial whose machine went silent is run again this many times by the other machines' heartbeat check
+# System attributes a trial queued again keeps: the grid point it runs (GridSampler's grid_id and search_space),
+# or the parameters it was enqueued with (the baseline's fixed_params). Without them, Optuna's GridSampler would
+# give the retry a new grid point and the dead trial's point would never be trained.
+KEPT_SYSTEM_ATTRS = ("grid_id", "search_space", "fixed_params")
 
 
-def retry_stale_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-    """Remove a failed trial's weights and queue its parameters again, unless it was itself a retry (heartbeat callback).
+def queue_again(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """Remove a failed trial's weights and queue its grid point (or parameters) to run again.
 
-    Like Optuna's ``RetryHeartbeatStaleTrialCallback`` (same ``failed_trial`` and ``retry_history``
-    system attributes), but the new trial carries none of the dead one's results: only its
-    parameters and whether it was the baseline.
+    The new trial carries none of the dead one's results: only what it must run (its grid point,
+    parameters, and whether it was the baseline), with Optuna's ``failed_trial`` and
+    ``retry_history`` system attributes.
     """
     remove_trial_artifacts(study, trial)  # its weights, if any, belong to no finished trial
     history = [*trial.system_attrs.get("retry_history", []), trial.number]
-    if len(history) > MAX_RETRIES:
-        return
+    kept = {k: v for k, v in trial.system_attrs.items() if k in KEPT_SYSTEM_ATTRS}
     study.add_trial(
         optuna.trial.create_trial(
             state=TrialState.WAITING,
             params=trial.params,
             distributions=trial.distributions,
             user_attrs={k: v for k, v in trial.user_attrs.items() if k == "baseline"},
-            system_attrs={"failed_trial": trial.system_attrs.get("failed_trial", trial.number), "retry_history": history},
+            system_attrs={**kept, "failed_trial": trial.system_attrs.get("failed_trial", trial.number), "retry_history": history},
         )
     )
 
 
+def retry_stale_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """The heartbeat's callback: queue again a trial whose machine went silent, unless it already was ``MAX_RETRIES`` times.
+
+    (A grid point left out here is still run: the grid sampler gives every point without a finished,
+    running or queued trial to a later trial, and a resumed study queues its failed trials again.)
+    """
+    if len(trial.system_attrs.get("retry_history", [])) >= MAX_RETRIES:
+        remove_trial_artifacts(study, trial)
+        return
+    queue_again(study, trial)
+
+
 class StudyError(ValueError):
     """A problem with the study or its storage; the message says what to do."""
+
+
+class StorageFault(RuntimeError):
+    """A fault of the storage while a study runs (disk full, server gone), in one line: :func:`describe_fault`'s."""
 
 
 def mask_password(url: str) -> str:
@@ -118,19 +143,23 @@ def open_storage(url: str, create_folder: bool = False, must_exist: bool = False
     the same moment, it waits for them and tries again (up to ``SCHEMA_ATTEMPTS`` times).
 
     Raises:
-        StudyError: the URL is malformed, its folder or file is missing, the server does not answer,
+        StudyError: the URL is malformed, its folder or file is missing, the file is not a study database
+            (not SQLite, or another program's), the server does not answer within ``storage_wait_seconds()``,
             or the tables cannot be created.
     """
     check_storage_url(url, create_folder)
     path = sqlite_path(url)
     if must_exist and path is not None and not path.is_file():
         raise StudyError(f"there is no study database at {path}; run python -m study.run first, or fix --storage")
+    if path is not None and path.is_file():
+        _check_sqlite_file(path, url)
     backend = make_url(url).get_backend_name()
     if backend == "sqlite":
         engine_kwargs = {"connect_args": {"timeout": SQLITE_LOCK_SECONDS}}
     else:
         engine_kwargs = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
     attempt = 1
+    waited_since = time.monotonic()
     while True:
         try:
             return _rdb_storage(url, engine_kwargs)
@@ -146,11 +175,60 @@ def open_storage(url: str, create_folder: bool = False, must_exist: bool = False
             time.sleep(0.5 * attempt + random.random())
             attempt += 1
         except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as error:
+            waited = time.monotonic() - waited_since
+            if path is None and not _refused_for_good(error) and waited < storage_wait_seconds():
+                time.sleep(min(2.0, storage_wait_seconds() - waited))  # a server that is starting, or restarting
+                continue
+            if path is not None:
+                raise StudyError(f"cannot open storage {mask_password(url)}: {_reason(error)}") from None
             raise StudyError(
-                f"cannot open storage {mask_password(url)}: {_reason(error)}; check that the server runs and the URL is right"
+                f"cannot open storage {mask_password(url)} (waited {waited:.0f} s): {_reason(error)}; "
+                "check that the server runs and the URL is right"
             ) from None
+        except sqlalchemy.exc.DatabaseError as error:
+            raise StudyError(f"storage {mask_password(url)} is not a study database: {_reason(error)}; name another --storage") from None
         except ModuleNotFoundError as error:
             raise StudyError(f"storage {mask_password(url)} needs the {error.name} driver: pip install 'cnn-study[postgres]'") from None
+
+
+def storage_wait_seconds() -> float:
+    """How long to wait for a database server that does not answer: ``$CNN_STUDY_STORAGE_WAIT`` or 60 s."""
+    return float(os.environ.get("CNN_STUDY_STORAGE_WAIT", STORAGE_WAIT_SECONDS))
+
+
+def _refused_for_good(error: sqlalchemy.exc.DBAPIError) -> bool:
+    """Errors that waiting cannot mend: a wrong password, user or database name."""
+    text = str(error.orig).lower()
+    return any(words in text for words in ("password authentication failed", "does not exist", "no pg_hba.conf entry", "role "))
+
+
+def _check_sqlite_file(path: Path, url: str) -> None:
+    """Refuse, without writing to it, a file that is not SQLite or a SQLite database of another program."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as connection:
+            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.DatabaseError as error:
+        raise StudyError(f"{path} is not a SQLite database ({error}); name a study database or a new file with --storage") from None
+    if tables and "studies" not in tables:
+        listing = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+        raise StudyError(
+            f"{path} is a SQLite database of another program (tables: {listing}), not a study database; "
+            "name a new file with --storage (for example runs/cnn-study.db)"
+        )
+
+
+def describe_fault(error: BaseException, url: str) -> str | None:
+    """One line for a fault of the storage itself (disk full, server gone, not a database), or None for other errors."""
+    shown = mask_password(url)
+    orig = getattr(error, "orig", None)
+    text = f"{error.orig if orig is not None else error}".lower()
+    if (isinstance(error, OSError) and error.errno == errno.ENOSPC) or "disk is full" in text or "no space left" in text:
+        return f"the disk holding {shown} is full"
+    if isinstance(error, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
+        return f"lost the connection to {shown}: {_reason(error)}"
+    if isinstance(error, sqlalchemy.exc.DatabaseError):
+        return f"{shown} failed: {_reason(error)}"
+    return None
 
 
 def _rdb_storage(url: str, engine_kwargs: dict) -> RDBStorage:
@@ -185,8 +263,8 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def fail_dead_trials(study: optuna.Study) -> list[int]:
-    """Fail RUNNING trials whose worker process on this host is gone, and queue each again once.
+def fail_dead_trials(study: optuna.Study, pids: set[int] | None = None) -> list[int]:
+    """Fail RUNNING trials whose worker process on this host is gone (or is one of ``pids``), and queue each again.
 
     Trials of other hosts are left to the heartbeat, which fails them after ``GRACE_SECONDS``.
 
@@ -198,30 +276,41 @@ def fail_dead_trials(study: optuna.Study) -> list[int]:
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = trial.user_attrs.get("worker") or {}
         pid = worker.get("pid")
-        if worker.get("host") == host and isinstance(pid, int) and pid > 0 and not _alive(pid):
+        mine = worker.get("host") == host and isinstance(pid, int) and pid > 0 and ((pids is not None and pid in pids) or not _alive(pid))
+        if mine or _orphan(trial):
             try:
                 if study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
                     failed.append(trial.number)
-                    retry_stale_trial(study, study._storage.get_trial(trial._trial_id))
+                    queue_again(study, study._storage.get_trial(trial._trial_id))
             except optuna.exceptions.UpdateFinishedTrialError:
                 pass  # another process got there first
     return failed
 
 
-def requeue_interrupted(study: optuna.Study) -> list[int]:
-    """Queue again, once, the failed trials this process ran (after Ctrl-C).
+def _orphan(trial: optuna.trial.FrozenTrial) -> bool:
+    """A running trial that never named its worker: its process died between asking for it and the next write.
+
+    A live process names its worker (``worker_id``) within milliseconds of ``study.ask()``.
+    """
+    started = trial.datetime_start
+    return "worker" not in trial.user_attrs and started is not None and (datetime.datetime.now() - started).total_seconds() > ORPHAN_SECONDS
+
+
+def fail_and_queue_again(study: optuna.Study, trials: list[optuna.trial.BaseTrial]) -> list[int]:
+    """Fail this process's unfinished ``trials`` (interrupted) and queue each again.
 
     Returns:
         The numbers of the trials queued again.
     """
-    me = worker_id()
-    trials = study.get_trials(deepcopy=False)
-    retried = {t.system_attrs.get("failed_trial") for t in trials}
     queued = []
     for trial in trials:
-        if trial.state == TrialState.FAIL and trial.user_attrs.get("worker") == me and trial.number not in retried:
-            retry_stale_trial(study, trial)
-            queued.append(trial.number)
+        try:
+            if not study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # it finished (or another process failed it) in the meantime
+        queue_again(study, study._storage.get_trial(trial._trial_id))
+        queued.append(trial.number)
     return queued
 
 
