@@ -34,6 +34,9 @@ PRUNERS: dict[str, Callable[[int, int], optuna.pruners.BasePruner]] = {
 AUTO_PRUNER = {"grid": "none"}  # --pruner auto: a design compares pairs at equal epochs, so it prunes nothing; else median
 
 
+GRID_ORDER = "replicate-major"  # a trial's grid_id means a point of this order (earlier releases shuffled the grid)
+
+
 class DesignGridSampler(optuna.samplers.GridSampler):
     """Optuna's grid sampler in a fixed replicate-major order, for the project's ask/tell driver.
 
@@ -54,20 +57,48 @@ class DesignGridSampler(optuna.samplers.GridSampler):
         axes = [names.index(name) for name in ("replicate", "lr", "loss", "activation") if name in names]
         position = {name: {value: i for i, value in enumerate(self._search_space[name])} for name in names}
         self._all_grids.sort(key=lambda point: tuple(position[names[axis]][point[axis]] for axis in axes))
+        self._index = {point: i for i, point in enumerate(self._all_grids)}
 
     def before_trial(self, study, trial) -> None:
-        if "grid_id" in trial.system_attrs or "fixed_params" in trial.system_attrs:
+        attrs = trial.system_attrs
+        if "fixed_params" in attrs or ("grid_id" in attrs and attrs.get("grid_order") == GRID_ORDER):
             return
-        taken = _taken_grid_ids(study, self)
-        free = [g for g in range(len(self._all_grids)) if g not in taken]
-        if trial.number < len(self._all_grids) and trial.number not in taken:
-            grid_id = trial.number
-        elif free:
-            grid_id = free[trial.number % len(free)]  # two processes asking at once pick apart when they can
-        else:
-            grid_id = -1  # every point is finished, running or queued: the driver fails this trial untrained
+        grid_id = self.index(trial.params)  # a trial queued again with its parameters runs exactly them
+        if grid_id is None:
+            taken = self.taken(study)
+            free = [g for g in range(len(self._all_grids)) if g not in taken]
+            if trial.number < len(self._all_grids) and trial.number not in taken:
+                grid_id = trial.number
+            elif free:
+                grid_id = free[trial.number % len(free)]  # two processes asking at once pick apart when they can
+            else:
+                grid_id = -1  # every point is finished, running or queued: the driver fails this trial untrained
         study._storage.set_trial_system_attr(trial._trial_id, "search_space", self._search_space)
+        study._storage.set_trial_system_attr(trial._trial_id, "grid_order", GRID_ORDER)
         study._storage.set_trial_system_attr(trial._trial_id, "grid_id", grid_id)
+
+    def index(self, params: dict) -> int | None:
+        """The grid id of a trial's parameters, or None when they are not (all) a point of this grid."""
+        key = tuple(params.get(name) for name in self._param_names)
+        return self._index.get(key)
+
+    def taken(self, study: optuna.Study) -> set[int]:
+        """Grid points that a trial holds: finished (complete or pruned), running, or queued to run.
+
+        A trial's point is read from its parameters when it has them (so trials of an earlier
+        release, whose grid ids followed another order, count right), else from its grid id.
+        """
+        taken = set()
+        for t in study._storage.get_all_trials(study._study_id, deepcopy=False):
+            if t.state not in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING):
+                continue
+            grid_id = self.index(t.params)
+            attrs = t.system_attrs
+            if grid_id is None and attrs.get("grid_order") == GRID_ORDER and self._same_search_space(attrs["search_space"]):
+                grid_id = attrs["grid_id"]
+            if grid_id is not None and grid_id >= 0:
+                taken.add(grid_id)
+        return taken
 
     def sample_independent(self, study, trial, param_name, param_distribution):
         if trial.system_attrs.get("grid_id") == -1:
@@ -76,26 +107,6 @@ class DesignGridSampler(optuna.samplers.GridSampler):
 
     def after_trial(self, study, trial, state, values) -> None:
         return None
-
-    def point(self, grid_id: int) -> dict:
-        """The parameters of grid point ``grid_id``."""
-        return dict(zip(self._param_names, self._all_grids[grid_id], strict=True))
-
-    @property
-    def size(self) -> int:
-        return len(self._all_grids)
-
-
-def _taken_grid_ids(study: optuna.Study, sampler: optuna.samplers.GridSampler) -> set[int]:
-    """Grid points that a trial holds: finished (complete or pruned), running, or queued to run."""
-    taken = set()
-    for t in study._storage.get_all_trials(study._study_id, deepcopy=False):
-        grid_id = t.system_attrs.get("grid_id")
-        if grid_id is None or grid_id < 0 or not sampler._same_search_space(t.system_attrs["search_space"]):
-            continue
-        if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING):
-            taken.add(grid_id)
-    return taken
 
 
 def is_surplus(study: optuna.Study, trial: optuna.Trial) -> bool:
