@@ -51,6 +51,8 @@ class StudyConfig:
     keep_weights: str = "all"  # whose weights to keep: all finished trials, complete ones only, or none
     weights_dir: str | None = None  # None: weights in the study's own database; else a folder
     report: bool = True
+    margin: float = 2.0  # accuracy points: the report calls a smaller difference negligible
+    compare_epoch: int | None = None  # the epoch the report answers questions 1-3 at; None: 10 (the notebook's) or the last
     verbose: bool = False
     command: str = "python -m study.run"  # how this run was started, password masked
 
@@ -61,6 +63,10 @@ class StudyConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1 but got {value}")
         if not 0 <= self.val_split < 1:
             raise ValueError(f"--val-split must be in [0, 1) but got {self.val_split}")
+        if self.margin <= 0:
+            raise ValueError(f"--margin must be a positive number of accuracy points but got {self.margin}")
+        if self.compare_epoch is not None and not 1 <= self.compare_epoch <= self.train.epochs:
+            raise ValueError(f"--compare-epoch must be between 1 and --epochs {self.train.epochs} but got {self.compare_epoch}")
         if self.timeout is not None and self.timeout <= 0:
             raise ValueError(f"--timeout must be a positive number of seconds but got {self.timeout}")
         lookup(SAMPLERS, self.sampler, "sampler")
@@ -232,6 +238,19 @@ def build_parser() -> argparse.ArgumentParser:
         "the study moves, backs up and shares as one thing and load_model works wherever the storage opens)",
     )
     run.add_argument("--no-report", dest="report", action="store_false", help="do not build the report at the end")
+    run.add_argument(
+        "--margin",
+        type=float,
+        default=study.margin,
+        help="practical margin of the report, in accuracy points: a difference shown but smaller reads as negligible, and "
+        "options within it of each other (equivalence test) as equivalent (default: %(default)g; reports.build --margin overrides)",
+    )
+    run.add_argument(
+        "--compare-epoch",
+        type=int,
+        help="the epoch at which the report compares activations, losses and learning rates (default: 10, the notebook's "
+        "budget, or the last epoch when trials run fewer); the epochs question always uses every epoch",
+    )
     run.add_argument("--verbose", action="store_true", help="show Optuna's own log messages")
     group = parser.add_argument_group("search space")
     group.add_argument(

@@ -47,6 +47,8 @@ class StudySettings:
     baseline: dict | None = None  # parameters of the notebook's configuration, when the study runs it
     command: str = "python -m study.run"  # how the study was started, password masked
     format: int = FORMAT
+    margin: float = 2.0  # accuracy points: the report's practical margin (a smaller difference is negligible)
+    compare_epoch: int | None = None  # the epoch questions 1-3 compare at (None: 10, the notebook's, or the last)
 
     # Settings that must match when a study is resumed: a mix would compare unlike trials.
     COMPARED = (
