@@ -2,21 +2,123 @@
 
 The report answers the notebook's four questions (activation, loss, learning rate, epochs)
 with numbers, intervals and sample sizes, and looks at the data: sample images, per-class
-accuracy and confusions of the best and the baseline trial. Sections are computed by
-``reports.sections``; this module writes them.
+accuracy and confusions of the best and the baseline trial. Each question has its own
+module (``options``, ``learning_rate``, ``epochs``; ``observational`` for studies without pairs) that
+computes a typed result and draws it; this module settles all their comparisons as one family
+(``reports.claims``) and writes the report.
 """
+
+from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cnn.cli import ArgumentParser
-from reports import analysis, blocks, sections
+from reports import analysis, blocks, claims, epochs, importance, learning_rate, observational, options, overview
+from reports.blocks import Figure, Section
+from reports.claims import Comparison
 from reports.frames import Frames, load_frames
+from reports.paired import build_design, default_compare_epoch
 from study.storage import DEFAULT_STORAGE, StudyError, command_line, load_existing_study, output_dir
 
+TITLES = {"activation": "What changes when the activation function changes?", "loss": "What changes when the loss changes?"}
 
-def build_report(frames: Frames, out: str | Path, samples: bool = True, note: str | None = None, command: str | None = None) -> Path:
+
+@dataclass
+class Analysis:
+    """Everything a report computes, once: each question's typed result and every comparison, settled as one family."""
+
+    margin: float
+    compare_epoch: int
+    comparisons: list[Comparison]
+    importance: importance.Importance | None
+    options: dict[str, options.OptionsResult] = field(default_factory=dict)  # paired: activation, loss
+    lr: learning_rate.LrResult | None = None
+    epochs: epochs.EpochsResult | None = None
+    matched: dict[str, dict] = field(default_factory=dict)  # observational: activation, loss
+
+    @property
+    def family(self) -> overview.Family:
+        size = sum(1 for c in self.comparisons for p in (c.p, c.p_equiv) if p == p)  # NaN is no test
+        return overview.Family(size, self.margin, self.compare_epoch)
+
+
+def analyse(frames: Frames, margin: float | None = None, compare_epoch: int | None = None, full: bool = True) -> Analysis:
+    """Answer the questions of ``frames``: ``margin`` and ``compare_epoch`` default to the study's settings.
+
+    ``full=False`` settles the claims only: no variance decomposition, no verdict sentences (for simulations).
+    """
+    settings = frames.settings
+    margin = settings.margin if margin is None else margin
+    if margin <= 0:
+        raise ValueError(f"--margin must be a positive number of accuracy points but got {margin}")
+    compare_epoch = settings.compare_epoch if compare_epoch is None else compare_epoch
+    if settings.paired:
+        design = build_design(frames, compare_epoch)
+        shares = importance.compute(frames.trials, settings.search_space, design.trials, design.compare_epoch) if full else None
+        result = Analysis(margin, design.compare_epoch, [], shares)
+        result.options = {f: options.compute(design, f, margin) for f in ("activation", "loss")}
+        result.lr = learning_rate.compute(design, margin)
+        result.epochs = epochs.compute(design, margin)
+        for part in (*result.options.values(), result.lr, result.epochs):
+            result.comparisons.extend(part.comparisons())
+    else:
+        epoch = default_compare_epoch(frames.n_epochs) if compare_epoch is None else compare_epoch
+        result = Analysis(margin, epoch, [], importance.compute(frames.trials, settings.search_space) if full else None)
+        result.matched = observational.matched(frames)
+        for factor, matched in result.matched.items():
+            result.comparisons.extend(observational.comparisons(matched, factor))
+    claims.settle(result.comparisons, margin, sentences=full)
+    return result
+
+
+def _extra(frames: Frames, factor: str) -> list:
+    """What the options sections show besides the verdicts: the train-test gap; for the loss, the learning curves."""
+    extra: list = []
+    gaps = analysis.group_summary(frames.trials, factor, observational.SEED)
+    if len(gaps) > 1 and gaps["median_gap"].notna().any():
+        listed = ", ".join(f"{row[factor]} {blocks.pts(row['median_gap'])}" for _, row in gaps.iterrows())
+        extra.append(f"Median gap between training and test accuracy at the last epoch (points, complete trials): {listed}.")
+    if factor == "loss" and (frames.epochs["state"] == "complete").any():
+        extra += [
+            "Raw loss values of different losses are on different scales and cannot be compared; the curves compare test "
+            "accuracy per epoch instead.",
+            Figure("loss_curves", "learning curves by loss", lambda: figures_learning_curves(frames)),
+        ]
+    return [blocks.Text(e) if isinstance(e, str) else e for e in extra]
+
+
+def figures_learning_curves(frames: Frames):
+    from reports import figures
+
+    return figures.learning_curves(frames.epochs, "loss")
+
+
+def question_sections(frames: Frames, result: Analysis) -> list[Section]:
+    if result.lr is not None:
+        return [
+            *(options.section(result.options[f], TITLES[f], frames.chance, _extra(frames, f)) for f in ("activation", "loss")),
+            learning_rate.section(result.lr, frames.trials, frames.chance, result.margin),
+            epochs.section(result.epochs, frames.epochs, result.margin),
+        ]
+    return [
+        *(observational.options_section(frames, result.matched[f], f, TITLES[f], _extra(frames, f)[1:]) for f in ("activation", "loss")),
+        observational.lr_section(frames),
+        observational.epochs_section(frames),
+    ]
+
+
+def build_report(
+    frames: Frames,
+    out: str | Path,
+    samples: bool = True,
+    note: str | None = None,
+    command: str | None = None,
+    margin: float | None = None,
+    compare_epoch: int | None = None,
+) -> Path:
     """Write ``report.md``, its PNG figures and the CSVs of ``frames`` into ``out``.
 
     Args:
@@ -25,6 +127,8 @@ def build_report(frames: Frames, out: str | Path, samples: bool = True, note: st
         samples: include a grid of sample training images (needs the data folder).
         note: a paragraph placed under the title, for example what the data is.
         command: the command that built the report, shown in the header.
+        margin: the practical margin in accuracy points (default: the study's ``--margin``, 2).
+        compare_epoch: the epoch questions 1-3 are answered at (default: the study's, else 10 or the last).
 
     Returns:
         The path of ``report.md``.
@@ -33,27 +137,25 @@ def build_report(frames: Frames, out: str | Path, samples: bool = True, note: st
     out.mkdir(parents=True, exist_ok=True)
     frames.trials.to_csv(out / "trials.csv", index=False)
     frames.epochs.to_csv(out / "epochs.csv", index=False)
-    results = sections.Results(frames)
-    results.comparisons().to_csv(out / "comparisons.csv", index=False)
+    result = analyse(frames, margin, compare_epoch)
+    claims.frame(result.comparisons).to_csv(out / "comparisons.csv", index=False)
     if not len(analysis.finished(frames.trials)):
         body = [
-            blocks.Section("No finished trials yet").add(
+            Section("No finished trials yet").add(
                 "The study holds no complete or pruned trial, so none of the questions can be answered yet.",
                 f"Run trials with `{frames.settings.command}` and build the report again.",
             )
         ]
     else:
         body = [
-            sections.options_section(frames, results, "activation", "What changes when the activation function changes?"),
-            sections.options_section(frames, results, "loss", "What changes when the loss changes?"),
-            sections.lr_section(frames, results),
-            sections.epochs_section(frames, results),
-            sections.data_section(frames, samples),
-            sections.study_section(frames),
+            *question_sections(frames, result),
+            overview.data_section(frames, samples),
+            overview.study_section(frames, importance.blocks(result.importance)),
         ]
     title = f"What changes the notebook's CNN? Study `{frames.study_name}`"
     path = out / "report.md"
-    path.write_text(blocks.write(title, sections.header(frames, note, command), body, out))
+    family = result.family if frames.settings.paired else None
+    path.write_text(blocks.write(title, overview.header(frames, note, command, family), body, out))
     return path
 
 
@@ -67,6 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", help="output folder (default: <study-name>-report beside a SQLite database, else under runs/)")
     parser.add_argument("--no-samples", action="store_true", help="leave the grid of sample training images out (for a published report)")
     parser.add_argument("--note", help="a paragraph to put under the report's title, for example what the data is")
+    parser.add_argument("--margin", type=float, help="practical margin in accuracy points (default: the study's --margin, else 2)")
+    parser.add_argument(
+        "--compare-epoch", type=int, help="epoch at which questions 1-3 are answered (default: the study's, else 10 or the last epoch)"
+    )
     parser.add_argument("--dashboard-note", action="store_true", help="also save the report's text as the study's note in optuna-dashboard")
     return parser
 
@@ -81,7 +187,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     argv = sys.argv[1:] if argv is None else argv
     command = command_line("reports.build", ["…" if a == args.note else a for a in argv])  # the note itself is printed above
-    path = build_report(frames, out, samples=not args.no_samples, note=args.note, command=command)
+    try:
+        path = build_report(frames, out, samples=not args.no_samples, note=args.note, command=command, margin=args.margin,
+                            compare_epoch=args.compare_epoch)  # fmt: skip
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     if args.dashboard_note:
         from optuna_dashboard import save_note
 

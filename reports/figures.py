@@ -193,30 +193,31 @@ def pruning_epochs(trials: pd.DataFrame, n_epochs: int) -> plt.Figure:
     return fig
 
 
-def importances(values: dict[str, float]) -> plt.Figure:
-    """Optuna's parameter importances as bars."""
-    fig, ax = plt.subplots(figsize=(6, 2.8))
-    sns.barplot(x=list(values.values()), y=list(values.keys()), color="C2", ax=ax)
-    ax.set(xlabel="importance (share, PED-ANOVA)", ylabel="", title="Parameter importance for test accuracy")
+def importances(table: pd.DataFrame) -> plt.Figure:
+    """Percent of variance per term (variance decomposition or fANOVA) as bars."""
+    fig, ax = plt.subplots(figsize=(6.5, 0.35 * len(table) + 1.4))
+    sns.barplot(x=table["percent"].to_numpy(), y=table["term"].astype(str).to_numpy(), color="C2", ax=ax)
+    ax.set(xlabel="percent of the variance of test accuracy", ylabel="", title="Where the variation in test accuracy comes from")
     fig.tight_layout()
     return fig
 
 
 def option_means_by_lr(means: pd.DataFrame, factor: str, chance: float) -> plt.Figure:
-    """Mean test accuracy of each option at each learning rate with its 95% interval: interactions show as crossings."""
+    """Mean test accuracy of each option at each learning rate, the range over the other factor shaded: interactions show as crossings."""
     fig, ax = plt.subplots(figsize=(8, 4.8))
     options = sorted(means[factor].unique())
     for i, option in enumerate(options):
         rows = means[means[factor] == option].sort_values("lr")
         shift = 1.06 ** (i - (len(options) - 1) / 2)  # spread the markers a little on the log axis
-        err = np.vstack([rows["mean_acc"] - rows["ci_low"], rows["ci_high"] - rows["mean_acc"]])
-        err = np.nan_to_num(err)
         n = int(rows["n"].max()) if len(rows) else 0
-        ax.errorbar(rows["lr"] * shift, rows["mean_acc"], yerr=err, marker="o", capsize=3, label=f"{option} (n={n} per lr)")
+        ax.plot(rows["lr"] * shift, rows["mean_acc"], marker="o", c=f"C{i}", label=f"{option} (n={n} per lr)")
+        ax.fill_between(rows["lr"] * shift, rows["low"], rows["high"], color=f"C{i}", alpha=0.12)
     ax.axhline(chance, ls=":", c="0.4", label="chance")
     ax.set_xscale("log")
     ax.set(
-        xlabel="learning rate (log scale)", ylabel="test accuracy (%)", title=f"Mean test accuracy by {factor} and learning rate (95% CI)"
+        xlabel="learning rate (log scale)",
+        ylabel="test accuracy (%)",
+        title=f"Mean test accuracy by {factor} and learning rate (band: lowest to highest over the other factor)",
     )
     ax.legend(loc="center left", bbox_to_anchor=(1, 0.5), fontsize="small")
     fig.tight_layout()
@@ -224,19 +225,24 @@ def option_means_by_lr(means: pd.DataFrame, factor: str, chance: float) -> plt.F
 
 
 def paired_differences(rows: pd.DataFrame) -> plt.Figure:
-    """Each comparison's mean paired difference (a − b) with its 95% interval, one row each; zero marked."""
-    data = rows.reset_index(drop=True)
+    """Each comparison's mean paired difference (a − b) with its 95% interval, one row each; zero marked, claims in red."""
+    data = rows[rows["lr"] != "interaction"].reset_index(drop=True)
     labels = [f"{r.a} − {r.b}  @ lr {r.lr if isinstance(r.lr, str) else f'{r.lr:g}'}  (n={r.n_pairs})" for r in data.itertuples()]
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(data) + 1.4))
     y = np.arange(len(data))
-    claimed = (data["ci_low"] > 0) | (data["ci_high"] < 0)
+    claimed = data["p_adjusted"] < 0.05
     colors = np.where(claimed, "C3", "C0")
     ax.hlines(y, data["ci_low"], data["ci_high"], colors=colors)
     ax.scatter(data["diff"], y, c=colors, zorder=3)
     ax.axvline(0, c="0.3", lw=1)
+    for edge in {float(m) for m in data.get("margin", pd.Series(dtype=float)).dropna()}:
+        ax.axvspan(-edge, edge, color="0.85", alpha=0.5, zorder=0)
     ax.set_yticks(y, labels, fontsize="small")
     ax.invert_yaxis()
-    ax.set(xlabel="paired difference a − b (accuracy points, 95% CI; red: interval excludes 0)", title="Paired differences")
+    ax.set(
+        xlabel="paired difference a − b (accuracy points, 95% CI; red: a difference the report claims; grey: the margin)",
+        title="Paired differences",
+    )
     fig.tight_layout()
     return fig
 

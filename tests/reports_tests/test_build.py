@@ -3,6 +3,7 @@ import re
 import optuna
 import pandas as pd
 import pytest
+from scipy import stats
 from reports_tests.conftest import make_study, make_trial
 
 from reports.build import build_report, main
@@ -90,30 +91,40 @@ def test_comparisons_recompute_from_the_database(real_study, tmp_path):
     main(["--storage", storage, "--study-name", "cnn-study", "--out", str(tmp_path), "--no-samples"])
     study = optuna.load_study(study_name="cnn-study", storage=storage)
     rows = pd.read_csv(tmp_path / "comparisons.csv")
-    assert list(rows.columns[:11]) == ["question", "factor", "a", "b", "lr", "epoch", "n_pairs", "diff", "ci_low", "ci_high", "verdict"]
+    assert list(rows.columns[:12]) == ["question", "factor", "a", "b", "lr", "epoch", "n_pairs", "diff", "ci_low", "ci_high", "verdict", "subset"]
+    assert {"p", "p_adjusted", "p_equiv", "p_equiv_adjusted", "margin"} <= set(rows.columns)
     assert set(rows["question"]) >= {"activation", "loss", "learning rate"}
     others = {"activation": ("loss", ("cross_entropy", "bce_with_logits")), "loss": ("activation", ("relu", "tanh"))}
-    checked = 0
-    for row in rows[rows["question"].isin(["activation", "loss"])].itertuples():
+    lrs = sorted({t.params["lr"] for t in study.trials})
+
+    def diffs(row, lr):
         other, values = others[row.factor]
-        lrs = sorted({t.params["lr"] for t in study.trials}) if row.lr == "pooled" else [float(row.lr)]
-        diffs = [
+        return [
             _accuracy(study, **{row.factor: row.a, other: v, "lr": lr, "replicate": r})
             - _accuracy(study, **{row.factor: row.b, other: v, "lr": lr, "replicate": r})
-            for lr in lrs
             for v in values
             for r in (0, 1)
         ]
-        if row.n_pairs != len(diffs):
-            continue  # a pooled row over the learning rates where every option learns, not all of them
-        # The mean paired difference, a minus b, over the blocks: 2 other options x 2 replicates per lr.
-        assert row.diff == pytest.approx(sum(diffs) / len(diffs))
-        assert row.ci_low <= row.diff <= row.ci_high and f"({row.n_pairs} pairs)" in row.verdict
-        checked += 1
-    assert checked >= 2
+
+    options = rows[rows["question"].isin(["activation", "loss"])]
+    for row in options[~options["lr"].isin(["pooled", "interaction"])].itertuples():
+        mine = diffs(row, float(row.lr))
+        # The mean paired difference, a minus b, over the blocks at this lr: 2 other options x 2 replicates.
+        assert row.n_pairs == len(mine) == 4 and row.diff == pytest.approx(sum(mine) / 4)
+        assert row.p == pytest.approx(stats.ttest_1samp(mine, 0.0).pvalue)
+        assert row.ci_low <= row.diff <= row.ci_high and f"({row.n_pairs} pairs" in row.verdict
+    for row in options[options["lr"] == "pooled"].itertuples():
+        # Pooled: the mean over the learning rates of the per-lr mean differences, with a t test over those means.
+        per_lr = [sum(diffs(row, lr)) / 4 for lr in lrs]
+        assert row.n_pairs == 8 and row.diff == pytest.approx(sum(per_lr) / 2)
+        assert row.p == pytest.approx(stats.ttest_1samp(per_lr, 0.0).pvalue)
+    # One family for the report: every p-value adjusted together, never below its raw value.
+    tested = rows[rows["p"].notna()]
+    assert (tested["p_adjusted"] >= tested["p"] - 1e-12).all()
     # Every verdict sentence of the report is a row of comparisons.csv.
     markdown = (tmp_path / "report.md").read_text()
-    assert all(verdict in markdown for verdict in rows.loc[rows["question"] != "epochs", "verdict"])
+    shown = rows[rows["question"] != "learning rate"]
+    assert all(verdict in markdown for verdict in shown["verdict"])
 
 
 @pytest.mark.slow  # a real study
@@ -131,11 +142,12 @@ def test_table_numbers_equal_the_database(real_study, tmp_path):
         assert row[6] == f"{trial.user_attrs['history'][-1]['test_acc']:.2f}%"
         assert row[7] == str(len(trial.user_attrs["history"]))
     # Mean accuracy per activation and learning rate, recomputed from the trials.
-    for lr, activation, n, cell in _table_rows(markdown, ["lr", "activation", "n"]):
+    for lr, activation, n, cell, *_ in _table_rows(markdown, ["lr", "activation", "n"]):
         same = [t for t in finished if t.params["activation"] == activation and f"{t.params['lr']:g}" == lr]
         mine = [t.user_attrs["history"][-1]["test_acc"] for t in same]
         assert int(n) == len(mine) == 4
-        assert cell.startswith(f"{sum(mine) / len(mine):.2f}%")
+        # A mean over the losses and replicates carries no interval.
+        assert cell == f"{sum(mine) / len(mine):.2f}%"
     assert "samples.png" not in markdown
 
 

@@ -70,7 +70,7 @@ def test_curve_figures(frames):
     _check(figures.peak_epochs(pd.Series([3, 3, 2]), 3))
     _check(figures.optimization_history(trials))
     _check(figures.pruning_epochs(trials, 3))
-    _check(figures.importances({"lr": 0.8, "activation": 0.15, "loss": 0.05}))
+    _check(figures.importances(pd.DataFrame({"term": ["lr", "loss", "lr × loss"], "percent": [50.0, 34.0, 6.0]})))
 
 
 def test_confusion_heatmap_annotates_counts():
