@@ -3,8 +3,8 @@ import re
 import optuna
 import pandas as pd
 import pytest
-from scipy import stats
 from reports_tests.conftest import make_study, make_trial
+from scipy import stats
 
 from reports.build import build_report, main
 from reports.frames import load_frames
@@ -91,7 +91,8 @@ def test_comparisons_recompute_from_the_database(real_study, tmp_path):
     main(["--storage", storage, "--study-name", "cnn-study", "--out", str(tmp_path), "--no-samples"])
     study = optuna.load_study(study_name="cnn-study", storage=storage)
     rows = pd.read_csv(tmp_path / "comparisons.csv")
-    assert list(rows.columns[:12]) == ["question", "factor", "a", "b", "lr", "epoch", "n_pairs", "diff", "ci_low", "ci_high", "verdict", "subset"]
+    first = ["question", "factor", "a", "b", "lr", "epoch", "n_pairs", "diff", "ci_low", "ci_high", "verdict", "subset"]
+    assert list(rows.columns[:12]) == first
     assert {"p", "p_adjusted", "p_equiv", "p_equiv_adjusted", "margin"} <= set(rows.columns)
     assert set(rows["question"]) >= {"activation", "loss", "learning rate"}
     others = {"activation": ("loss", ("cross_entropy", "bce_with_logits")), "loss": ("activation", ("relu", "tanh"))}

@@ -1,0 +1,236 @@
+"""Every comparison a report makes, one error rate over all of them, and the sentence each one reads as.
+
+A :class:`Comparison` is one row of ``comparisons.csv``: a mean difference with its 95% t
+interval, the p-value of its t test against zero (``p``) and of its equivalence test (TOST) at
+the practical margin (``p_equiv``). The questions compute them; :func:`settle` then puts every
+p-value of the report into one family, adjusts them with Holm's method (family-wise error rate
+5%: the chance that the report makes any false claim at all) and writes each verdict:
+
+============================  =========================  ===================================
+difference shown (adjusted)   equivalence shown          verdict
+============================  =========================  ===================================
+yes                           no                         "a is ahead of b by d [lo, hi]"
+yes                           yes                        "negligible: … within the margin"
+no                            yes                        "within the m-point margin"
+no                            no                         "cannot tell yet" + replicates advice
+============================  =========================  ===================================
+
+Intervals are per-comparison 95% t intervals; the adjusted p decides the claim.
+"""
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from reports import stats
+
+DEFAULT_MARGIN = 2.0  # accuracy points: a smaller difference does not matter to a student
+MIN_PAIRS = 3  # fewer pairs get no interval and no test: a t interval on 2 values is near useless
+COLUMNS = ["question", "factor", "a", "b", "lr", "epoch", "n_pairs", "diff", "ci_low", "ci_high", "verdict", "subset",
+           "p", "p_adjusted", "p_equiv", "p_equiv_adjusted", "margin"]  # fmt: skip
+KINDS = ("difference", "pooled", "interaction", "drop", "gain", "loss rise", "observational")
+
+
+@dataclass
+class Comparison:
+    """One comparison: ``diff`` = mean of (a − b) over ``n_pairs`` pairs, in points (test loss for ``loss rise``)."""
+
+    question: str  # activation, loss, learning rate, epochs
+    factor: str  # what differs within a pair
+    a: str
+    b: str
+    lr: float | str  # a learning rate, "pooled" or "interaction"
+    epoch: str  # the epoch(s) the pairs were compared at
+    n_pairs: int
+    diff: float
+    ci_low: float
+    ci_high: float
+    subset: str  # which trials: "lr=0.001", "loss=mse", ...
+    kind: str = "difference"  # one of KINDS: how the verdict reads
+    sd: float = math.nan  # spread of the pairs (for the replicates advice)
+    p: float = math.nan
+    p_equiv: float = math.nan
+    pairs_per_replicate: int = 1  # pairs one more replicate adds
+    detail: dict = field(default_factory=dict)  # what a kind's sentence needs besides the numbers
+    margin: float = DEFAULT_MARGIN
+    p_adjusted: float = math.nan
+    p_equiv_adjusted: float = math.nan
+    plan_alpha: float = stats.ALPHA  # the level the replicates advice plans at
+    gate: "Comparison | None" = None  # a pooled row's interaction test: when it shows one, the pooled row claims nothing
+    withheld: str = ""  # why this comparison claims nothing whatever its p-values (a pooled row over an interaction)
+    verdict: str = ""
+
+    @property
+    def claims_difference(self) -> bool:
+        return not self.withheld and bool(self.p_adjusted < stats.ALPHA)
+
+    @property
+    def claims_equivalence(self) -> bool:
+        return not self.withheld and bool(self.p_equiv_adjusted < stats.ALPHA)
+
+    @property
+    def claims(self) -> bool:
+        return self.claims_difference or self.claims_equivalence
+
+
+def from_estimate(e: stats.Estimate, **fields) -> Comparison:
+    """A comparison from an :class:`stats.Estimate`; below ``MIN_PAIRS`` values it has no interval and no test."""
+    few = e.n < MIN_PAIRS
+    nan = math.nan
+    return Comparison(
+        n_pairs=e.n, diff=e.mean, ci_low=nan if few else e.low, ci_high=nan if few else e.high, sd=e.sd,
+        p=nan if few else e.p, p_equiv=nan if few else e.p_equiv, **fields,
+    )  # fmt: skip
+
+
+def settle(
+    comparisons: list[Comparison], margin: float = DEFAULT_MARGIN, alpha: float = stats.ALPHA, sentences: bool = True
+) -> list[Comparison]:
+    """Adjust every p-value of the report together (Holm) and write each comparison's verdict, in place.
+
+    ``sentences=False`` leaves the verdicts unwritten (the claims are settled all the same): simulations need no text.
+    """
+    family = np.array([p for c in comparisons for p in (c.p, c.p_equiv)], dtype=float)
+    groups = np.repeat(np.arange(len(comparisons)), 2)  # a comparison's two hypotheses cannot both be true
+    adjusted = stats.holm_grouped(family, groups, alpha)
+    plan = stats.next_level(adjusted, groups, alpha)
+    for i, c in enumerate(comparisons):
+        c.p_adjusted, c.p_equiv_adjusted = float(adjusted[2 * i]), float(adjusted[2 * i + 1])
+        c.margin, c.plan_alpha = margin, plan
+    for c in comparisons:
+        if c.gate is not None and c.gate.claims_difference:
+            c.withheld = "the difference depends on the learning rate (the interaction row above), so one number over them misleads"
+        if sentences:
+            c.verdict = verdict(c)
+    return comparisons
+
+
+def frame(comparisons: list[Comparison]) -> pd.DataFrame:
+    """The tidy ``comparisons.csv``: one row per comparison, in COLUMNS order."""
+    return pd.DataFrame([[getattr(c, name) for name in COLUMNS] for c in comparisons], columns=COLUMNS)
+
+
+def p_text(p: float) -> str:
+    return "–" if math.isnan(p) else "< 0.001" if p < 0.001 else f"{p:.3f}" if p < 0.01 else f"{p:.2f}"
+
+
+def _ci(c: Comparison, sign: int = 1, digits: int = 1) -> str:
+    low, high = sorted((sign * c.ci_low, sign * c.ci_high))
+    return f"[{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def replicates_advice(c: Comparison) -> str:
+    """How many more replicates would decide a margin-sized difference, or why more will not help."""
+    if c.kind == "pooled":
+        return (
+            "more replicates will not help: its spread comes from learning rate to learning rate (the per-learning-rate verdicts answer it)"
+        )
+    need = stats.pairs_to_decide(c.sd, c.margin, c.plan_alpha)
+    if not math.isfinite(need):
+        return "run more replicates (--repeats)"
+    more = max(math.ceil((math.ceil(need) - c.n_pairs) / max(c.pairs_per_replicate, 1)), 1)
+    return (
+        f"about {more} more replicate{'s' if more != 1 else ''} would decide a {c.margin:g}-point difference "
+        f"with {stats.POWER:.0%} probability"
+    )
+
+
+def verdict(c: Comparison) -> str:
+    """The sentence a student acts on, from one settled comparison."""
+    if c.kind == "observational":
+        return c.detail["text"]
+    if c.kind == "interaction":
+        return _interaction(c)
+    if c.kind == "loss rise":
+        return _loss_rise(c)
+    if c.withheld:
+        return f"not pooled: {c.withheld}; the mean over the learning rates, {c.a} − {c.b} = {c.diff:+.1f} points {_ci(c)}, is no claim"
+    if c.n_pairs == 0:
+        return f"cannot tell: no pair of {c.a} and {c.b} trials"
+    unit = "trials" if c.kind in ("drop", "gain") else "pairs"
+    count = f"{c.n_pairs} {unit}" if c.kind != "pooled" else f"mean over {c.detail.get('lrs', '?')} learning rates, {c.n_pairs} pairs"
+    if math.isnan(c.p):
+        only = "one pair" if c.n_pairs == 1 else f"{c.n_pairs} {unit}"
+        return f"cannot tell yet: {only} only ({c.a} − {c.b} = {c.diff:+.1f} points); run more replicates (--repeats)"
+    if c.kind == "drop":
+        return _drop(c, count)
+    if c.kind == "gain":
+        return _gain(c, count)
+    m = f"{c.margin:g}-point margin"
+    if c.claims_difference:
+        a, b, sign = (c.a, c.b, 1) if c.diff > 0 else (c.b, c.a, -1)
+        if c.claims_equivalence:
+            return f"negligible: {a} is ahead of {b} by only {sign * c.diff:.1f} points {_ci(c, sign)}, within the {m} ({count})"
+        return f"{a} is ahead of {b} by {sign * c.diff:.1f} points {_ci(c, sign)} ({count}, adjusted p {p_text(c.p_adjusted)})"
+    if c.claims_equivalence:
+        return f"{c.a} and {c.b} are within the {m} of each other: {c.a} − {c.b} = {c.diff:+.1f} points {_ci(c)} ({count})"
+    return (
+        f"cannot tell yet: {c.a} − {c.b} = {c.diff:+.1f} points {_ci(c)} ({count}, adjusted p {p_text(c.p_adjusted)}); "
+        + replicates_advice(c)
+    )
+
+
+def _interaction(c: Comparison) -> str:
+    d = c.detail
+    test = f"F({d['df_between']}, {d['df_within']}) = {d['f']:.1f}, adjusted p {p_text(c.p_adjusted)}"
+    means = ", ".join(f"{m:+.1f} at {lr:g}" for lr, m in d["means"])
+    if math.isnan(c.p):
+        return f"{c.a} − {c.b} by learning rate: {means}; whether it changes with the learning rate cannot be tested (one pair per rate)"
+    if c.claims_difference:
+        return f"{c.a} − {c.b} depends on the learning rate ({test}): {means} points"
+    return f"no interaction shown: {c.a} − {c.b} does not change with the learning rate beyond the noise ({test}): {means} points"
+
+
+def _drop(c: Comparison, count: str) -> str:
+    last, peak = c.a, c.b
+    m = f"{c.margin:g}-point margin"
+    if c.claims_difference and c.diff < 0 and not c.claims_equivalence:
+        return f"more epochs hurt: {last} is {-c.diff:.1f} points below the peak at {peak} {_ci(c, -1)} ({count})"
+    if c.claims_difference and c.diff < 0:
+        return f"a negligible drop: {last} is {-c.diff:.1f} points below the peak at {peak} {_ci(c, -1)}, within the {m} ({count})"
+    if c.claims_equivalence:
+        return f"a plateau: {last} is within the {m} of the peak at {peak} ({c.diff:+.1f} points {_ci(c)}, {count})"
+    return (
+        f"cannot tell whether the last epochs hurt: {last} − {peak} = {c.diff:+.1f} points {_ci(c)} "
+        f"({count}, adjusted p {p_text(c.p_adjusted)})"
+    )
+
+
+def _gain(c: Comparison, count: str) -> str:
+    n_epochs = c.detail["epochs"]
+    more = f"try --epochs {c.detail['try']}"
+    m = f"{c.margin:g}-point margin"
+    if c.claims_difference and c.diff > 0:
+        size = f" by less than the {m}" if c.claims_equivalence else ""
+        return (
+            f"still rising at the last epochs{size}: {c.a} adds {c.diff:+.1f} points over {c.b} {_ci(c)} ({count}); "
+            f"cannot tell within {n_epochs} epochs where it stops improving ({more})"
+        )
+    if c.claims_equivalence:
+        return f"a plateau: {c.a} is within the {m} of {c.b} ({c.diff:+.1f} points {_ci(c)}, {count})"
+    return (
+        f"cannot tell within {n_epochs} epochs: {c.a} − {c.b} = {c.diff:+.1f} points {_ci(c)} "
+        f"({count}, adjusted p {p_text(c.p_adjusted)}); {more}"
+    )
+
+
+def _loss_rise(c: Comparison) -> str:
+    d = c.detail
+    where = f"{d['loss']} at lr {d['lr']:g}"
+    rise = f"{c.diff:+.3f} {_ci(c, digits=3)}"
+    if math.isnan(c.p):
+        return f"{where}: too few trials ({c.n_pairs}) to test the test loss's rise"
+    if c.claims_difference and c.diff > 0:
+        train = "fell" if d["train_change"] < 0 else "did not fall"
+        what = "overfitting" if d["train_change"] < 0 else "the test loss rose"
+        low, last = c.b.removeprefix("test loss, "), c.a.removeprefix("test loss, ")
+        return (
+            f"{what}: {where}, the test loss rose from its lowest at {low} by {rise} to {last} "
+            f"while the training loss {train} ({d['train_change']:+.3f}; {c.n_pairs} trials, adjusted p {p_text(c.p_adjusted)})"
+        )
+    return (
+        f"no overfitting shown: {where}, the test loss ended {rise} above its lowest at {c.b.removeprefix('test loss, ')} "
+        f"({c.n_pairs} trials, adjusted p {p_text(c.p_adjusted)}: the rise is within the noise)"
+    )

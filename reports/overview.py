@@ -1,0 +1,245 @@
+"""The parts of a report around the four questions: the header with the protocol and how to read it, the data and
+the mistakes of the best and the baseline trial, and the study itself (best trials, importance, history, pruning)."""
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from cnn import DataError, load_data
+from reports import analysis, figures
+from reports.blocks import Figure, Heading, Section, Table, Text, interval, pct, plural, pts
+from reports.frames import Frames
+from reports.observational import SEED
+
+
+@dataclass
+class Family:
+    """The paired report's error control, for its reader: how many tests, at which margin and epoch."""
+
+    size: int  # p-values in the Holm family
+    margin: float
+    compare_epoch: int
+
+
+SOURCES = {"folder": "image folder", "cifar10": "CIFAR-10 (torchvision)"}
+
+
+def header(frames: Frames, note: str | None = None, command: str | None = None, family: Family | None = None) -> list:
+    """The title's paragraph, the protocol table and how to read the report (``family``: the paired report's error control)."""
+    s, trials = frames.settings, frames.trials
+    counts = analysis.counts(trials)
+    devices = ", ".join(sorted({f"{d} ({p})" for d, p in zip(trials["device"], trials["precision"], strict=True) if d})) or "–"
+    blocks: list = []
+    if note:
+        blocks.append(Text(note))
+    blocks.append(
+        Text(
+            "The lecture notebook trains a 3-block CNN on CIFAR-10 and asks four questions. This report answers them "
+            "from the trials of one Optuna study; every number below is computed from the study database."
+        )
+    )
+    rows = [
+        ("data", f"{SOURCES.get(s.data_source, '?')} at `{s.data_path}`"),
+        ("images", f"{s.train_size} train, {s.val_size} validation, {s.test_size} test"),
+        ("training", f"{plural(s.epochs, 'epoch')}, batch {s.batch_size}, {s.optimizer}, augmentation {'on' if s.augment else 'off'}"),
+        ("search space", _space_text(s.search_space, trials if s.sampler == "grid" else None)),
+        ("design", _design_text(frames)),
+        ("sampler, pruner", f"{s.sampler}, {s.pruner_text}"),
+        ("device", devices),
+        ("pruning and selection on", f"{s.selection} accuracy"),
+        (
+            "trials",
+            f"{counts['complete']} complete (of which {counts['diverged']} diverged), {counts['pruned']} pruned, "
+            f"{counts['fail']} failed, {counts['running'] + counts['waiting']} running or waiting",
+        ),
+        ("reproduce", f"`{s.command}`"),
+    ]
+    if command:
+        rows.append(("this report", f"`{command}`"))
+    blocks.append(Table(pd.DataFrame(rows, columns=["protocol", "value"])))
+    if s.selection == "test":
+        blocks.append(
+            Text(
+                "> Pruning and the choice of the best trial used **test** accuracy, as the notebook measures it. "
+                "The best accuracy is therefore optimistic: it was picked as the maximum of many noisy measurements "
+                "on the same test images. Run with `--val-split 0.1` for an unbiased choice."
+            )
+        )
+    if s.paired and family is not None:
+        how = (
+            "How to read it: trials of the same replicate train from the same seed (same initial weights, same batches), "
+            "so two trials that differ in one option only form a *pair*, and their difference is free of run-to-run "
+            f"noise. Questions 1–3 compare at epoch {family.compare_epoch}; question 4 uses every epoch. Each comparison is "
+            "the mean paired difference *a − b* in accuracy points with its 95% t interval and *n* pairs. **One error rate "
+            f"for the whole report:** its {family.size} tests (differences, equivalences, interactions, drops) are one "
+            "family, adjusted with Holm's method, so the chance that any claim below is false is at most 5%. A difference "
+            "is claimed only when its *adjusted* p is below 0.05; the intervals shown are per-comparison 95% intervals, so "
+            "an interval that excludes zero is not enough on its own. **Practical margin:** "
+            f"{family.margin:g} accuracy points (`--margin`). A difference shown but inside the margin reads *negligible*; "
+            '"within the margin of each other" is an equivalence test (TOST) at the margin, also Holm-adjusted; "cannot '
+            'tell yet" says how many more replicates would decide a margin-sized difference with 80% probability. For the '
+            "activation and the loss, the interaction with the learning rate is tested first (a one-way F test of the "
+            'paired differences grouped by learning rate); where it is shown the answer is "it depends on the learning '
+            'rate" and the per-rate verdicts, and nothing is pooled. A pooled difference is the mean over the learning '
+            "rates of the per-rate mean differences, with a t interval over those means (its spread is the lr-to-lr "
+            "spread). Every verdict is a row of [comparisons.csv](comparisons.csv), with its `p` and `p_adjusted`."
+        )
+    else:
+        how = (
+            "How to read it: a trial's *accuracy* is its test accuracy after the last epoch it ran. Pruned trials count "
+            "with the accuracy they had when pruned (a lower bound of what they would have reached); diverged trials with "
+            "the accuracy they had when the loss became NaN or infinite. Intervals are 95% bootstrap intervals "
+            f"({analysis.N_BOOT} resamples, seed {SEED}); *n* is the number of trials behind a number. This study has no "
+            "paired design, so its comparisons are **observational**: options were tried at different learning rates and "
+            "seeds, and the verdicts are weaker than a paired design's."
+        )
+    blocks.append(Text(how))
+    return blocks
+
+
+def _design_text(frames: Frames) -> str:
+    s = frames.settings
+    if not s.paired:
+        return "none (observational): every trial is its own sample" if s.format >= 2 else "none (first release: seed from trial number)"
+    reps = sorted(frames.trials["replicate"].dropna().unique())
+    seeds = ", ".join(str(s.seed + int(r)) for r in reps)
+    return f"paired: {s.repeats} replicate{'s' if s.repeats != 1 else ''} of the grid, seeds {seeds} (seed {s.seed} + replicate)"
+
+
+def _space_text(space: dict, grid_trials: pd.DataFrame | None = None) -> str:
+    if not space:
+        return "?"
+    if grid_trials is not None and grid_trials["lr"].notna().any():
+        lrs = f"lr ∈ {{{', '.join(f'{lr:g}' for lr in sorted(grid_trials['lr'].dropna().unique()))}}} (grid)"
+    else:
+        lrs = f"lr log-uniform in [{space['lr_min']:g}, {space['lr_max']:g}]"
+    return f"activation ∈ {{{', '.join(space['activations'])}}}, loss ∈ {{{', '.join(space['losses'])}}}, {lrs}"
+
+
+def data_section(frames: Frames, samples: bool) -> Section:
+    section = Section("The data and the mistakes")
+    if samples:
+        _samples(section, frames)
+    else:
+        section.add("Sample images are left out of this report (built with `--no-samples`).")
+    baseline_params = frames.settings.baseline
+    best, baseline = analysis.best_and_baseline(frames.trials, baseline_params)
+    n_test = frames.settings.test_size
+    if best is None:
+        return section.add("No complete trial yet: no per-class results.")
+    described = (
+        f"{baseline_params['activation']}, {baseline_params['loss']}, lr {baseline_params['lr']:g}"
+        if baseline_params
+        else "relu, cross_entropy, lr 0.001"
+    )
+    same_config = baseline is not None and all(best[k] == baseline[k] for k in ("activation", "loss", "lr"))
+    if baseline is not None and baseline["number"] == best["number"]:
+        section.add(f"The best trial is the notebook's own configuration (trial #{int(best['number'])}: {described}).")
+    elif same_config:
+        section.add(
+            f"The best trial (#{int(best['number'])}, replicate {int(best['replicate'])}) is the notebook's own configuration "
+            f"({described}) trained from another seed: {pct(best['final_test_acc'])} against {pct(baseline['final_test_acc'])} for "
+            f"trial #{int(baseline['number'])} (replicate {int(baseline['replicate'])}). "
+            f"The {pts(best['final_test_acc'] - baseline['final_test_acc'])} points between them are run-to-run noise of one "
+            "configuration (initial weights and batch order): the reason this study compares options on the same seeds."
+        )
+    elif baseline is not None and n_test:
+        diff, low, high = analysis.difference_interval(best["final_test_acc"], baseline["final_test_acc"], n_test)
+        section.add(
+            f"The best trial (#{int(best['number'])}: {best['activation']}, {best['loss']}, lr {best['lr']:.3g}) reaches "
+            f"{pct(best['final_test_acc'])} test accuracy; the notebook's configuration (trial #{int(baseline['number'])}, "
+            f"{described}) reaches {pct(baseline['final_test_acc'])}. Difference {pts(diff)} points, 95% interval "
+            f"[{low:.2f}, {high:.2f}] from test-set sampling alone ({n_test} images); it leaves out the run-to-run variation "
+            "of training and the optimism of picking the best of many trials."
+        )
+    elif baseline is None:
+        section.add(f"The study holds no finished trial of the notebook's configuration ({described}) to compare with.")
+    shown = [("best", best)] + ([("baseline", baseline)] if baseline is not None and baseline["number"] != best["number"] else [])
+    for label, trial in shown:
+        confusion = frames.confusion.get(int(trial["number"]))
+        if confusion is None:
+            continue
+        per_class = analysis.per_class_accuracy(confusion, frames.classes).sort_values("accuracy", kind="stable")
+        pairs = analysis.confused_pairs(confusion, frames.classes)
+        lo, hi = analysis.accuracy_interval(trial["final_test_acc"], n_test) if n_test else (math.nan, math.nan)
+        hardest = ", ".join(f"{row['class']} {pct(row['accuracy'], 1)}" for _, row in per_class.head(3).iterrows())
+        easiest = ", ".join(f"{row['class']} {pct(row['accuracy'], 1)}" for _, row in per_class.tail(2).iloc[::-1].iterrows())
+        top = pairs.iloc[0]
+        number = int(trial["number"])
+        section.add(
+            Heading(f"{label.capitalize()} trial #{number}: {pct(trial['final_test_acc'])} {interval(lo, hi)}"),
+            f"Hardest classes: {hardest}; easiest: {easiest}. Most confused pair: {top['pair']} ({top['total']} test images).",
+            Table(
+                pd.DataFrame(
+                    {
+                        "class": per_class["class"],
+                        "test images": per_class["images"].astype(str),
+                        "accuracy": per_class["accuracy"].map(lambda a: pct(a, 1)),
+                    }
+                )
+            ),
+            Table(
+                pd.DataFrame({"confused pair": pairs["pair"], "a as b": pairs["a_as_b"].astype(str), "b as a": pairs["b_as_a"].astype(str)})
+            ),
+            Figure(
+                f"confusion_{label}",
+                f"confusion matrix of the {label} trial",
+                lambda confusion=confusion, label=label, number=number: figures.confusion_heatmap(
+                    confusion, frames.classes, f"{label} trial #{number}: confusion on the test set"
+                ),
+            ),
+        )
+    return section
+
+
+def _samples(section: Section, frames: Frames) -> None:
+    path = frames.settings.data_path
+    try:
+        data = load_data(path, download=False)
+    except (DataError, TypeError):
+        section.add(f"Sample images are left out: the data folder `{path}` is not readable on this machine.")
+        return
+    section.add(
+        "Training images with their class names (the notebook's own cell for this failed with `Numpy is not available`):",
+        Figure("samples", "sample training images", lambda: figures.sample_grid(data.train.images, data.train.labels, list(data.classes))),
+    )
+
+
+def study_section(frames: Frames, importance: list | None = None) -> Section:
+    """Best trials, where the variance comes from (``importance``: blocks), the history and pruning."""
+    section = Section("The study itself")
+    done = analysis.finished(frames.trials)
+    top = done.sort_values("final_test_acc", ascending=False).head(10)
+    section.add(
+        "Best trials:",
+        Table(
+            pd.DataFrame(
+                {
+                    "trial": top["number"].astype(str),
+                    "state": top["state"],
+                    "activation": top["activation"],
+                    "loss": top["loss"],
+                    "lr": top["lr"].map(lambda v: f"{v:.3g}"),
+                    "replicate": top["replicate"].astype(str),
+                    "test acc": top["final_test_acc"].map(pct),
+                    "epochs": top["epochs_run"].astype(str),
+                }
+            )
+        ),
+    )
+    if importance is not None:
+        section.add(*importance)
+    section.add(Figure("history", "optimisation history", lambda: figures.optimization_history(frames.trials)))
+    pruned = frames.trials[frames.trials["state"] == "pruned"]
+    if len(pruned):
+        median = pruned["epochs_run"].median()
+        section.add(
+            f"{len(pruned)} trials were pruned, after a median of {median:g} epoch{'s' if median != 1 else ''}.",
+            Figure("pruning", "when trials were pruned", lambda: figures.pruning_epochs(frames.trials, frames.n_epochs)),
+        )
+    section.add(
+        "Data behind this report: [trials.csv](trials.csv) (one row per trial), [epochs.csv](epochs.csv) (one row per trial "
+        "and epoch) and [comparisons.csv](comparisons.csv) (one row per comparison, with its verdict)."
+    )
+    return section

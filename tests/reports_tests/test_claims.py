@@ -1,0 +1,97 @@
+"""Verdict sentences from settled comparisons: multiplicity, margin, equivalence, replicates advice (fast)."""
+
+import math
+
+import pytest
+
+from reports import claims, stats
+from reports.claims import Comparison
+
+
+def _c(diff, low, high, p, p_equiv, n=9, sd=2.0, kind="difference", **more) -> Comparison:
+    fields = dict(question="activation", factor="activation", a="relu", b="tanh", lr=1e-3, epoch="10", n_pairs=n, diff=diff,
+                  ci_low=low, ci_high=high, subset="lr=0.001", kind=kind, sd=sd, p=p, p_equiv=p_equiv, pairs_per_replicate=3)  # fmt: skip
+    return Comparison(**(fields | more))
+
+
+def test_a_difference_is_claimed_only_when_its_adjusted_p_is():
+    # Alone, p = 0.01 is a claim; among 10 comparisons (Holm: 0.01 x 10 = 0.1) it is not.
+    alone = claims.settle([_c(3.2, 1.1, 5.3, 0.01, 0.9)])[0]
+    assert alone.verdict == "relu is ahead of tanh by 3.2 points [1.1, 5.3] (9 pairs, adjusted p 0.01)"
+    crowd = claims.settle([_c(3.2, 1.1, 5.3, 0.01, 0.9)] + [_c(0.1, -1, 1, 0.9, 0.9) for _ in range(9)])[0]
+    assert crowd.p_adjusted == pytest.approx(0.1) and not crowd.claims_difference
+    assert crowd.verdict.startswith("cannot tell yet: relu − tanh = +3.2 points [1.1, 5.3] (9 pairs, adjusted p 0.10); about ")
+
+
+def test_a_shown_difference_inside_the_margin_is_negligible():
+    (c,) = claims.settle([_c(0.4, 0.1, 0.6, 0.001, 0.0001)], margin=2.0)
+    assert c.claims_difference and c.claims_equivalence
+    assert c.verdict == "negligible: relu is ahead of tanh by only 0.4 points [0.1, 0.6], within the 2-point margin (9 pairs)"
+
+
+def test_within_the_margin_needs_the_equivalence_test():
+    (tost,) = claims.settle([_c(0.3, -0.9, 1.5, 0.5, 0.001)])
+    assert tost.verdict == "relu and tanh are within the 2-point margin of each other: relu − tanh = +0.3 points [-0.9, 1.5] (9 pairs)"
+    # An interval that covers zero is not equivalence when the TOST fails: "cannot tell yet".
+    (wide,) = claims.settle([_c(0.3, -2.9, 3.5, 0.8, 0.4)])
+    assert wide.verdict.startswith("cannot tell yet: relu − tanh = +0.3 points [-2.9, 3.5]") and not wide.claims
+
+
+def test_replicates_advice_is_computed_at_the_margin_not_at_the_observed_difference():
+    # Same spread, very different observed differences: the same advice.
+    small, large = claims.settle([_c(0.2, -3, 3.4, 0.9, 0.5, sd=2.0), _c(2.9, -0.5, 6.3, 0.09, 0.8, sd=2.0)])
+    advice = small.verdict.split("; ")[-1]
+    assert advice == large.verdict.split("; ")[-1]
+    # Planned at the level Holm asks of the next claim (0.05 / 2 open comparisons): effect size 1 needs 13 pairs, 9 held,
+    # 3 pairs per replicate: 2 more replicates.
+    assert small.plan_alpha == pytest.approx(0.025) and stats.pairs_to_decide(2.0, 2.0, 0.025) == 13
+    assert advice == "about 2 more replicates would decide a 2-point difference with 80% probability"
+
+
+def test_a_pooled_row_says_replicates_will_not_help():
+    (c,) = claims.settle([_c(1.0, -3.0, 5.0, 0.4, 0.6, kind="pooled", lr="pooled", detail={"lrs": 4}, n=36)])
+    assert c.verdict == (
+        "cannot tell yet: relu − tanh = +1.0 points [-3.0, 5.0] (mean over 4 learning rates, 36 pairs, adjusted p 0.40); "
+        "more replicates will not help: its spread comes from learning rate to learning rate (the per-learning-rate verdicts answer it)"
+    )
+
+
+def test_a_pooled_row_claims_nothing_over_an_interaction():
+    gate = _c(8.0, math.nan, math.nan, 1e-6, math.nan, kind="interaction", lr="interaction",
+              detail={"f": 24.1, "df_between": 3, "df_within": 32, "means": [(1e-4, -3.4), (0.1, 14.4)]})  # fmt: skip
+    pooled = _c(5.5, 1.0, 10.0, 1e-4, 0.9, kind="pooled", lr="pooled", detail={"lrs": 2}, gate=gate)
+    claims.settle([gate, pooled])
+    assert (
+        gate.verdict
+        == "relu − tanh depends on the learning rate (F(3, 32) = 24.1, adjusted p < 0.001): -3.4 at 0.0001, +14.4 at 0.1 points"
+    )
+    assert pooled.p_adjusted < 0.05 and not pooled.claims_difference and not pooled.claims
+    assert pooled.verdict.startswith("not pooled: the difference depends on the learning rate") and "ahead" not in pooled.verdict
+
+
+def test_too_few_pairs_give_no_test():
+    e = stats.estimate([2.0, 7.5], margin=2.0)
+    c = claims.from_estimate(e, question="activation", factor="activation", a="relu", b="tanh", lr=1e-3, epoch="10", subset="")
+    claims.settle([c])
+    assert math.isnan(c.p) and math.isnan(c.p_adjusted) and math.isnan(c.ci_low)
+    assert c.verdict == "cannot tell yet: 2 pairs only (relu − tanh = +4.8 points); run more replicates (--repeats)"
+
+
+def test_frame_has_the_documented_columns():
+    frame = claims.frame(claims.settle([_c(3.2, 1.1, 5.3, 0.01, 0.9)]))
+    assert list(frame.columns) == claims.COLUMNS
+    assert claims.COLUMNS[:12] == [
+        "question",
+        "factor",
+        "a",
+        "b",
+        "lr",
+        "epoch",
+        "n_pairs",
+        "diff",
+        "ci_low",
+        "ci_high",
+        "verdict",
+        "subset",
+    ]
+    assert frame.loc[0, "p"] == 0.01 and frame.loc[0, "p_adjusted"] == pytest.approx(0.01) and frame.loc[0, "margin"] == 2.0

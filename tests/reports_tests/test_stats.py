@@ -1,0 +1,132 @@
+"""Each statistical rule of the report on numbers whose answer is known (fast)."""
+
+import itertools
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as scipy_stats
+from statsmodels.stats.multitest import multipletests
+
+from reports import stats
+
+
+def test_estimate_is_a_t_interval_with_its_t_test():
+    e = stats.estimate([1.0, 2.0, 3.0])
+    # t(0.975, 2) = 4.303: 2 +- 4.303 * 1 / sqrt(3)
+    assert (e.n, e.mean, e.sd, e.df) == (3, 2.0, 1.0, 2)
+    assert e.low == pytest.approx(2 - 2.4843, abs=1e-3) and e.high == pytest.approx(2 + 2.4843, abs=1e-3)
+    assert e.p == pytest.approx(scipy_stats.ttest_1samp([1.0, 2.0, 3.0], 0.0).pvalue)
+    assert math.isnan(stats.estimate([5.0]).low) and stats.estimate([]).n == 0
+
+
+def test_tost_is_the_larger_of_two_one_sided_t_tests():
+    values = np.array([0.3, -0.2, 0.5, 0.1, 0.0, 0.4])
+    e = stats.estimate(values, margin=2.0)
+    upper = scipy_stats.ttest_1samp(values, 2.0, alternative="less").pvalue
+    lower = scipy_stats.ttest_1samp(values, -2.0, alternative="greater").pvalue
+    assert e.p_equiv == pytest.approx(max(upper, lower))
+    assert e.p_equiv < 0.001  # well inside ±2
+    # A mean of 1.9 with a wide spread: equivalence at 2 points cannot be shown.
+    assert stats.estimate([1.9 + d for d in (-3, 3, -2, 2)], margin=2.0).p_equiv > 0.3
+
+
+def test_estimate_of_equal_values_is_decided_by_the_value():
+    at_chance = stats.estimate([0.0, 0.0, 0.0], margin=2.0)
+    assert (at_chance.p, at_chance.p_equiv, at_chance.low, at_chance.high) == (1.0, 0.0, 0.0, 0.0)
+    assert stats.estimate([3.0, 3.0, 3.0], margin=2.0)[6:] == (0.0, 1.0)
+
+
+def test_interaction_test_is_the_one_way_f_test_of_the_differences_by_lr():
+    rng = np.random.default_rng(0)
+    same = [np.roll(np.linspace(-1.0, 3.0, 9), k) for k in range(4)]  # the same differences at every lr, in another order
+    flips = [rng.normal(m, 1.0, 9) for m in (-4.0, -1.0, 1.0, 6.0)]
+    f = stats.interaction_test(flips)
+    assert f.p == pytest.approx(scipy_stats.f_oneway(*flips).pvalue) and (f.df_between, f.df_within) == (3, 32)
+    assert f.p < 1e-6 and stats.interaction_test(same).p == pytest.approx(1.0)
+    # One difference per learning rate: no spread within them, nothing to test against.
+    assert math.isnan(stats.interaction_test([[1.0], [2.0], [3.0]]).p)
+
+
+def test_holm_grouped_is_holm_with_one_hypothesis_per_group():
+    rng = np.random.default_rng(1)
+    p = rng.uniform(0, 0.2, 30)
+    assert stats.holm_grouped(p, np.arange(30)) == pytest.approx(multipletests(p, method="holm")[1])
+    assert stats.holm(p) == pytest.approx(multipletests(p, method="holm")[1])
+
+
+def test_holm_grouped_counts_groups_not_hypotheses():
+    # Two comparisons, each with a difference and an equivalence test: the divisor starts at 2 groups, not 4 hypotheses.
+    adjusted = stats.holm_grouped([0.01, 0.5, 0.02, float("nan")], [0, 0, 1, 1])
+    # 0.01 x 2 groups; 0.02 x 2 (the first group still holds its 0.5); 0.5 x 1. Holm over 3 hypotheses gives 0.03 first.
+    assert adjusted[:3] == pytest.approx([0.02, 0.5, 0.04]) and math.isnan(adjusted[3])
+    assert multipletests([0.01, 0.5, 0.02], method="holm")[1][0] == pytest.approx(0.03)
+
+
+def test_holm_grouped_keeps_the_family_wise_rate_when_one_hypothesis_per_group_is_true():
+    # 20 comparisons with no difference: their "no difference" nulls are true, their equivalence nulls false.
+    rng = np.random.default_rng(2)
+    any_false = 0
+    for _ in range(2000):
+        p_diff = rng.uniform(size=20)
+        p_equiv = rng.uniform(0, 1e-4, size=20)  # equivalence shown everywhere (correctly)
+        adjusted = stats.holm_grouped(np.column_stack([p_diff, p_equiv]).ravel(), np.repeat(np.arange(20), 2))
+        any_false += bool((adjusted[0::2] < 0.05).any())
+    assert any_false / 2000 <= 0.06
+
+
+def test_pairs_to_decide_plans_at_the_margin():
+    # A 2-point margin with a 2-point spread (effect size 1), two-sided at 5%: 10 pairs give 80% power
+    # (the smallest n with noncentral-t power >= 0.8); the equivalence side needs 90% one-sided power: 11.
+    assert stats._smallest_n(1.0, 0.05, 0.8, "two-sided") == 10
+    assert stats.pairs_to_decide(2.0, 2.0, 0.05) == 11
+    # Effect size 0.1: the equivalence side rules, (z(0.95) + z(0.9))^2 / 0.1^2 = 856.5 by the normal approximation.
+    assert 857 <= stats.pairs_to_decide(20.0, 2.0, 0.05) <= 860
+    assert stats.pairs_to_decide(2.0, 2.0, 0.001) > stats.pairs_to_decide(2.0, 2.0, 0.05)
+    assert stats.pairs_to_decide(math.nan, 2.0, 0.05) == math.inf
+
+
+def _grid(effects, replicates=2, noise=0.0, seed=0):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for a, lo, lr, _ in itertools.product(range(2), range(3), range(4), range(replicates)):
+        rows.append({"activation": f"a{a}", "loss": f"l{lo}", "lr": 10.0 ** -(lr + 1), "acc": effects(a, lo, lr) + rng.normal(0, noise)})
+    return pd.DataFrame(rows)
+
+
+def test_variance_decomposition_of_a_pure_main_effect():
+    # Only the loss matters: 100% loss.
+    table = stats.variance_decomposition(_grid(lambda a, lo, lr: 10.0 * lo), ["activation", "loss", "lr"]).set_index("term")
+    assert table.loc["loss", "percent"] == pytest.approx(100.0)
+    assert table["percent"].drop("loss").abs().max() < 1e-9
+
+
+def test_variance_decomposition_adds_up_and_matches_sums_of_squares():
+    cells = _grid(lambda a, lo, lr: 5.0 * lr + 3.0 * lo + (2.0 if a == 1 and lr == 3 else 0.0), noise=1.0)
+    table = stats.variance_decomposition(cells, ["activation", "loss", "lr"]).set_index("term")
+    assert table["percent"].sum() == pytest.approx(100.0)
+    # The lr main effect by hand: replicates x activations x losses per lr, squared deviations of the lr means.
+    lr_means = cells.groupby("lr")["acc"].mean()
+    by_hand = (len(cells) / 4) * ((lr_means - cells["acc"].mean()) ** 2).sum()
+    assert table.loc["lr", "sum_sq"] == pytest.approx(by_hand)
+    assert table.loc["replicates (seed-to-seed noise)", "df"] == 24  # 48 rows - 24 grid points
+    assert table.loc["activation × lr", "percent"] > table.loc["activation × loss", "percent"]
+
+
+def test_variance_decomposition_refuses_an_incomplete_grid():
+    with pytest.raises(ValueError, match="complete"):
+        stats.variance_decomposition(_grid(lambda a, lo, lr: 0.0).iloc[1:], ["activation", "loss", "lr"])
+
+
+def test_peak_location_and_its_bootstrap_range():
+    rng = np.random.default_rng(3)
+    curve = np.array([40.0, 50.0, 55.0, 53.0, 50.0])  # a clear peak at epoch 3
+    curves = curve + rng.normal(0, 0.5, (20, 5))
+    peak = stats.peak_location(curves, seed=0)
+    assert (peak.epoch, peak.low, peak.high, peak.at_end) == (3, 3, 3, 0.0)
+    # A flat top between epochs 3 and 4: the range says so.
+    flat = np.array([40.0, 50.0, 55.0, 55.0, 50.0]) + rng.normal(0, 1.0, (10, 5))
+    wide = stats.peak_location(flat, seed=0)
+    assert wide.low == 3 and wide.high == 4
+    assert stats.peak_location(flat, seed=0) == wide  # seeded
