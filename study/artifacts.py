@@ -22,6 +22,8 @@ import optuna
 import sqlalchemy
 from optuna.artifacts.exceptions import ArtifactNotFound
 
+from study.retry import patient
+
 IN_DATABASE = "database"  # the study attribute "artifacts" of a study whose weights are in its database
 TABLE = "cnn_study_artifacts"
 ARTIFACT_PREFIX = "artifacts:"  # Optuna's system attribute prefix for artifact metadata
@@ -48,6 +50,9 @@ class DatabaseArtifactStore:
             sqlalchemy.Column("content", sqlalchemy.LargeBinary, nullable=False),
             sqlalchemy.Column("created", sqlalchemy.DateTime, nullable=False),
         )
+        if engine.dialect.name != "sqlite":  # a database server that restarts is waited out, as the study's storage does
+            for name in ("open_reader", "_insert", "remove", "size"):
+                setattr(self, name, patient(getattr(type(self), name)).__get__(self))
         for attempt in range(5 if create else 0):
             try:
                 metadata.create_all(engine, checkfirst=True)
@@ -71,11 +76,12 @@ class DatabaseArtifactStore:
         return io.BytesIO(content)
 
     def write(self, artifact_id: str, content_body: BinaryIO) -> None:
+        self._insert(artifact_id, content_body.read())
+
+    def _insert(self, artifact_id: str, content: bytes) -> None:
         # One transaction: a crash leaves the whole artifact or none of it.
         with self._engine.begin() as connection:
-            connection.execute(
-                self._table.insert().values(artifact_id=artifact_id, content=content_body.read(), created=datetime.now(timezone.utc))
-            )
+            connection.execute(self._table.insert().values(artifact_id=artifact_id, content=content, created=datetime.now(timezone.utc)))
 
     def remove(self, artifact_id: str) -> None:
         with self._engine.begin() as connection:

@@ -19,13 +19,13 @@ from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
 from study.artifacts import remove_trial_artifacts
+from study.retry import patient, refused_for_good, storage_wait_seconds
 
 DEFAULT_STORAGE = "sqlite:///runs/cnn-study.db"
 HEARTBEAT_SECONDS = 30  # a running trial writes a heartbeat this often ...
 GRACE_SECONDS = 120  # ... and is failed (and retried once) when silent this long
 SQLITE_LOCK_SECONDS = 120  # how long a SQLite writer waits for the lock before "database is locked"
 ORPHAN_SECONDS = 30  # a running trial this old that names no worker was left by a process killed as it asked for it
-STORAGE_WAIT_SECONDS = 60  # how long to wait for a database server that does not answer (one that restarts, or starts late)
 SCHEMA_ATTEMPTS = 5  # tries to open a new database whose tables other processes are creating at the same moment
 
 MAX_RETRIES = 1  # a trial whose machine went silent is run again this many times by the other machines' heartbeat check
@@ -176,7 +176,7 @@ def open_storage(url: str, create_folder: bool = False, must_exist: bool = False
             attempt += 1
         except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as error:
             waited = time.monotonic() - waited_since
-            if path is None and not _refused_for_good(error) and waited < storage_wait_seconds():
+            if path is None and not refused_for_good(error) and waited < storage_wait_seconds():
                 time.sleep(min(2.0, storage_wait_seconds() - waited))  # a server that is starting, or restarting
                 continue
             if path is not None:
@@ -189,17 +189,6 @@ def open_storage(url: str, create_folder: bool = False, must_exist: bool = False
             raise StudyError(f"storage {mask_password(url)} is not a study database: {_reason(error)}; name another --storage") from None
         except ModuleNotFoundError as error:
             raise StudyError(f"storage {mask_password(url)} needs the {error.name} driver: pip install 'cnn-study[postgres]'") from None
-
-
-def storage_wait_seconds() -> float:
-    """How long to wait for a database server that does not answer: ``$CNN_STUDY_STORAGE_WAIT`` or 60 s."""
-    return float(os.environ.get("CNN_STUDY_STORAGE_WAIT", STORAGE_WAIT_SECONDS))
-
-
-def _refused_for_good(error: sqlalchemy.exc.DBAPIError) -> bool:
-    """Errors that waiting cannot mend: a wrong password, user or database name."""
-    text = str(error.orig).lower()
-    return any(words in text for words in ("password authentication failed", "does not exist", "no pg_hba.conf entry", "role "))
 
 
 def _check_sqlite_file(path: Path, url: str) -> None:
@@ -231,10 +220,28 @@ def describe_fault(error: BaseException, url: str) -> str | None:
     return None
 
 
+class PatientStorage(RDBStorage):
+    """Optuna's RDB storage for a database server: a call that cannot reach the server is tried again.
+
+    A server that restarts (or a network that drops for a moment) is waited out for up to
+    ``storage_wait_seconds()``; then the error goes up and the command says in one line what
+    happened. (Writes are retried too: a write whose commit reached the server but whose answer
+    was lost is rare, and at worst leaves a trial that a resume fails and queues again.)
+    """
+
+
+for _name in dir(optuna.storages.BaseStorage):
+    if not _name.startswith("__") and callable(getattr(RDBStorage, _name, None)) and _name != "get_heartbeat_interval":
+        setattr(PatientStorage, _name, patient(getattr(RDBStorage, _name)))
+for _name in ("record_heartbeat", "_get_stale_trial_ids"):
+    setattr(PatientStorage, _name, patient(getattr(RDBStorage, _name)))
+
+
 def _rdb_storage(url: str, engine_kwargs: dict) -> RDBStorage:
+    kind = RDBStorage if make_url(url).get_backend_name() == "sqlite" else PatientStorage
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: stable in practice since v2
-        return RDBStorage(
+        return kind(
             url,
             engine_kwargs=engine_kwargs,
             heartbeat_interval=HEARTBEAT_SECONDS,

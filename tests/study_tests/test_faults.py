@@ -1,0 +1,156 @@
+"""Faults cost nothing: a crash never leaves a hole in the grid, signals requeue, storage faults get one line."""
+
+import hashlib
+import signal
+import sqlite3
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import optuna
+import pytest
+from helpers import REPO, load, spawn, wait_for
+from optuna.trial import TrialState
+
+from study.run import main
+from study.storage import StudyError, open_storage
+
+GRID = ["--activations", "relu,tanh", "--losses", "cross_entropy,mse", "--grid-lrs", "2", "--lr-min", "1e-3", "--lr-max", "1e-2"]
+POINTS = 8  # 2 activations x 2 losses x 2 learning rates, one replicate
+
+
+def _points(study: optuna.Study) -> Counter:
+    """How many COMPLETE trials each grid point (activation, loss, lr, replicate) has."""
+    keys = ("activation", "loss", "lr", "replicate")
+    return Counter(tuple(t.params[k] for k in keys) for t in study.get_trials(states=(TrialState.COMPLETE,)))
+
+
+def _second_trial_training(db: str) -> bool:
+    try:
+        trials = load(db).trials
+    except KeyError:
+        return False
+    return any(t.number >= 1 and t.state == TrialState.RUNNING and t.user_attrs.get("history") for t in trials)
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.slow
+def test_sigterm_requeues_the_trial_at_its_own_grid_point_and_resume_fills_the_grid(db, small_args):
+    args = [*small_args, *GRID, "--storage", db, "--epochs", "2"]
+    process = spawn(*args)
+    assert wait_for(lambda: _second_trial_training(db), 300), process.communicate()[0]
+    process.send_signal(signal.SIGTERM)  # what a cluster scheduler or a container stop sends first
+    output = process.communicate(timeout=120)[0]
+    assert process.returncode == 128 + signal.SIGTERM, output
+    # One line says what happened and how to resume; no traceback.
+    assert "Traceback" not in output
+    line = next(line for line in output.splitlines() if line.startswith("interrupted by SIGTERM"))
+    assert "failed and queued to run again; resume with: python -m study.run" in line
+    study = load(db)
+    states = [t.state for t in study.trials]
+    assert TrialState.RUNNING not in states
+    failed = [t for t in study.trials if t.state == TrialState.FAIL]
+    waiting = [t for t in study.trials if t.state == TrialState.WAITING]
+    # The trial queued again carries the dead trial's grid point, so the grid sampler gives it no other.
+    assert [t.system_attrs["grid_id"] for t in waiting] == [t.system_attrs["grid_id"] for t in failed]
+    assert [t.params for t in waiting] == [t.params for t in failed]
+
+    result = subprocess.run([sys.executable, "-m", "study.run", *args], capture_output=True, text=True, timeout=900, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    study = load(db)
+    # Every grid point COMPLETE exactly once: the retry ran its own point, and no point was left out.
+    assert len(_points(study)) == POINTS and set(_points(study).values()) == {1}
+    assert {t.state for t in study.trials} == {TrialState.COMPLETE, TrialState.FAIL}
+
+
+@pytest.mark.slow
+def test_ctrl_c_prints_one_line_and_no_traceback(db, small_args):
+    process = spawn(*small_args, *GRID, "--storage", db, "--epochs", "30")
+    assert wait_for(lambda: any(t.user_attrs.get("history") for t in _trials(db)), 300), process.communicate()[0]
+    process.send_signal(signal.SIGINT)
+    output = process.communicate(timeout=120)[0]
+    assert process.returncode == 130, output
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output
+    assert sum(line.startswith("interrupted by SIGINT: trial(s) 0 failed and queued") for line in output.splitlines()) == 1
+
+
+def _trials(db: str) -> list:
+    try:
+        return load(db).trials
+    except KeyError:
+        return []
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 3 MB file system (tmpfs), as a full disk; needs root."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a small file system here ({made.stderr.strip()}): run the tests as root")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.mark.slow
+def test_full_disk_gives_one_line_keeps_finished_trials_and_resumes(small_disk, small_args):
+    db = f"sqlite:///{small_disk / 'study.db'}"
+    args = [*small_args, *GRID, "--storage", db, "--epochs", "1"]
+    result = subprocess.run([sys.executable, "-m", "study.run", *args], capture_output=True, text=True, timeout=900, cwd=REPO)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    assert f"the disk holding {db} is full; its trained weights take" in errors[0]
+    assert "--keep-weights complete or none" in errors[0] and "resume with: python -m study.run" in errors[0]
+    finished = load(db).get_trials(states=(TrialState.COMPLETE,))
+    assert 0 < len(finished) < POINTS
+    assert all(len(t.user_attrs["history"]) == 1 and t.user_attrs["weights_artifact"] for t in finished)
+
+    # Once there is room, the same command resumes and fills the grid.
+    subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
+    result = subprocess.run([sys.executable, "-m", "study.run", *args], capture_output=True, text=True, timeout=900, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    study = load(db)
+    assert len(_points(study)) == POINTS and set(_points(study).values()) == {1}
+    assert [t.number for t in study.get_trials(states=(TrialState.COMPLETE,))][: len(finished)] == [t.number for t in finished]
+
+
+def test_a_text_file_is_refused_untouched(tmp_path):
+    notes = tmp_path / "notes.db"
+    notes.write_text("shopping list\n" * 200)
+    before = _digest(notes)
+    with pytest.raises(StudyError, match=r"notes.db is not a SQLite database .*name a study database or a new file with --storage"):
+        open_storage(f"sqlite:///{notes}")
+    assert _digest(notes) == before
+
+
+def test_a_sqlite_database_of_another_program_is_refused_untouched(tmp_path):
+    other = tmp_path / "photos.db"
+    with sqlite3.connect(other) as connection:
+        connection.execute("CREATE TABLE albums (id INTEGER PRIMARY KEY, name TEXT)")
+    before = _digest(other)
+    with pytest.raises(StudyError, match=r"photos.db is a SQLite database of another program \(tables: albums\)"):
+        open_storage(f"sqlite:///{other}")
+    assert _digest(other) == before
+
+
+def test_an_unreachable_server_is_waited_for_then_named(monkeypatch):
+    monkeypatch.setenv("CNN_STUDY_STORAGE_WAIT", "2")
+    with pytest.raises(StudyError, match=r"cannot open storage postgresql://u:\*\*\*@127.0.0.1:9/db \(waited [23] s\)"):
+        open_storage("postgresql://u:secret@127.0.0.1:9/db")
+
+
+@pytest.mark.slow
+def test_a_foreign_file_gets_one_line_from_the_command(tmp_path, small_args, capsys):
+    notes = tmp_path / "notes.db"
+    notes.write_text("not a database")
+    assert main([*small_args, "--storage", f"sqlite:///{notes}", "--trials", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and "is not a SQLite database" in err[-1] and "Traceback" not in "\n".join(err)
+    assert notes.read_text() == "not a database"
