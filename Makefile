@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: setup study test bench lint
+.PHONY: setup study test bench lint faults
 
 setup: $(VENV)/.installed
 
@@ -25,3 +25,7 @@ test: lint
 
 bench: setup
 	$(BIN)/python -m cnn.bench $(ARGS)
+
+# Every fault-injection variant (CI runs a slice of them); PostgreSQL ones need CNN_STUDY_POSTGRES_URL, as for make test.
+faults: setup
+	CNN_STUDY_FAULTS=all $(BIN)/python -m pytest -s tests/study_tests/test_fault_injection.py $(ARGS)

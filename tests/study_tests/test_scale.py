@@ -8,7 +8,6 @@ import uuid
 
 import optuna
 import pytest
-import sqlalchemy
 from helpers import FINISHED, REPO, load, spawn, wait_for
 from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import TrialState
@@ -32,24 +31,6 @@ def test_workers_share_one_sqlite_study_without_lock_errors(db, small_args, caps
     assert 6 <= sum(s in FINISHED for s in states) <= 7
     assert TrialState.FAIL not in states and TrialState.RUNNING not in states
     assert len({t.user_attrs["worker"]["pid"] for t in study.trials}) == 2
-
-
-@pytest.fixture
-def postgres_url():
-    """A URL into a new, empty schema of the test database, as a new database of a first study would be."""
-    url = os.environ.get("CNN_STUDY_POSTGRES_URL")
-    if not url:
-        if os.environ.get("CI"):
-            pytest.fail("CI must start PostgreSQL and set CNN_STUDY_POSTGRES_URL (see .ci/run)")
-        pytest.skip("set CNN_STUDY_POSTGRES_URL to a PostgreSQL database to run this test (.ci/postgres.sh starts one)")
-    schema = f"test_{uuid.uuid4().hex[:8]}"
-    engine = sqlalchemy.create_engine(url)
-    with engine.begin() as connection:
-        connection.execute(sqlalchemy.text(f"CREATE SCHEMA {schema}"))
-    yield f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
-    with engine.begin() as connection:
-        connection.execute(sqlalchemy.text(f"DROP SCHEMA {schema} CASCADE"))
-    engine.dispose()
 
 
 def test_workers_starting_together_on_an_empty_database_all_open_it(postgres_url):

@@ -1,0 +1,123 @@
+"""Fault injection: kill, interrupt and restart studies at seeded random moments, then check the invariant users rely on.
+
+After any sequence of faults and resumes with the same command: every grid point (with its
+replicate) is COMPLETE exactly once, no trial is left RUNNING or WAITING, and every finished
+trial's weights load. Each study takes at least ``FAULTS`` signals (SIGKILL of the whole process
+group as a dead machine, SIGTERM to the command as a scheduler sends it, SIGINT to the group as
+Ctrl-C does), each at a random moment after a trial of that run started; the PostgreSQL variants
+also restart the server in the middle of a trial.
+
+CI runs a representative slice (``SLICE``); ``make faults`` runs every variant and prints its figures.
+"""
+
+import datetime
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+
+import pytest
+from helpers import REPO, load, spawn, wait_for
+from optuna.trial import TrialState
+
+from study import load_model
+
+pytestmark = pytest.mark.slow
+
+GRID = ["--activations", "relu,tanh", "--losses", "cross_entropy,mse", "--grid-lrs", "2", "--lr-min", "1e-3", "--lr-max", "1e-2"]
+POINTS = 16  # 2 activations x 2 losses x 2 learning rates x 2 replicates: enough work to take every fault
+FAULTS = 5  # signals per study, at least
+SIGNALS = (signal.SIGKILL, signal.SIGTERM, signal.SIGINT)
+# (storage, workers, fuse): every combination under `make faults`; CI runs SLICE.
+VARIANTS = [(storage, workers, fuse) for storage in ("sqlite", "postgresql") for workers in (1, 2) for fuse in (1, 2)]
+SLICE = [("sqlite", 1, 1), ("postgresql", 2, 2)]
+ALL = os.environ.get("CNN_STUDY_FAULTS") == "all"
+
+
+def _started_since(db: str, name: str, since: datetime.datetime) -> bool:
+    try:
+        trials = load(db, name).get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    except KeyError:
+        return False
+    return any(t.datetime_start and t.datetime_start > since for t in trials)
+
+
+def _restart_postgresql() -> None:
+    version = sorted(os.listdir("/usr/lib/postgresql"), key=lambda v: [int(p) for p in v.split(".")])[-1]
+    subprocess.run(["pg_ctlcluster", version, "main", "restart"], check=True, capture_output=True, timeout=120)
+
+
+def _signal(process: subprocess.Popen, sig: int) -> None:
+    if sig == signal.SIGTERM:
+        process.send_signal(sig)  # a scheduler or a container stop signals the command
+    else:
+        os.killpg(process.pid, sig)  # Ctrl-C reaches the terminal's whole group; a dead machine takes every process
+
+
+def run_with_faults(args: list[str], db: str, name: str, seed: int, restart_server: bool) -> dict:
+    """Run ``python -m study.run ARGS`` with ``FAULTS`` seeded faults, then to the end; return the figures."""
+    rng = random.Random(seed)
+    sent, restarts = Counter(), 0
+    while sum(sent.values()) < FAULTS:
+        since = datetime.datetime.now()
+        process = spawn(*args)
+        if not wait_for(lambda p=process, t=since: p.poll() is not None or _started_since(db, name, t), 300):
+            process.kill()
+            pytest.fail(f"no trial started within 300 s: {process.communicate()[0]}")
+        if process.poll() is not None:
+            break  # the study ended before this fault: fewer faults than planned (checked below)
+        time.sleep(rng.uniform(0.0, 3.0))
+        if restart_server and restarts == 0 and sum(sent.values()) == 2:
+            _restart_postgresql()  # in the middle of a trial: the study must not notice
+            restarts += 1
+            time.sleep(rng.uniform(0.0, 2.0))
+        sig = rng.choice(SIGNALS)
+        if process.poll() is None:
+            _signal(process, sig)
+            sent[signal.Signals(sig).name] += 1
+        output = process.communicate(timeout=180)[0]
+        assert "Traceback" not in output, output
+    final = subprocess.run([sys.executable, "-m", "study.run", *args], capture_output=True, text=True, timeout=1200, cwd=REPO)
+    assert final.returncode == 0, final.stdout + final.stderr
+    return {"signals": dict(sent), "faults": sum(sent.values()), "restarts": restarts, "resumes": sum(sent.values())}
+
+
+def check_invariant(db: str, name: str) -> dict:
+    """Every grid point COMPLETE exactly once, nothing RUNNING or WAITING, every finished trial's weights load."""
+    study = load(db, name)
+    keys = ("activation", "loss", "lr", "replicate")
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    points = Counter(tuple(t.params[k] for k in keys) for t in complete)
+    left = [t.number for t in study.trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    for trial in complete:
+        load_model(db, name, trial=trial.number)
+    return {
+        "points_once": sum(n == 1 for n in points.values()),
+        "lost": POINTS - len(points),
+        "duplicated": sum(n > 1 for n in points.values()),
+        "left_running": len(left),
+        "failed_trials": sum(t.state == TrialState.FAIL for t in study.trials),
+    }
+
+
+@pytest.mark.parametrize(("storage", "workers", "fuse"), VARIANTS if ALL else SLICE, ids=lambda v: str(v))
+def test_faults_never_leave_a_hole_in_the_grid(storage, workers, fuse, small_args, tmp_path, request):
+    name = f"faults-{uuid.uuid4().hex[:6]}"
+    if storage == "postgresql":
+        db = request.getfixturevalue("postgres_url")
+        if not shutil.which("pg_ctlcluster"):
+            pytest.skip("restarting the server needs pg_ctlcluster (Debian's PostgreSQL, as .ci/postgres.sh installs)")
+    else:
+        db = f"sqlite:///{tmp_path / 'study.db'}"
+    args = [*small_args, *GRID, "--storage", db, "--study-name", name, "--repeats", "2", "--epochs", "3", "--workers", str(workers), "--fuse", str(fuse)]
+    seed = VARIANTS.index((storage, workers, fuse))
+    figures = run_with_faults(args, db, name, seed, restart_server=storage == "postgresql")
+    invariant = check_invariant(db, name)
+    print(f"\nfaults {storage} workers={workers} fuse={fuse} seed={seed}: {figures} -> {invariant}")
+    assert figures["faults"] >= FAULTS, figures
+    assert invariant == {**invariant, "points_once": POINTS, "lost": 0, "duplicated": 0, "left_running": 0}
