@@ -1,7 +1,49 @@
-"""Batch augmentations: pure tensor -> tensor functions on the images' own device."""
+"""Batch augmentations: pure tensor -> tensor functions on the images' own device.
+
+The random draws are made on the CPU from the caller's generator (so a seed gives the same
+augmentation on every device), once per batch, and reach the device in one copy: pinned and
+non-blocking on CUDA, so the GPU is never made to wait for them. :func:`crop_flip` applies
+draws already made, which lets a fused run augment the batches of all its members in one pass.
+"""
 
 import torch
 import torch.nn.functional as F
+
+PADDING = 4  # pixels of zeros around each image before the random crop, as the usual CIFAR-10 recipe
+
+
+def draw(batch: int, generator: torch.Generator, padding: int = PADDING) -> torch.Tensor:
+    """The random draws of :func:`augment` for ``batch`` images: uint8 (3, B) on the CPU, rows (dy, dx, flip).
+
+    Drawn in the order the earlier ``random_crop`` then ``flip_lr`` drew them (crop offsets,
+    then flip coins), so a seed gives the same augmentation as before.
+    """
+    offsets = torch.randint(0, 2 * padding + 1, (2, batch), generator=generator)  # (2, B): dy, dx in [0, 2p]
+    flip = torch.rand(batch, generator=generator).lt(0.5)  # (B,)
+    return torch.cat([offsets, flip[None]]).to(torch.uint8)
+
+
+def to_device(draws: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Copy CPU ``draws`` to ``device`` without making the host wait: pinned and non-blocking on CUDA."""
+    if device.type != "cuda":
+        return draws.to(device)
+    return draws.pin_memory().to(device, non_blocking=True)
+
+
+def crop_flip(images: torch.Tensor, draws: torch.Tensor, padding: int = PADDING) -> torch.Tensor:
+    """Crop and flip (N, C, H, W) with ``draws`` (3, N) on the images' device: rows dy, dx (window offsets), flip (0/1).
+
+    Image n is padded by ``padding`` zeros on every side, cut to the H x W window whose top-left
+    corner is (dy[n], dx[n]), and mirrored left-right when flip[n] is 1: torchvision's
+    ``RandomCrop(H, padding=padding)`` then ``RandomHorizontalFlip()``, for a whole batch at once.
+    """
+    b, c, h, w = images.shape
+    dy, dx, flip = draws.long()
+    padded = F.pad(images, (padding,) * 4)  # (N, C, H + 2p, W + 2p)
+    rows = (dy[:, None] + torch.arange(h, device=images.device))[:, None, :, None].expand(b, c, h, w + 2 * padding)
+    cols = (dx[:, None] + torch.arange(w, device=images.device))[:, None, None, :].expand(b, c, h, w)
+    cropped = padded.gather(2, rows).gather(3, cols)
+    return torch.where(flip.bool()[:, None, None, None], cropped.flip(3), cropped)
 
 
 def flip_lr(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -15,14 +57,11 @@ def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator) 
 
     The same as torchvision's ``RandomCrop(H, padding=padding)``, for a whole batch at once.
     """
-    b, c, h, w = images.shape
-    padded = F.pad(images, (padding,) * 4)  # (B, C, H + 2p, W + 2p)
-    dy, dx = torch.randint(0, 2 * padding + 1, (2, b), generator=generator).to(images.device)
-    rows = (dy[:, None] + torch.arange(h, device=images.device))[:, None, :, None].expand(b, c, h, w + 2 * padding)
-    cols = (dx[:, None] + torch.arange(w, device=images.device))[:, None, None, :].expand(b, c, h, w)
-    return padded.gather(2, rows).gather(3, cols)
+    offsets = torch.randint(0, 2 * padding + 1, (2, len(images)), generator=generator)
+    no_flip = torch.zeros(1, len(images), dtype=offsets.dtype)
+    return crop_flip(images, to_device(torch.cat([offsets, no_flip]), images.device), padding)
 
 
-def augment(images: torch.Tensor, generator: torch.Generator, padding: int = 4) -> torch.Tensor:
-    """Random crop with ``padding`` pixels, then a random horizontal flip."""
-    return flip_lr(random_crop(images, padding, generator), generator)
+def augment(images: torch.Tensor, generator: torch.Generator, padding: int = PADDING) -> torch.Tensor:
+    """Random crop with ``padding`` pixels, then a random horizontal flip; one copy of the draws to the device."""
+    return crop_flip(images, to_device(draw(len(images), generator, padding), images.device), padding)

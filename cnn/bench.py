@@ -2,6 +2,7 @@
 
 Usage:
     python -m cnn.bench --data-dir DIR [--train-size N] [--test-size N] [--rounds R] [--fuse K]
+        [--activations A,B] [--losses L,M] [--augment] [--optimizer adam|sgd] [--memory-format channels_last|contiguous]
 
 Each round runs one epoch (train + test evaluation) of the notebook's loop exactly as
 written (a dataset that turns each uint8 image into a PIL image and applies
@@ -9,10 +10,17 @@ written (a dataset that turns each uint8 image into a PIL image and applies
 NCHW model, its test loop), then one epoch of ours, alternating so that both see the
 same machine state. The last line is ``train+eval speedup vs notebook: N.NNx``.
 
-With ``--fuse K`` each round also runs K trials (the notebook's configuration, seeds
-seed..seed+K-1) for one epoch each, one at a time, and the same K trials fused into one
-network (``cnn.fused``), and the last line becomes
-``fused K=K vs one at a time: N.NNx trial-epochs/s``.
+With ``--fuse K`` each round also runs K trials for one epoch each, one at a time, and the
+same K trials fused into one network (``cnn.fused``), and the last line becomes
+``fused K=K vs one at a time: N.NNx trial-epochs/s``. The K trials are those a study fuses:
+they cycle through the study's default activations and losses (``--activations``,
+``--losses``), seeds seed..seed+K-1, with ``--augment`` and ``--optimizer`` when given.
+
+Fair to every contender: cuDNN's autotuning (``cudnn.benchmark``) is switched on once, before
+any contender is built, so every round of every contender runs under the same setting; and
+every one of our contenders has its images on the device before the clock starts (a ``train``
+run moves them once per run, not per epoch). The notebook's loop feeds the device from a
+DataLoader on the CPU, as the notebook does.
 """
 
 import argparse
@@ -28,11 +36,15 @@ from torch import nn
 
 from cnn.cli import ArgumentParser, flag_hint
 from cnn.data import Data, DataError, ImageSet, load_data
-from cnn.fused import evaluate_many, setup_many, train_epoch_many
+from cnn.fused import MEMORY_FORMATS, evaluate_many, setup_many, train_epoch_many
 from cnn.model import build_model
-from cnn.train import DeviceError, TrainConfig, evaluate, resolve_device, resolve_precision, setup, train_one_epoch
+from cnn.registry import UnknownNameError, lookup
+from cnn.train import OPTIMIZERS, DeviceError, TrainConfig, evaluate, resolve_device, resolve_precision, setup, train_one_epoch
 
 DEFAULT_SIZES = (10_000, 2_000)  # (train, test) images per epoch when not given
+# The study's default grid (study.space.SearchSpace): fused members cycle through these, as a study's fused groups mix them.
+STUDY_ACTIVATIONS = ("relu", "leaky_relu", "tanh")
+STUDY_LOSSES = ("cross_entropy", "mse", "bce_with_logits")
 
 
 class NotebookDataset(torch.utils.data.Dataset):
@@ -162,19 +174,42 @@ def notebook_loop(data: Data, device: torch.device, seed: int = 0) -> Loop:
 def ours_loop(data: Data, device: torch.device, precision: str = "auto", seed: int = 0) -> Loop:
     """Our loop for the notebook's configuration, set up exactly as train() does it."""
     mine = setup(TrainConfig(seed=seed, device=str(device), precision=precision), data)
+    # train() moves the data once per run, not per epoch: moved here, untimed, as for the other contenders of ours.
+    train_set, test_set = data.train.to(device), data.test.to(device)
 
     def ours() -> float:
-        # Moving the data to the device is part of our loop's cost, so it is timed.
-        train_set, test_set = data.train.to(device), data.test.to(device)
         train_one_epoch(mine.model, mine.criterion, mine.optimizer, *_tensors(train_set), 100, mine.generator, dtype=mine.dtype)
         return evaluate(mine.model, mine.criterion, *_tensors(test_set), mine.num_classes, mine.eval_batch, mine.dtype)[1]
 
     return Loop("ours", 1, ours)
 
 
-def fuse_configs(k: int, device: torch.device, precision: str = "auto", seed: int = 0) -> list[TrainConfig]:
-    """K trials of the notebook's configuration that differ only in their seed: seed, seed+1, ..."""
-    return [TrainConfig(seed=seed + j, device=str(device), precision=precision) for j in range(k)]
+def fuse_configs(
+    k: int,
+    device: torch.device,
+    precision: str = "auto",
+    seed: int = 0,
+    activations: tuple[str, ...] = STUDY_ACTIVATIONS,
+    losses: tuple[str, ...] = STUDY_LOSSES,
+    augment: bool = False,
+    optimizer: str = "adam",
+) -> list[TrainConfig]:
+    """K trials as a study fuses them: trial j has ``activations[j % A]``, ``losses[(j // A) % L]`` and seed ``seed + j``.
+
+    So a fused group of 9 or more holds every activation-loss pair of the study's default grid.
+    """
+    return [
+        TrainConfig(
+            activation=activations[j % len(activations)],
+            loss=losses[j // len(activations) % len(losses)],
+            seed=seed + j,
+            device=str(device),
+            precision=precision,
+            augment=augment,
+            optimizer=optimizer,
+        )
+        for j in range(k)
+    ]
 
 
 def one_at_a_time_loop(configs: list[TrainConfig], data: Data) -> Loop:
@@ -196,9 +231,9 @@ def one_at_a_time_loop(configs: list[TrainConfig], data: Data) -> Loop:
     return Loop("one at a time", len(configs), one_at_a_time)
 
 
-def fused_loop(configs: list[TrainConfig], data: Data) -> Loop:
+def fused_loop(configs: list[TrainConfig], data: Data, memory_format: str = "channels_last") -> Loop:
     """The configs' epochs run as one fused network, with the functions ``train_many`` runs."""
-    run = setup_many(configs, data)
+    run = setup_many(configs, data, memory_format)
     train_set, test_set = data.train.to(run.device), data.test.to(run.device)
 
     def fused() -> float:
@@ -223,15 +258,32 @@ def time_loop(device: torch.device, loop: Loop) -> dict:
     }
 
 
-def run_bench(data: Data, rounds: int, device: torch.device, precision: str = "auto", seed: int = 0, fuse: int = 0) -> list[dict]:
+def fair_cudnn(device: torch.device) -> None:
+    """cuDNN's settings for every contender: autotuning on (fixed shapes, as ``setup`` sets it), set before any is built."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+
+def run_bench(
+    data: Data,
+    rounds: int,
+    device: torch.device,
+    precision: str = "auto",
+    seed: int = 0,
+    fuse: int = 0,
+    configs: list[TrainConfig] | None = None,
+    memory_format: str = "channels_last",
+) -> list[dict]:
     """Alternate one notebook epoch and one of ours (and with ``fuse`` K trials one at a time and fused), ``rounds`` times.
 
-    Returns one row per timed call (see :func:`time_loop`), with its ``round``.
+    The fused trials are ``configs`` (default: :func:`fuse_configs`). Returns one row per
+    timed call (see :func:`time_loop`), with its ``round``.
     """
+    fair_cudnn(device)
     loops = [notebook_loop(data, device, seed), ours_loop(data, device, precision, seed)]
     if fuse:
-        configs = fuse_configs(fuse, device, precision, seed)
-        loops += [one_at_a_time_loop(configs, data), fused_loop(configs, data)]
+        configs = configs or fuse_configs(fuse, device, precision, seed)
+        loops += [one_at_a_time_loop(configs, data), fused_loop(configs, data, memory_format)]
     width = max(len(loop.name) for loop in loops)
     rows = []
     for r in range(1, rounds + 1):
@@ -268,6 +320,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--fuse", type=int, default=0, metavar="K", help="also time K trials one at a time and fused into one network (default: 0: off)"
     )
+    fused = parser.add_argument_group("the K trials of --fuse")
+    fused.add_argument(
+        "--activations", default=",".join(STUDY_ACTIVATIONS), help="comma list; trial j gets the (j mod A)-th (default: %(default)s)"
+    )
+    fused.add_argument(
+        "--losses", default=",".join(STUDY_LOSSES), help="comma list; trial j gets the (j div A mod L)-th (default: %(default)s)"
+    )
+    fused.add_argument("--augment", action="store_true", help="random crop and flip in every trial")
+    fused.add_argument("--optimizer", default="adam", help=f"one of {', '.join(OPTIMIZERS)} (default: %(default)s)")
+    fused.add_argument(
+        "--memory-format", default="channels_last", help=f"the fused network's layout: {' or '.join(MEMORY_FORMATS)} (default: %(default)s)"
+    )
     return parser
 
 
@@ -280,6 +344,12 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--fuse must be at least 0 but got {args.fuse}")
     try:
         device = resolve_device(args.device)
+        names = {"activations": tuple(args.activations.split(",")), "losses": tuple(args.losses.split(","))}
+        configs = fuse_configs(args.fuse, device, args.precision, args.seed, **names, augment=args.augment, optimizer=args.optimizer)
+        lookup(MEMORY_FORMATS, args.memory_format, "memory format")
+    except (DeviceError, UnknownNameError) as error:
+        parser.error(str(error))
+    try:
         data = load_data(
             args.data_dir or "./data",
             train_size=DEFAULT_SIZES[0] if args.train_size is None else args.train_size or None,
@@ -288,14 +358,19 @@ def main(argv: list[str] | None = None) -> None:
             download=args.data_dir is None,  # as study.run: only the default folder is downloaded into
             clip=True,  # a folder with fewer images gives all it has; the first line printed says how many ran
         )
-    except (DataError, DeviceError) as error:
+    except DataError as error:
         raise SystemExit(f"error: {error}{flag_hint(error)}") from None
     dtype = resolve_precision(args.precision, device)
     print(
         f"torch {torch.__version__} on {device} ({torch.get_num_threads()} threads); "
         f"{len(data.train)} train + {len(data.test)} test images; ours in {dtype}, notebook in float32"
     )
-    rows = run_bench(data, args.rounds, device, args.precision, args.seed, args.fuse)
+    if args.fuse:
+        members = ", ".join(f"{c.activation}/{c.loss}" for c in configs)
+        print(f"K={args.fuse} trials (optimizer {args.optimizer}, augment {args.augment}, fused in {args.memory_format}): {members}")
+    if device.type == "cuda":
+        print("cudnn.benchmark on for every contender, set once before any of them is built")
+    rows = run_bench(data, args.rounds, device, args.precision, args.seed, args.fuse, configs, args.memory_format)
     per_loop: dict[str, list[float]] = {}
     for row in rows:
         per_loop.setdefault(row["loop"], []).append(row["seconds"])

@@ -9,10 +9,16 @@ weights, batch order, augmentation draws, activation, loss, learning rate, Batch
 statistics and optimiser state. Member k's history is therefore that of
 ``train(configs[k], data)`` up to floating-point summation order.
 
-The members' parameters are not copied into fused tensors: each member stays a plain
-:class:`cnn.model.CNN` whose parameters the fused forward concatenates on the fly (a few
-small copies per step), so one optimiser parameter group per member carries its learning
-rate, and a member that leaves takes an ordinary model with it.
+While members train together their parameters live in stacked (K, ...) tensors, one per
+parameter of the CNN (14 in all), and :class:`FusedOptimizer` updates all of them in one
+vectorised Adam or SGD step with each member's learning rate as an element of a (K,) tensor,
+as HFTA's fused optimisers do. So the number of operators of a training step does not grow
+with K: autograd sees 14 leaves, the optimiser runs a fixed number of ``torch._foreach_*``
+calls, the forward pass no list over members (only one call per distinct activation and per
+distinct loss), and the augmentation of all members is one pass. A member that leaves
+(diverged, stopped by ``on_epoch``, or done) is written back into its own plain
+:class:`cnn.model.CNN`, with its BatchNorm statistics and a ``torch.optim`` optimiser holding
+its state; the others go on as a narrower stack.
 """
 
 import itertools
@@ -26,72 +32,102 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnn.augment import augment as augment_batch
+from cnn.augment import crop_flip, draw, to_device
 from cnn.data import Data, normalize
 from cnn.model import CNN
 from cnn.registry import lookup
-from cnn.train import OPTIMIZERS, EpochRow, TrainConfig, TrainResult, _autocast, evaluate, order_fingerprint, setup
+from cnn.train import OPTIMIZERS, EpochRow, TrainConfig, TrainResult, _autocast, bind_device, evaluate, order_fingerprint, setup
 
 # Fields that decide the shape of the shared computation: fused trials must agree on them.
 SHARED_FIELDS = ("epochs", "batch_size", "optimizer", "augment", "device", "precision", "eval_batch_size")
 
-_LAYERS = ("layer1", "layer2", "layer3")  # CNN's Conv-BatchNorm-activation-MaxPool blocks
+# train_many's memory_format: the fused network's activation layout. Grouped convolutions in channels_last may hit
+# slow cuDNN kernels on some GPUs, so both can be measured (cnn.bench --memory-format, scripts/gpu_check.py).
+MEMORY_FORMATS = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
+
+# Elements of the largest activation of one fused evaluation pass (layer 1's conv output, (B, K*32, 32, 32)):
+# at most 2^30, half of what 32-bit indexing in some kernels allows, so the evaluation batch shrinks as K grows.
+MAX_EVAL_ELEMENTS = 2**30
+
+_CONVS = ("layer1.0", "layer2.0", "layer3.0")  # CNN's Conv-BatchNorm-activation-MaxPool blocks: conv, then norm
+_NORMS = ("layer1.1", "layer2.1", "layer3.1")
+
+
+def _key(name: str) -> str:
+    return name.replace(".", "_")  # ParameterDict keys may not contain dots
+
+
+def _runs(activations: list[nn.Module]) -> list[tuple[nn.Module, int]]:
+    # Runs of consecutive members with the same activation (compared by repr, so arguments count): [(module, members)].
+    return [(next(group), 1 + sum(1 for _ in group)) for _, group in itertools.groupby(activations, key=repr)]
 
 
 class FusedCNN(nn.Module):
-    """K plain :class:`CNN` models computed as one network.
+    """K plain :class:`CNN` models computed as one network with stacked parameters.
 
-    The members' parameters are used in place (gradients reach them); their BatchNorm running
-    statistics live in fused buffers while the network trains and go back into the members
-    with :meth:`write_back`. Members with the same activation should sit next to each other:
-    each run of equal activations is applied as one call.
+    Every parameter ``name`` of :class:`CNN` becomes one (K, *shape) parameter,
+    ``stacked[_key(name)]``, whose slice k is member k's; the BatchNorm running statistics are
+    (K, c) buffers. The members' own models are not touched until :meth:`export`. Members with
+    the same activation should sit next to each other: each run of equal activations is one call.
 
     Input: member k's images in channels ``[3k, 3k+3)``, (B, K*3, H, W), or one batch that
     all members see, (B, 3, H, W). Output: logits (K, B, C).
     """
 
-    def __init__(self, models: list[CNN]):
+    def __init__(self, models: list[CNN], memory_format: torch.memory_format = torch.channels_last):
         super().__init__()
-        self.members = nn.ModuleList(models)
         self.k = len(models)
-        # Per layer, the members' (conv, batchnorm) modules in member order; plain lists, registered once above.
-        self._convs = [[getattr(m, name)[0] for m in models] for name in _LAYERS]
-        self._norms = [[getattr(m, name)[1] for m in models] for name in _LAYERS]
-        for i, norms in enumerate(self._norms):
-            self.register_buffer(f"running_mean{i}", torch.cat([bn.running_mean for bn in norms]))  # (K*c,)
-            self.register_buffer(f"running_var{i}", torch.cat([bn.running_var for bn in norms]))
-        # Runs of consecutive members with the same activation (compared by repr, so arguments count): [(module, members)].
-        activations = [m.layer1[2] for m in models]
-        self._runs = [(next(group), 1 + sum(1 for _ in group)) for _, group in itertools.groupby(activations, key=repr)]
-        self.steps = 0  # training-mode forwards since the last write_back: each adds 1 to every member's num_batches_tracked
+        self.memory_format = memory_format
+        self.names = [name for name, _ in models[0].named_parameters()]
+        per_model = [dict(m.named_parameters()) for m in models]
+        self.stacked = nn.ParameterDict(
+            {_key(name): nn.Parameter(self._layout(torch.stack([p[name].detach().contiguous() for p in per_model]))) for name in self.names}
+        )
+        first_norm = models[0].get_submodule(_NORMS[0])
+        self.momentum, self.eps = first_norm.momentum, first_norm.eps
+        for i, norm in enumerate(_NORMS):
+            norms = [m.get_submodule(norm) for m in models]
+            self.register_buffer(f"running_mean{i}", torch.stack([bn.running_mean for bn in norms]))  # (K, c)
+            self.register_buffer(f"running_var{i}", torch.stack([bn.running_var for bn in norms]))
+        self.activations = [m.layer1[2] for m in models]
+        self._runs = _runs(self.activations)
+        self.steps = 0  # training-mode forwards: each adds 1 to every member's num_batches_tracked (see export)
+
+    def parameter_list(self) -> list[nn.Parameter]:
+        """The stacked parameters in :class:`CNN`'s parameter order (``self.names``; ParameterDict sorts its keys)."""
+        return [self.stacked[_key(name)] for name in self.names]
+
+    def _layout(self, stacked: torch.Tensor) -> torch.Tensor:
+        """A stacked conv weight (K, c_out, c_in, kh, kw) laid out so that its (K*c_out, ...) view is channels_last."""
+        if stacked.dim() != 5 or self.memory_format != torch.channels_last:
+            return stacked.contiguous()
+        return stacked.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
             self.steps += 1
-        for i in range(len(_LAYERS)):
-            convs, norms = self._convs[i], self._norms[i]
-            weight = torch.cat([c.weight for c in convs])  # (K*c_out, c_in, 3, 3): group k's filters are member k's
-            bias = torch.cat([c.bias for c in convs])
+        p = self.stacked
+        for i, (conv, norm) in enumerate(zip(_CONVS, _NORMS, strict=True)):
+            weight = p[_key(conv + ".weight")]  # (K, c_out, c_in, 3, 3)
             # A batch all members share: one ungrouped conv with K*c_out filters is the K convolutions at once,
             # without repeating the input K times.
-            groups = 1 if i == 0 and x.shape[1] == convs[0].in_channels else self.k
-            x = F.conv2d(x, weight, bias, padding=1, groups=groups)  # (B, K*c_out, H, W)
+            groups = 1 if i == 0 and x.shape[1] == weight.shape[2] else self.k
+            x = F.conv2d(x, weight.flatten(0, 1), p[_key(conv + ".bias")].flatten(), padding=1, groups=groups)  # (B, K*c_out, H, W)
             x = F.batch_norm(
                 x,
-                getattr(self, f"running_mean{i}"),
-                getattr(self, f"running_var{i}"),
-                torch.cat([bn.weight for bn in norms]),
-                torch.cat([bn.bias for bn in norms]),
+                getattr(self, f"running_mean{i}").view(-1),  # a view: the in-place update reaches the (K, c) buffer
+                getattr(self, f"running_var{i}").view(-1),
+                p[_key(norm + ".weight")].flatten(),
+                p[_key(norm + ".bias")].flatten(),
                 self.training,
-                norms[0].momentum,
-                norms[0].eps,
+                self.momentum,
+                self.eps,
             )
             x = F.max_pool2d(self._activate(x), 2)  # (B, K*c_out, H/2, W/2)
         # (B, K*128, 4, 4) -> (K, B, 2048): member k's channels flattened (c, h, w), the order CNN.forward's flatten(1) gives.
         features = x.reshape(x.shape[0], self.k, -1).transpose(0, 1)
-        weight = torch.stack([m.fc.weight for m in self.members])  # (K, C, 2048)
-        bias = torch.stack([m.fc.bias for m in self.members]).unsqueeze(1)  # (K, 1, C)
-        return torch.baddbmm(bias, features, weight.transpose(1, 2))  # (K, B, C)
+        bias = p["fc_bias"].unsqueeze(1)  # (K, 1, C)
+        return torch.baddbmm(bias, features, p["fc_weight"].transpose(1, 2))  # (K, B, C)
 
     def _activate(self, x: torch.Tensor) -> torch.Tensor:
         if len(self._runs) == 1:
@@ -101,16 +137,111 @@ class FusedCNN(nn.Module):
         return torch.cat([activation(part) for (activation, _), part in zip(self._runs, parts, strict=True)], dim=1)
 
     @torch.no_grad()
-    def write_back(self) -> None:
-        """Copy the fused BatchNorm statistics into the members' own BatchNorm layers."""
-        for i, norms in enumerate(self._norms):
-            means = getattr(self, f"running_mean{i}").chunk(self.k)
-            variances = getattr(self, f"running_var{i}").chunk(self.k)
-            for bn, mean, var in zip(norms, means, variances, strict=True):
-                bn.running_mean.copy_(mean)
-                bn.running_var.copy_(var)
-                bn.num_batches_tracked += self.steps
-        self.steps = 0
+    def export(self, k: int, model: CNN) -> None:
+        """Write member ``k``'s weights and BatchNorm statistics (and batch count) into its own ``model``."""
+        for name, param in model.named_parameters():
+            param.copy_(self.stacked[_key(name)][k])
+        for i, norm in enumerate(_NORMS):
+            bn = model.get_submodule(norm)
+            bn.running_mean.copy_(getattr(self, f"running_mean{i}")[k])
+            bn.running_var.copy_(getattr(self, f"running_var{i}")[k])
+            bn.num_batches_tracked += self.steps
+
+    @torch.no_grad()
+    def keep(self, members: list[int]) -> None:
+        """Narrow the network to ``members`` (positions, in order); the others' slices are gone."""
+        index = torch.tensor(members, device=self.running_mean0.device)
+        for key, param in list(self.stacked.items()):
+            self.stacked[key] = nn.Parameter(self._layout(param.detach()[index]))
+        for i in range(len(_NORMS)):
+            for stat in ("running_mean", "running_var"):
+                setattr(self, f"{stat}{i}", getattr(self, f"{stat}{i}")[index])
+        self.activations = [self.activations[k] for k in members]
+        self._runs = _runs(self.activations)
+        self.k = len(members)
+
+
+class FusedOptimizer:
+    """One vectorised Adam or SGD step for all K members of a :class:`FusedCNN` (HFTA's ``hfta/optim``).
+
+    ``params`` are the stacked (K, ...) parameters; member k's learning rate is ``lr[k]``, held
+    as a (K, ...) tensor per parameter so that every update is one ``torch._foreach_*`` call
+    over the 14 parameters, whatever K. The update is ``torch.optim.Adam``'s (or ``SGD``'s
+    with momentum) element for element, with the hyperparameters that ``OPTIMIZERS[name]``
+    builds; members train together from their first step, so they share one step count.
+    """
+
+    def __init__(self, name: str, params: list[torch.Tensor], lr: list[float]):
+        defaults = lookup(OPTIMIZERS, name, "optimizer")([torch.zeros(1, requires_grad=True)], 1.0).defaults
+        unsupported = {key: defaults[key] for key in ("weight_decay", "amsgrad", "nesterov", "dampening", "maximize") if defaults.get(key)}
+        if unsupported:
+            raise NotImplementedError(f"the fused {name} optimizer has no {', '.join(f'{k}={v!r}' for k, v in unsupported.items())}")
+        self.name, self.params, self.lr = name, params, list(lr)
+        self.betas, self.eps, self.momentum = defaults.get("betas"), defaults.get("eps"), defaults.get("momentum", 0.0)
+        self.steps = 0  # optimiser steps taken by every member
+        self.state: dict[str, list[torch.Tensor] | None] = (
+            {"exp_avg": [torch.zeros_like(p) for p in params], "exp_avg_sq": [torch.zeros_like(p) for p in params]}
+            if name == "adam"
+            else {"momentum_buffer": None}  # SGD's buffers start as the first gradient, as torch.optim.SGD's
+        )
+        self._set_lr()
+
+    def _set_lr(self) -> None:
+        lr = torch.tensor(self.lr, dtype=self.params[0].dtype, device=self.params[0].device)
+        # -lr, expanded to each parameter's shape and layout: same-shape foreach calls stay on CUDA's fast path.
+        self._neg_lr = [torch.empty_like(p).copy_(-lr.view(-1, *(1,) * (p.dim() - 1)).expand_as(p)) for p in self.params]
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        grads = [p.grad for p in self.params]
+        self.steps += 1
+        if self.name == "adam":
+            beta1, beta2 = self.betas
+            exp_avg, exp_avg_sq = self.state["exp_avg"], self.state["exp_avg_sq"]
+            torch._foreach_lerp_(exp_avg, grads, 1 - beta1)
+            torch._foreach_mul_(exp_avg_sq, beta2)
+            torch._foreach_addcmul_(exp_avg_sq, grads, grads, 1 - beta2)
+            denom = torch._foreach_sqrt(exp_avg_sq)
+            torch._foreach_div_(denom, math.sqrt(1 - beta2**self.steps))
+            torch._foreach_add_(denom, self.eps)
+            update = torch._foreach_div(exp_avg, denom)
+            torch._foreach_mul_(update, self._neg_lr)
+            torch._foreach_add_(self.params, update, alpha=1 / (1 - beta1**self.steps))  # param -= lr / bias_correction1 * m / denom
+        else:
+            buffers = self.state["momentum_buffer"]
+            if buffers is None:
+                self.state["momentum_buffer"] = buffers = [g.clone() for g in grads]
+            else:
+                torch._foreach_mul_(buffers, self.momentum)
+                torch._foreach_add_(buffers, grads)
+            torch._foreach_addcmul_(self.params, buffers, self._neg_lr)
+
+    def keep(self, members: list[int], params: list[torch.Tensor]) -> None:
+        """Narrow to ``members`` (positions, in order), now trained as ``params``."""
+        index = torch.tensor(members, device=params[0].device)
+        for key, tensors in self.state.items():
+            if tensors is not None:
+                self.state[key] = [torch.empty_like(p).copy_(t[index]) for t, p in zip(tensors, params, strict=True)]
+        self.params, self.lr = params, [self.lr[k] for k in members]
+        self._set_lr()
+
+    def export(self, k: int, model: CNN) -> torch.optim.Optimizer:
+        """A ``torch.optim`` optimiser for member ``k``'s own ``model``, holding its state: its steps would go on as here."""
+        optimizer = lookup(OPTIMIZERS, self.name, "optimizer")(model.parameters(), self.lr[k])
+        for i, p in enumerate(model.parameters()):  # the order of the stacked parameters
+            if self.name == "adam" and self.steps:
+                optimizer.state[p] = {
+                    "step": torch.tensor(float(self.steps)),
+                    "exp_avg": torch.empty_like(p).copy_(self.state["exp_avg"][i][k]),
+                    "exp_avg_sq": torch.empty_like(p).copy_(self.state["exp_avg_sq"][i][k]),
+                }
+            elif self.name == "sgd" and self.state["momentum_buffer"] is not None:
+                optimizer.state[p] = {"momentum_buffer": torch.empty_like(p).copy_(self.state["momentum_buffer"][i][k])}
+        return optimizer
 
 
 class _MemberLosses:
@@ -143,13 +274,14 @@ class Member:
 
     index: int  # position in train_many's configs
     config: TrainConfig
-    model: CNN  # the member's own weights, used in place by the fused network; exported as the result
+    model: CNN  # the member's own model: its initial weights, and its trained ones once it has left the fused network
     criterion: nn.Module
     generator: torch.Generator  # the member's shuffling and augmentation, as setup() seeds it
     history: list[EpochRow] = field(default_factory=list)
     confusion: torch.Tensor | None = None  # test confusion (C, C) after the member's last epoch
     diverged: bool = False
     stopped: bool = False
+    optimizer: torch.optim.Optimizer | None = None  # its own optimiser and state, once it has left
 
 
 @dataclass(eq=False)
@@ -162,44 +294,47 @@ class FusedRun:
     optimizer_name: str
     batch_size: int
     augment: bool
-    eval_batch: int  # images per evaluation pass; each pass computes every member
+    eval_batch: int  # images per evaluation pass at K=1; evaluate_many shrinks it as K grows (MAX_EVAL_ELEMENTS)
     num_classes: int
-    net: FusedCNN = field(init=False)
-    optimizer: torch.optim.Optimizer = field(init=False)
-    losses: _MemberLosses = field(init=False)
+    memory_format: torch.memory_format = torch.channels_last
+    net: FusedCNN | None = field(init=False)  # None once every member has left
+    optimizer: FusedOptimizer | None = field(init=False)
+    losses: _MemberLosses | None = field(init=False)
 
     def __post_init__(self):
-        self._assemble(None)
+        self.net = FusedCNN([m.model for m in self.members], self.memory_format)
+        self.optimizer = FusedOptimizer(self.optimizer_name, self.net.parameter_list(), [m.config.lr for m in self.members])
+        self._losses()
 
-    def _assemble(self, previous: torch.optim.Optimizer | None) -> None:
-        # The fused network is rebuilt from the members' own models; their optimiser state moves across unchanged.
-        self.net = FusedCNN([m.model for m in self.members])
-        groups = [{"params": list(m.model.parameters()), "lr": m.config.lr} for m in self.members]
-        self.optimizer = lookup(OPTIMIZERS, self.optimizer_name, "optimizer")(groups, self.members[0].config.lr)
-        if previous is not None:
-            for group in groups:
-                for p in group["params"]:
-                    if p in previous.state:
-                        self.optimizer.state[p] = previous.state[p]  # Adam's step, exp_avg, exp_avg_sq; SGD's momentum
+    def _losses(self) -> None:
         self.losses = _MemberLosses([m.config.loss for m in self.members], [m.criterion for m in self.members], self.device)
 
     def drop(self, leaving: list[Member]) -> None:
         """Take ``leaving`` out of the fused computation, so the others run without them.
 
-        Their models get their BatchNorm statistics back and keep their weights; the rest are
-        fused again with their weights, statistics and optimiser state as they are.
+        Each leaving member's own model gets its weights and BatchNorm statistics, and its
+        ``optimizer`` its state; the rest go on as they are. Once none is left, ``net``,
+        ``optimizer`` and ``losses`` are None.
         """
-        if not leaving:
+        positions = [k for k, m in enumerate(self.members) if m in leaving]
+        if not positions:
             return
-        self.net.write_back()
-        self.members = [m for m in self.members if m not in leaving]
-        if self.members:
-            self._assemble(self.optimizer)
+        for k in positions:
+            member = self.members[k]
+            self.net.export(k, member.model)
+            member.optimizer = self.optimizer.export(k, member.model)
+        staying = [k for k in range(len(self.members)) if k not in positions]
+        self.members = [self.members[k] for k in staying]
+        if not self.members:
+            self.net = self.optimizer = self.losses = None
+            return
+        self.net.keep(staying)
+        self.optimizer.keep(staying, self.net.parameter_list())
+        self._losses()
 
     def finish(self) -> None:
-        """Write every member's BatchNorm statistics back into its own model."""
-        if self.members:
-            self.net.write_back()
+        """Every member leaves: each gets its weights, BatchNorm statistics and optimiser state back."""
+        self.drop(list(self.members))
 
 
 def check_shared(configs: list[TrainConfig]) -> None:
@@ -216,9 +351,11 @@ def check_shared(configs: list[TrainConfig]) -> None:
                 )
 
 
-def setup_many(configs: list[TrainConfig], data: Data) -> FusedRun:
+def setup_many(configs: list[TrainConfig], data: Data, memory_format: str = "channels_last") -> FusedRun:
     """Build each member exactly as ``setup`` does (same seed, same initial weights and generator) and fuse them."""
     check_shared(configs)
+    layout = lookup(MEMORY_FORMATS, memory_format, "memory format")
+    bind_device(configs[0].device)  # a worker on cuda:N allocates there, not on cuda:0
     members = []
     for index, config in enumerate(configs):
         run = setup(config, data)
@@ -234,73 +371,105 @@ def setup_many(configs: list[TrainConfig], data: Data) -> FusedRun:
         augment=first.augment,
         eval_batch=run.eval_batch,
         num_classes=run.num_classes,
+        memory_format=layout,
     )
 
 
-def member_batches(images: torch.Tensor, idx: torch.Tensor, generators: list[torch.Generator] | None = None) -> torch.Tensor:
+def member_batches(
+    images: torch.Tensor, idx: torch.Tensor, draws: torch.Tensor | None = None, memory_format: torch.memory_format = torch.channels_last
+) -> torch.Tensor:
     """Each member's own batch, side by side along channels: uint8 (N, 3, H, W), indices (K, B) -> (B, K*3, H, W).
 
-    With ``generators``, member k's batch is augmented with ``generators[k]`` exactly as
-    ``train_one_epoch`` augments one. The result is channels_last, the layout convs want.
+    With ``draws`` (K, 3, B) on the images' device (see :func:`draw_many`), member k's batch is
+    cropped and flipped by ``draws[k]``, all members in one pass, as ``train_one_epoch``
+    augments one. The result is in ``memory_format`` (channels_last: the layout convs want).
     """
     k, b = idx.shape
-    x = images[idx.reshape(-1)].unflatten(0, (k, b))  # (K, B, 3, H, W)
-    if generators is not None:
-        x = torch.stack([augment_batch(x[j], g) for j, g in enumerate(generators)])
+    x = images[idx.reshape(-1)]  # (K*B, 3, H, W)
+    if draws is not None:
+        x = crop_flip(x, draws.transpose(0, 1).reshape(3, k * b))
     h, w = x.shape[-2:]
     # (K, B, 3, H, W) -> (B, H, W, K, 3) -> (B, H, W, K*3), one copy; permuted back, that is (B, K*3, H, W) in channels_last.
-    return x.permute(1, 3, 4, 0, 2).reshape(b, h, w, k * x.shape[2]).permute(0, 3, 1, 2)
+    x = x.unflatten(0, (k, b)).permute(1, 3, 4, 0, 2).reshape(b, h, w, k * x.shape[1]).permute(0, 3, 1, 2)
+    return x if memory_format == torch.channels_last else x.contiguous(memory_format=memory_format)
+
+
+def draw_many(generators: list[torch.Generator], batch: int, device: torch.device) -> torch.Tensor:
+    """Every member's augmentation draws for one step, each from its own generator: uint8 (K, 3, B) on ``device``, one copy."""
+    return to_device(torch.stack([draw(batch, g) for g in generators]), device)
+
+
+def train_step(run: FusedRun, images: torch.Tensor, labels: torch.Tensor, idx: torch.Tensor, draws: torch.Tensor | None = None):
+    """One optimiser step of every member of ``run`` on its own batch ``idx`` (K, B) of uint8 ``images``.
+
+    Every member is stepped on the sum of the members' losses (each member's parameters get
+    its own loss's gradient only). Returns its (K,) losses (batch means) and (K,) correct
+    counts, on the device: nothing here waits for the device.
+    """
+    x = member_batches(images, idx, draws, run.memory_format)
+    y = labels[idx]  # (K, B)
+    with _autocast(images.device, run.dtype):
+        logits = run.net(normalize(x))  # (K, B, C)
+    # Autocast computes every loss of LOSSES in fp32, so upcasting first gives train()'s losses; vmap would bypass autocast.
+    losses = run.losses(logits.float(), y)  # (K,)
+    run.optimizer.zero_grad()
+    losses.sum().backward()
+    run.optimizer.step()
+    return losses.detach(), (logits.argmax(2) == y).sum(1)
 
 
 def train_epoch_many(run: FusedRun, images: torch.Tensor, labels: torch.Tensor) -> dict[int, tuple[float, float, bool]]:
     """One shuffled pass of every member of ``run`` over uint8 ``images`` (N, 3, H, W) on the device.
 
     Each member draws its own ``randperm`` (and augmentation) from its own generator, as
-    ``train_one_epoch`` does for one model, and is stepped on the sum of the members' losses
-    (each member's parameters get its own loss's gradient only). A member whose running loss
-    turns NaN or infinite stops at once, as ``train_one_epoch`` stops, and leaves the fused
-    computation for the rest of the epoch.
+    ``train_one_epoch`` does for one model. A member whose running loss turns NaN or infinite
+    stops at once, as ``train_one_epoch`` stops, and leaves the fused computation for the rest
+    of the epoch; when all have left, the epoch ends there.
 
     Returns:
         member index -> (mean training loss, training accuracy in percent, diverged), for
         every member that started the epoch.
     """
     device = images.device
+    results: dict[int, tuple[float, float, bool]] = {}
+    if not run.members:
+        return results
     run.net.train()
     n = len(labels)
-    orders = torch.stack([torch.randperm(n, generator=m.generator) for m in run.members]).to(device)  # (K, N)
+    orders = to_device(torch.stack([torch.randperm(n, generator=m.generator) for m in run.members]), device)  # (K, N)
     loss_sum = torch.zeros(len(run.members), device=device)  # (K,) sums over images; on the device, no sync per step
     correct = torch.zeros(len(run.members), dtype=torch.int64, device=device)
     seen = 0
     check_every = 1 if device.type == "cpu" else 25  # as train_one_epoch: a finiteness check syncs the GPU
-    results: dict[int, tuple[float, float, bool]] = {}
     for step, start in enumerate(range(0, n, run.batch_size), 1):
         idx = orders[:, start : start + run.batch_size]  # (K, B)
-        x = member_batches(images, idx, [m.generator for m in run.members] if run.augment else None)
-        y = labels[idx]  # (K, B)
-        with _autocast(device, run.dtype):
-            logits = run.net(normalize(x))  # (K, B, C)
-        # Autocast computes every loss of LOSSES in fp32, so upcasting first gives train()'s losses; vmap would bypass autocast.
-        losses = run.losses(logits.float(), y)  # (K,)
-        run.optimizer.zero_grad(set_to_none=True)
-        losses.sum().backward()
-        run.optimizer.step()
-        loss_sum += losses.detach() * y.shape[1]
-        correct += (logits.argmax(2) == y).sum(1)
-        seen += y.shape[1]
+        draws = draw_many([m.generator for m in run.members], idx.shape[1], device) if run.augment else None
+        losses, hits = train_step(run, images, labels, idx, draws)
+        loss_sum += losses * idx.shape[1]
+        correct += hits
+        seen += idx.shape[1]
         if step % check_every == 0 and not (finite := torch.isfinite(loss_sum)).all():
             keep = finite.tolist()
             leaving = [m for m, ok in zip(run.members, keep, strict=True) if not ok]
-            for m, total, hits in zip(run.members, loss_sum.tolist(), correct.tolist(), strict=True):
+            for m, total, count in zip(run.members, loss_sum.tolist(), correct.tolist(), strict=True):
                 if m in leaving:
-                    results[m.index] = (total / seen, 100.0 * hits / seen, True)
+                    results[m.index] = (total / seen, 100.0 * count / seen, True)
             run.drop(leaving)
-            loss_sum, correct, orders = loss_sum[finite], correct[finite], orders[finite]
             if not run.members:
-                return results
-    for m, total, hits in zip(run.members, loss_sum.tolist(), correct.tolist(), strict=True):
-        results[m.index] = (total / seen, 100.0 * hits / seen, not math.isfinite(total / seen))
+                return results  # every member diverged: nothing left to train
+            loss_sum, correct, orders = loss_sum[finite], correct[finite], orders[finite]
+    for m, total, count in zip(run.members, loss_sum.tolist(), correct.tolist(), strict=True):
+        results[m.index] = (total / seen, 100.0 * count / seen, not math.isfinite(total / seen))
     return results
+
+
+def eval_batch_for(run: FusedRun, shape: torch.Size) -> int:
+    """Images per fused evaluation pass of images of ``shape`` (..., H, W): ``run.eval_batch``, less when K is large.
+
+    Keeps layer 1's activation, (B, K*c, H, W), at most :data:`MAX_EVAL_ELEMENTS` elements.
+    """
+    per_image = len(run.members) * run.net.stacked["layer1_0_weight"].shape[1] * shape[-2] * shape[-1]
+    return max(1, min(run.eval_batch, MAX_EVAL_ELEMENTS // per_image))
 
 
 @torch.inference_mode()
@@ -308,25 +477,37 @@ def evaluate_many(run: FusedRun, images: torch.Tensor, labels: torch.Tensor) -> 
     """Loss, accuracy (percent) and confusion counts (C, C) [true, predicted] of each member of ``run``, in its order.
 
     All members see the same images in the same passes; each is scored with its own loss.
+    Counts accumulate on the device: the only wait for the device is at the end. With no
+    member left, the list is empty.
     """
+    if not run.members:
+        return []
     run.net.eval()
     device, k, c = images.device, len(run.members), run.num_classes
     loss_sum = torch.zeros(k, device=device)
     pairs = torch.zeros(k * c * c, dtype=torch.int64, device=device)  # (member, true, predicted) counts, flattened
     first_row = torch.arange(k, device=device)[:, None] * c  # (K, 1): member k's rows of the stacked confusions start at k*C
-    for start in range(0, len(labels), run.eval_batch):
-        x, y = images[start : start + run.eval_batch], labels[start : start + run.eval_batch]
+    one = torch.ones((), dtype=torch.int64, device=device)
+    batch = eval_batch_for(run, images.shape)
+    for start in range(0, len(labels), batch):
+        x, y = images[start : start + batch], labels[start : start + batch]
         with _autocast(device, run.dtype):
-            logits = run.net(normalize(x))  # (K, B, C) from the shared (B, 3, H, W)
+            logits = run.net(normalize(x).contiguous(memory_format=run.memory_format))  # (K, B, C) from the shared (B, 3, H, W)
         y = y.expand(k, -1)  # (K, B)
         loss_sum += run.losses(logits.float(), y) * y.shape[1]
-        pairs += torch.bincount(((first_row + y) * c + logits.argmax(2)).flatten(), minlength=k * c * c)
+        # index_put_ with accumulate: unlike bincount, it needs no size from the device, so no sync per batch.
+        pairs.index_put_((((first_row + y) * c + logits.argmax(2)).flatten(),), one, accumulate=True)
     confusion = pairs.view(k, c, c).cpu()
     n = len(labels)
     return [(total / n, 100.0 * conf.trace().item() / n, conf) for total, conf in zip(loss_sum.tolist(), confusion, strict=True)]
 
 
-def train_many(configs: list[TrainConfig], data: Data, on_epoch: Callable[[int, EpochRow], bool | None] | None = None) -> list[TrainResult]:
+def train_many(
+    configs: list[TrainConfig],
+    data: Data,
+    on_epoch: Callable[[int, EpochRow], bool | None] | None = None,
+    memory_format: str = "channels_last",
+) -> list[TrainResult]:
     """Train one CNN per config, all at once as one fused network; ``result[k]`` is what ``train(configs[k], data)`` gives.
 
     The configs must agree on :data:`SHARED_FIELDS` and may differ in activation, loss, lr
@@ -340,6 +521,8 @@ def train_many(configs: list[TrainConfig], data: Data, on_epoch: Callable[[int, 
         data: train and test splits (and a validation split, evaluated too when present).
         on_epoch: called as ``on_epoch(k, row)`` with each member's index in ``configs`` and
             its epoch row; returning True stops that member.
+        memory_format: the fused network's activation layout, a key of :data:`MEMORY_FORMATS`
+            ("channels_last" or "contiguous"); results do not depend on it.
 
     Returns:
         One :class:`TrainResult` per config, in order; each ``model`` is a plain ``CNN``.
@@ -350,7 +533,7 @@ def train_many(configs: list[TrainConfig], data: Data, on_epoch: Callable[[int, 
         >>> configs = [TrainConfig(epochs=1, lr=lr) for lr in (1e-3, 3e-4)]  # doctest: +SKIP
         >>> [r.test_acc for r in train_many(configs, load_data("data"))]  # doctest: +SKIP
     """
-    run = setup_many(configs, data)
+    run = setup_many(configs, data, memory_format)
     members = sorted(run.members, key=lambda m: m.index)
     train_set, test_set = data.train.to(run.device), data.test.to(run.device)
     val_set = data.val.to(run.device) if data.val is not None else None

@@ -112,6 +112,19 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
+def bind_device(name: str = "auto") -> torch.device:
+    """Resolve ``name`` and, for a CUDA GPU, make it this process's current device (``torch.cuda.set_device``).
+
+    A worker process given ``cuda:N`` calls this first, so that what PyTorch puts on "the
+    current GPU" (a CUDA context, cuDNN and cuBLAS handles, pinned-memory bookkeeping) goes to
+    GPU N and not also to GPU 0. Elsewhere it only resolves the name.
+    """
+    device = resolve_device(name)
+    if device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device)
+    return device
+
+
 def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` computes bfloat16 in hardware (CUDA since Ampere, AVX512-BF16 or AMX CPUs)."""
     if device.type == "cuda":

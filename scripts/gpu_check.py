@@ -1,61 +1,144 @@
-"""GPU check: the notebook's loop against ours, and fused trials against one at a time, on one CUDA GPU.
+"""GPU check: one command for a GPU machine without internet that brings back the speed figures and a full-data study.
 
 Usage:
-    python scripts/gpu_check.py --data-dir DIR [--time-limit 420] [--precision auto]
+    python scripts/gpu_check.py --data cifar10-jpg.tar.gz [--out gpu-check] [--time-limit 450] [-- STUDY FLAGS]
 
-Within the time limit, on the whole training and test sets (or --train-size/--test-size):
-one epoch of the notebook's loop and of ours for one trial (s/epoch); one trial at a time
-(our loop, K=1, the baseline); then K trials fused into one network for K in 1, 4, 16, 64
-(trial-epochs/s and the ratio to the baseline), stopping at the first K that runs out of
-memory or would pass the time limit. The contenders and the clock are ``cnn.bench``'s.
+Uses the machine's own PyTorch (nothing is installed or downloaded) and, within the time limit
+(everything included, data extraction and the report too):
 
-A contender whose second epoch fits in the time left is timed twice and reports the second
-epoch (the first pays for cuDNN's autotuning and the allocator's growth); "cold" marks a
-figure from a first epoch. Without a CUDA device the script says so in one line and exits
-with status 0.
+1. the data: a JPEG archive (.tar.gz, .tgz or .tar, with train/<class>/ and test/<class>/ at
+   its top or one folder down) is extracted into OUT/data, or a folder is used as it is;
+2. the figures, each printed with the GPU's name: one epoch of the notebook's loop and of ours
+   for one trial; our loop one trial at a time (the baseline); K trials fused for K in 1, 4,
+   16, 64 as the study fuses them (the study's activations and losses mixed), in trial-epochs
+   per second and as a multiple of the baseline; and fused K=16 in the contiguous layout
+   against channels_last. They stop at the first K that runs out of GPU memory (every CUDA
+   allocation failure is caught, cuDNN's included) or passes its share of the time;
+3. a real study in the time left: ``python -m study.run --fuse auto`` on the whole training and
+   test sets, the default 54-trial grid of 10 epochs (or what fits: it is stopped in time and
+   resumes where it stopped when the command runs again), the database written with weights
+   stripped (``--keep-weights none``) to OUT/study.db and the report to OUT/report;
+4. OUT/gpu-check-results.tar.gz: the log, the figures (figures.json), the database and the
+   report: the one file to bring back.
+
+``--device cpu`` runs the same steps on the CPU (for the test that runs the whole script on a
+tiny subset); flags after ``--`` go to ``study.run`` as they are (the last of a repeated flag wins).
 """
 
 import argparse
+import json
+import os
+import signal
+import subprocess
 import sys
+import tarfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing the package
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run from a checkout without installing the package
 
-from cnn.bench import Loop, fuse_configs, fused_loop, notebook_loop, one_at_a_time_loop, ours_loop, time_loop
-from cnn.cli import ArgumentParser, flag_hint
-from cnn.data import DataError, load_data
-from cnn.train import resolve_precision
+from cnn.bench import Loop, fair_cudnn, fuse_configs, fused_loop, notebook_loop, one_at_a_time_loop, ours_loop, time_loop  # noqa: E402
+from cnn.cli import ArgumentParser, flag_hint  # noqa: E402
+from cnn.data import DataError, load_data  # noqa: E402
+from cnn.train import DeviceError, resolve_device, resolve_precision  # noqa: E402
 
 FUSE_SIZES = (1, 4, 16, 64)  # trials per fused network
+STUDY_NAME = "gpu-check"
+REPORT_SECONDS = 60.0  # kept back from the study for the report and the archive
+ALLOCATION_FAILURES = ("out of memory", "cuda", "cudnn", "cublas")  # words of a RuntimeError from a failed CUDA allocation
 
 
 def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="python scripts/gpu_check.py", description="Time fused trials against one at a time on a CUDA GPU.")
-    parser.add_argument("--data-dir", required=True, help="image folder (train/, test/) or CIFAR-10 folder; nothing is downloaded")
-    parser.add_argument("--time-limit", type=float, default=420.0, help="seconds for the whole check, data loading included (default: 420)")
-    parser.add_argument("--train-size", type=int, help="stratified training images per epoch (default: all)")
-    parser.add_argument("--test-size", type=int, help="stratified test images per epoch (default: all)")
-    parser.add_argument("--precision", default="auto", help="our loops' precision: auto, bf16 or fp32 (default: auto)")
+    parser = ArgumentParser(
+        prog="python scripts/gpu_check.py",
+        description="Speed figures and a full-data fused study on one GPU, within a time limit; everything lands in one archive.",
+    )
+    parser.add_argument("--data", "--data-dir", dest="data", required=True, help="CIFAR-10 JPEG archive (.tar.gz) or image folder")
+    parser.add_argument("--out", default="gpu-check", help="output folder; a second run resumes the study there (default: %(default)s)")
+    parser.add_argument("--time-limit", type=float, default=450.0, help="seconds for everything (default: %(default)s, 7.5 minutes)")
+    parser.add_argument(
+        "--figures-share", type=float, default=0.3, help="most of the time limit the figures may take (default: %(default)s)"
+    )
+    parser.add_argument("--device", default="cuda", help="cuda, cuda:N, or cpu for a test run (default: %(default)s)")
+    parser.add_argument("--train-size", type=int, help="stratified training images, for figures and study (default: all)")
+    parser.add_argument("--test-size", type=int, help="stratified test images, for figures and study (default: all)")
+    parser.add_argument("--epochs", type=int, default=10, help="epochs per trial of the study (default: %(default)s)")
+    parser.add_argument("--fuse-sizes", default=",".join(map(str, FUSE_SIZES)), help="K of the fused figures (default: %(default)s)")
+    parser.add_argument("--precision", default="auto", help="auto, bf16 or fp32 (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0)
     return parser
 
 
-class Clock:
-    """The time left before the limit, and what a contender may spend of it."""
+def is_allocation_failure(error: BaseException) -> bool:
+    """Whether ``error`` is the GPU running out of memory: ``torch.OutOfMemoryError``, or a RuntimeError from CUDA, cuDNN or cuBLAS."""
+    if isinstance(error, torch.OutOfMemoryError):
+        return True
+    return isinstance(error, RuntimeError) and any(word in str(error).lower() for word in ALLOCATION_FAILURES)
 
-    def __init__(self, limit: float):
-        self.deadline = time.monotonic() + limit
+
+class Clock:
+    """The time left before a deadline."""
+
+    def __init__(self, seconds: float, start: float | None = None):
+        self.deadline = (time.monotonic() if start is None else start) + seconds
 
     def left(self) -> float:
         return self.deadline - time.monotonic()
 
 
+class Log:
+    """Print to stdout and to OUT/gpu_check.log; every figure line carries the device's name."""
+
+    def __init__(self, path: Path):
+        self.file = path.open("a")
+        self.device_name = ""
+
+    def __call__(self, message: str, figure: bool = False) -> None:
+        line = f"[{self.device_name}] {message}" if figure else message
+        print(line, flush=True)
+        self.file.write(line + "\n")
+        self.file.flush()
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    import platform
+
+    return f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
+def prepare_data(source: Path, out: Path, log: Log) -> Path:
+    """The image folder: ``source`` itself, or the archive extracted into OUT/data (once; a rerun reuses it)."""
+    if source.is_dir():
+        return source
+    if not source.is_file():
+        raise DataError(f"{source} is neither an image folder nor an archive")
+    target = out / "data"
+    done = target / ".extracted"
+    if not done.exists() or done.read_text() != f"{source.resolve()} {source.stat().st_size}":
+        started = time.monotonic()
+        target.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(source) as archive:
+            archive.extractall(target, filter="data")
+        done.write_text(f"{source.resolve()} {source.stat().st_size}")
+        log(f"extracted {source.name} into {target} in {time.monotonic() - started:.0f} s")
+    for folder in (target, *sorted(p for p in target.iterdir() if p.is_dir())):
+        if (folder / "train").is_dir() and (folder / "test").is_dir():
+            return folder
+    raise DataError(f"{source} holds no train/ and test/ folders at its top or one folder down")
+
+
 def measure(device: torch.device, make: Callable[[], Loop], estimate: float, clock: Clock, warm: bool = True) -> dict | None:
-    """Time one epoch of the loop ``make()`` builds, then (``warm``) a second one when it fits; None when the first would not fit."""
+    """Time one epoch of the loop ``make()`` builds, then (``warm``) a second one when it fits; None when the first would not fit.
+
+    The first epoch pays for cuDNN's autotuning and the allocator's growth: a second one that fits is the figure.
+    """
     if estimate > clock.left():
         return None
     loop = make()
@@ -69,67 +152,200 @@ def _cold(row: dict) -> str:
     return " (cold)" if row["cold"] else ""
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if not torch.cuda.is_available():
-        print("gpu_check: no CUDA device on this machine; nothing measured")
-        return 0
-    check(args, torch.device("cuda"))
-    return 0
+def _free(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.empty_cache()
 
 
-def check(args: argparse.Namespace, device: torch.device) -> None:
-    """Measure and print every figure that fits in ``args.time_limit`` on ``device``."""
-    clock = Clock(args.time_limit)
-    try:
-        data = load_data(args.data_dir, train_size=args.train_size, test_size=args.test_size, seed=args.seed, download=False, clip=True)
-    except DataError as error:
-        raise SystemExit(f"error: {error}{flag_hint(error)}") from None
-    dtype = resolve_precision(args.precision, device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else str(device)
-    print(
-        f"GPU: {name}; torch {torch.__version__}; ours in {dtype}, notebook in float32; "
-        f"{len(data.train)} train + {len(data.test)} test images; {args.time_limit:.0f} s limit",
-        flush=True,
-    )
+def figures(args: argparse.Namespace, device: torch.device, data, clock: Clock, log: Log) -> dict:
+    """Measure and print every figure that fits before ``clock``'s deadline; returns them by name."""
+    found: dict = {}
 
+    def guarded(name: str, run: Callable[[], dict | None]) -> dict | bool | None:
+        # False: the GPU ran out of memory (said, and the caller stops growing K); None: no time left.
+        try:
+            return run()
+        except Exception as error:
+            if not is_allocation_failure(error):
+                raise
+            _free(device)
+            log(f"{name}: out of GPU memory ({type(error).__name__}: {str(error).splitlines()[0][:160]})", figure=True)
+            found[name] = {"error": str(error).splitlines()[0]}
+            return False
+
+    fair_cudnn(device)  # the same cuDNN settings for every contender, set before the first is built
     # The notebook's epoch is bound by PIL on the CPU, which needs no warming up: timed once.
-    notebook = measure(device, lambda: notebook_loop(data, device, args.seed), 0.0, clock, warm=False)
-    print(f"notebook loop, one trial: {notebook['seconds']:7.2f} s/epoch", flush=True)
-    ours = measure(device, lambda: ours_loop(data, device, args.precision, args.seed), 0.0, clock)
-    if ours is None:
-        print("our loop: skipped, the notebook's epoch used up the time limit")
-        return
-    speedup = notebook["seconds"] / ours["seconds"]
-    print(f"our loop, one trial:      {ours['seconds']:7.2f} s/epoch{_cold(ours)}  {speedup:.2f}x the notebook's speed", flush=True)
+    notebook = guarded("notebook", lambda: measure(device, lambda: notebook_loop(data, device, args.seed), 0.0, clock, warm=False))
+    if notebook:
+        found["notebook"] = notebook
+        log(f"notebook loop, one trial: {notebook['seconds']:7.2f} s/epoch", figure=True)
+    ours = guarded("ours", lambda: measure(device, lambda: ours_loop(data, device, args.precision, args.seed), 0.0, clock))
+    if not ours:
+        log("our loop: skipped, no time or memory left", figure=True)
+        return found
+    found["ours"] = ours
+    speedup = f"  {notebook['seconds'] / ours['seconds']:.2f}x the notebook's speed" if notebook else ""
+    log(f"our loop, one trial:      {ours['seconds']:7.2f} s/epoch{_cold(ours)}{speedup}", figure=True)
 
-    baseline = measure(device, lambda: one_at_a_time_loop(fuse_configs(1, device, args.precision, args.seed), data), ours["seconds"], clock)
-    if baseline is None:
-        print("one trial at a time: skipped, no time left")
-        return
+    def configs(k: int):
+        return fuse_configs(k, device, args.precision, args.seed)
+
+    baseline = guarded("one at a time", lambda: measure(device, lambda: one_at_a_time_loop(configs(1), data), ours["seconds"], clock))
+    if not baseline:
+        log("one trial at a time: skipped, no time or memory left", figure=True)
+        return found
+    found["one at a time"] = baseline
     rate = baseline["trial_epochs_per_s"]
-    print(f"one at a time, K=1:       {baseline['seconds']:7.2f} s/epoch{_cold(baseline)}  {rate:7.3f} trial-epochs/s", flush=True)
+    log(f"one at a time, K=1:       {baseline['seconds']:7.2f} s/epoch{_cold(baseline)}  {rate:7.3f} trial-epochs/s", figure=True)
 
     previous = (1, baseline["seconds"])
-    for k in FUSE_SIZES:
+    for k in [int(k) for k in args.fuse_sizes.split(",")]:
         estimate = previous[1] * k / previous[0]  # linear in K: the most a fused epoch should cost
+        layouts = ("channels_last", "contiguous") if k == 16 else ("channels_last",)  # grouped convs in both layouts, once
+        for layout in layouts:
+            name = f"fused K={k}" + ("" if layout == "channels_last" else f" {layout}")
+            make = lambda k=k, layout=layout: fused_loop(configs(k), data, layout)  # noqa: E731
+            row = guarded(name, lambda make=make, estimate=estimate: measure(device, make, estimate, clock))
+            if not row:
+                if row is None:
+                    log(f"{name}: skipped, about {estimate:.0f} s would pass the figures' time ({clock.left():.0f} s left)", figure=True)
+                return found  # out of time or memory: a larger K would be too
+            found[name] = row
+            log(
+                f"{name:<26s}{row['seconds']:7.2f} s/epoch{_cold(row)}  {row['trial_epochs_per_s']:7.3f} trial-epochs/s  "
+                f"{row['trial_epochs_per_s'] / rate:5.2f}x one at a time  peak {row['peak_bytes'] / 2**30:.2f} GiB",
+                figure=True,
+            )
+            if layout == "channels_last":
+                previous = (k, row["seconds"])
+            _free(device)
+    return found
+
+
+def group_size(device: torch.device, extra: list[str]) -> int:
+    """Trials per fused group of the study: ``--fuse`` among the extra flags (the last one), else auto's (16 on CUDA, 1 elsewhere)."""
+    given = [extra[i + 1] for i, flag in enumerate(extra[:-1]) if flag == "--fuse"]
+    if given and given[-1].isdigit():
+        return int(given[-1])
+    return 16 if device.type == "cuda" else 1
+
+
+def group_seconds(found: dict, group: int, epochs: int) -> float:
+    """About how long one fused group of ``group`` trials takes, from the largest fused figure up to that K (0: none measured)."""
+    sizes = [(int(name[8:]), row) for name, row in found.items() if name.startswith("fused K=") and name[8:].isdigit()]
+    sizes = [(k, row) for k, row in sizes if k <= max(group, 1) and "seconds" in row]
+    if not sizes:
+        return 0.0
+    k, row = max(sizes, key=lambda pair: pair[0])
+    return row["seconds"] * group / k * epochs
+
+
+def study_command(args: argparse.Namespace, data_dir: Path, out: Path, timeout: float, extra: list[str]) -> list[str]:
+    """``python -m study.run`` for a fused, resumable study into OUT/study.db, weights stripped, no report (built after)."""
+    command = [sys.executable, "-m", "study.run", "--data-dir", str(data_dir), "--fuse", "auto"]
+    command += ["--storage", f"sqlite:///{(out / 'study.db').resolve()}", "--study-name", STUDY_NAME, "--keep-weights", "none"]
+    command += ["--device", args.device, "--epochs", str(args.epochs), "--precision", args.precision, "--seed", str(args.seed)]
+    command += ["--no-report", "--timeout", f"{max(1.0, timeout):.0f}"]
+    for flag, value in (("--train-size", args.train_size), ("--test-size", args.test_size)):
+        if value is not None:
+            command += [flag, str(value)]
+    return command + extra
+
+
+def run_logged(command: list[str], log: Log, seconds: float) -> int:
+    """Run ``command`` in the repository, its output into the log; past ``seconds``, SIGINT (the study queues its running
+    trials again, so a rerun resumes them), then SIGKILL 30 s later. Returns its exit status."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+
+    def pump():
+        for line in process.stdout:
+            log(line.rstrip("\n").split("\r")[-1])
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    try:
+        process.wait(timeout=max(1.0, seconds))
+    except subprocess.TimeoutExpired:
+        log(f"time is up: stopping {command[2]} (a rerun of this command resumes it)")
+        process.send_signal(signal.SIGINT)
         try:
-            row = measure(device, lambda k=k: fused_loop(fuse_configs(k, device, args.precision, args.seed), data), estimate, clock)
-        except torch.cuda.OutOfMemoryError:
-            torch.cuda.empty_cache()
-            print(f"fused K={k}: out of GPU memory; larger K skipped")
-            break
-        if row is None:
-            print(f"fused K={k}: skipped, about {estimate:.0f} s would pass the time limit ({clock.left():.0f} s left)")
-            break
-        ratio = row["trial_epochs_per_s"] / rate
-        print(
-            f"fused K={k:<3d}  {row['seconds']:7.2f} s/epoch{_cold(row)}  {row['trial_epochs_per_s']:7.3f} trial-epochs/s  "
-            f"{ratio:5.2f}x one at a time  peak {row['peak_bytes'] / 2**30:.1f} GiB",
-            flush=True,
-        )
-        previous = (k, row["seconds"])
-    print(f"done, {args.time_limit - clock.left():.0f} s")
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    reader.join(timeout=10)
+    return process.returncode
+
+
+def pack(out: Path, log: Log) -> Path:
+    """OUT/gpu-check-results.tar.gz: the log, figures.json, study.db and report/."""
+    archive = out / "gpu-check-results.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for name in ("gpu_check.log", "figures.json", "study.db", "report"):
+            if (out / name).exists():
+                tar.add(out / name, arcname=name)
+    log(f"results: {archive} ({archive.stat().st_size / 2**20:.1f} MiB): bring this file back")
+    return archive
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
+    args = build_parser().parse_args(argv[: argv.index("--")] if "--" in argv else argv)
+    clock = Clock(args.time_limit)
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    log = Log(out / "gpu_check.log")
+    log(f"== gpu_check {time.strftime('%Y-%m-%d %H:%M:%S %Z')}: {' '.join(argv)}")
+    try:
+        device = resolve_device(args.device)
+    except DeviceError as error:
+        log(f"gpu_check: {error}; nothing measured (--device cpu runs the check on the CPU)")
+        return 1
+    log.device_name = device_name(device)
+    try:
+        data_dir = prepare_data(Path(args.data).expanduser().resolve(), out, log)
+        data = load_data(data_dir, train_size=args.train_size, test_size=args.test_size, seed=args.seed, download=False, clip=True)
+    except DataError as error:
+        log(f"error: {error}{flag_hint(error)}")
+        return 2
+    dtype = resolve_precision(args.precision, device)
+    versions = f"torch {torch.__version__}"
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        versions += f", CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}, {props.total_memory / 2**30:.0f} GiB"
+    log(
+        f"device: {log.device_name}; {versions}; ours in {dtype}, notebook in float32; "
+        f"{len(data.train)} train + {len(data.test)} test images; {args.time_limit:.0f} s limit, {clock.left():.0f} s left"
+    )
+
+    share = Clock(min(args.figures_share * args.time_limit, clock.left() - REPORT_SECONDS))
+    found = figures(args, device, data, share, log)
+    (out / "figures.json").write_text(
+        json.dumps({"device": log.device_name, "torch": torch.__version__, "figures": found}, indent=2, default=str) + "\n"
+    )
+    del data
+    _free(device)
+
+    left = clock.left() - REPORT_SECONDS
+    # No fused group should start that cannot finish in time: --timeout leaves room for one group's epochs.
+    group = group_seconds(found, group_size(device, extra), args.epochs)
+    log(f"study: {left:.0f} s for python -m study.run --fuse auto, new groups of trials until {max(1.0, left - group):.0f} s")
+    status = run_logged(study_command(args, data_dir, out, left - group, extra), log, left) if left > 5 else None
+    # 130: stopped in time by SIGINT; its running trials are queued again for the next run.
+    study_ok = status in (0, 130)
+    if not study_ok:
+        log(f"study.run exited with status {status}" if status is not None else "study: skipped, no time left")
+    report = [sys.executable, "-m", "reports.build", "--storage", f"sqlite:///{out / 'study.db'}"]
+    report += ["--study-name", STUDY_NAME, "--out", str(out / "report"), "--no-samples"]
+    report_ok = (out / "study.db").exists() and run_logged(report, log, max(10.0, clock.left() - 5)) == 0
+    if not report_ok:
+        log("report: not built (see above)")
+    pack(out, log)
+    log(f"done in {args.time_limit - clock.left():.0f} s")
+    return 0 if study_ok and report_ok else 1
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import torch
 
 from cnn import LOSSES, TrainConfig, build_loss, build_model, load_data, train, train_many
 from cnn.augment import augment
-from cnn.fused import SHARED_FIELDS, FusedCNN, _MemberLosses, member_batches
+from cnn.fused import SHARED_FIELDS, FusedCNN, _MemberLosses, draw_many, member_batches
 
 # Three trials that differ in everything a fused run lets them differ in.
 TRIO = [
@@ -71,21 +71,24 @@ def _assert_same_run(fused, plain, config: TrainConfig, data) -> None:
 # Fast checks of the fused network on random tensors.
 
 
-def _members(activations: list[str]) -> list:
+def _members(activations: list[str], memory_format=torch.contiguous_format) -> list:
     torch.manual_seed(0)
-    return [build_model(a) for a in activations]
+    return [build_model(a).to(memory_format=memory_format) for a in activations]
 
 
-def test_fused_cnn_matches_its_members_in_training_and_evaluation():
+@pytest.mark.parametrize("memory_format", [torch.channels_last, torch.contiguous_format])
+def test_fused_cnn_matches_its_members_in_training_and_evaluation(memory_format):
     activations = ["relu", "tanh", "relu"]  # not grouped: the relu members are two runs
-    models = _members(activations)
-    fused = FusedCNN(models)
-    x = torch.randn(5, 9, 32, 32)  # member k's batch in channels 3k..3k+2
+    # Plain and fused in the same layout: the kernels of another layout sum in another order.
+    models = _members(activations, memory_format)
+    fused = FusedCNN(models, memory_format)
+    x = torch.randn(5, 9, 32, 32).contiguous(memory_format=memory_format)  # member k's batch in channels 3k..3k+2
     logits = fused(x)
     assert logits.shape == (3, 5, 10)
     (logits**2).sum().backward()
-    fused_grads = [{name: p.grad.clone() for name, p in m.named_parameters()} for m in models]
-    plain = _members(activations)
+    # Member k's gradient is slice k of each stacked parameter's.
+    fused_grads = [{name: fused.stacked[name.replace(".", "_")].grad[k] for name, _ in m.named_parameters()} for k, m in enumerate(models)]
+    plain = _members(activations, memory_format)
     for k, model in enumerate(plain):
         want = model(x[:, 3 * k : 3 * k + 3])
         torch.testing.assert_close(logits[k], want, rtol=1e-4, atol=1e-5)
@@ -95,21 +98,22 @@ def test_fused_cnn_matches_its_members_in_training_and_evaluation():
             atol = 1e-4 if name.endswith(".0.bias") else 1e-5
             torch.testing.assert_close(fused_grads[k][name], p.grad, rtol=1e-4, atol=atol, msg=name)
     fused.eval()
-    shared = torch.randn(4, 3, 32, 32)  # evaluation: every member sees the same images
+    shared = torch.randn(4, 3, 32, 32).contiguous(memory_format=memory_format)  # evaluation: every member sees the same images
     with torch.no_grad():
         logits = fused(shared)
-    fused.write_back()
     for k, model in enumerate(models):
+        fused.export(k, model)
         torch.testing.assert_close(logits[k], model.eval()(shared), rtol=1e-4, atol=1e-5)
 
 
-def test_fused_cnn_write_back_gives_each_member_its_own_batchnorm_statistics():
+def test_fused_cnn_export_gives_each_member_its_own_batchnorm_statistics():
     models = _members(["relu", "gelu"])
-    fused = FusedCNN(models)
+    fused = FusedCNN(models, torch.contiguous_format)
     x = torch.randn(6, 6, 32, 32)
     fused(x)
     fused(x)
-    fused.write_back()
+    for k, model in enumerate(models):
+        fused.export(k, model)
     plain = _members(["relu", "gelu"])
     for k, model in enumerate(plain):
         model(x[:, 3 * k : 3 * k + 3])
@@ -132,7 +136,7 @@ def test_member_batches_augments_each_member_with_its_own_generator():
     images = torch.randint(0, 256, (20, 3, 32, 32), dtype=torch.uint8)
     idx = torch.stack([torch.arange(4), torch.arange(4, 8)])
     generators = [torch.Generator().manual_seed(seed) for seed in (1, 2)]
-    x = member_batches(images, idx, generators)
+    x = member_batches(images, idx, draw_many(generators, 4, images.device))  # one pass for both members
     for k, seed in enumerate((1, 2)):
         assert torch.equal(x[:, 3 * k : 3 * k + 3], augment(images[idx[k]], torch.Generator().manual_seed(seed)))
 
@@ -228,3 +232,40 @@ def test_train_many_stopped_member_leaves_and_the_others_go_on_unchanged(cifar_d
     for k in (0, 2):
         assert not results[k].stopped and len(results[k].history) == 2
         _assert_same_run(results[k], train(configs[k], data), configs[k], data)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("k", [1, 2])
+def test_train_many_every_member_diverging_in_the_same_epoch_ends_cleanly(small, k):
+    # A tail group of one trial at a high SGD lr, or K identical ones: every member still training leaves in the
+    # same epoch, mid-epoch (the CPU checks every step), and nothing is left to evaluate fused.
+    exploding = dataclasses.replace(TrainConfig(activation="relu", loss="mse", lr=10.0, seed=1), optimizer="sgd", epochs=3, **CPU)
+    results = train_many([exploding] * k, small)
+    alone = train(exploding, small)
+    assert alone.diverged and len(alone.history) < 3
+    for result in results:
+        assert result.diverged and not result.stopped
+        assert len(result.history) == len(alone.history)
+        assert result.history[-1]["test_acc"] == pytest.approx(alone.history[-1]["test_acc"], abs=100 / len(small.test))
+        assert type(result.model).__name__ == "CNN"
+
+
+@pytest.mark.slow
+def test_train_many_every_member_stopped_at_once_ends_cleanly(small):
+    configs = _configs("sgd", epochs=3)
+    results = train_many(configs, small, on_epoch=lambda index, row: True)
+    for config, result in zip(configs, results, strict=True):
+        assert result.stopped and not result.diverged and len(result.history) == 1
+        _assert_same_run(result, train(config, small, on_epoch=lambda row: True), config, small)
+
+
+@pytest.mark.slow
+def test_train_many_in_contiguous_memory_format_matches_own_train_runs(small):
+    configs = _configs("sgd")
+    for config, result in zip(configs, train_many(configs, small, memory_format="contiguous"), strict=True):
+        _assert_same_run(result, train(config, small), config, small)
+
+
+def test_train_many_rejects_an_unknown_memory_format():
+    with pytest.raises(ValueError, match="memory format"):
+        train_many([TrainConfig(**CPU)], None, memory_format="nhwc")

@@ -1,0 +1,81 @@
+"""scripts/gpu_check.py: the one command for a GPU machine, run whole on the CPU on a tiny subset."""
+
+import importlib.util
+import sqlite3
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.helpers import REPO
+
+SCRIPT = REPO / "scripts" / "gpu_check.py"
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_cuda_allocation_failure_is_caught_and_nothing_else():
+    gpu_check = _script()
+    failures = [
+        torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+        RuntimeError("CUDA error: out of memory"),
+        RuntimeError("cuDNN error: CUDNN_STATUS_ALLOC_FAILED"),
+        RuntimeError("CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"),
+    ]
+    assert all(gpu_check.is_allocation_failure(error) for error in failures)
+    assert not gpu_check.is_allocation_failure(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
+    assert not gpu_check.is_allocation_failure(ValueError("out of memory"))
+
+
+def test_group_size_is_the_last_fuse_flag_or_autos():
+    gpu_check = _script()
+    assert gpu_check.group_size(torch.device("cuda"), []) == 16
+    assert gpu_check.group_size(torch.device("cpu"), ["--epochs", "2"]) == 1
+    assert gpu_check.group_size(torch.device("cpu"), ["--fuse", "4", "--fuse", "2"]) == 2
+    # A group of 16 at 2 s per fused K=4 epoch: 8 s per epoch.
+    assert gpu_check.group_seconds({"fused K=4": {"seconds": 2.0}, "fused K=16 contiguous": {"seconds": 1.0}}, 16, 10) == 80.0
+
+
+def _tiny_archive(cifar_dir: Path, path: Path, per_class: dict[str, int]) -> Path:
+    # The archive a GPU machine gets, with its folders one level down, as the full CIFAR-10 JPEG archive may have them.
+    with tarfile.open(path, "w:gz") as archive:
+        for split, n in per_class.items():
+            for folder in sorted((cifar_dir / split).iterdir()):
+                for image in sorted(folder.iterdir())[:n]:
+                    archive.add(image, arcname=f"cifar10-jpg/{split}/{folder.name}/{image.name}")
+    return path
+
+
+@pytest.mark.slow
+def test_gpu_check_on_the_cpu_brings_back_figures_database_and_report(cifar_dir, tmp_path):
+    archive = _tiny_archive(cifar_dir, tmp_path / "tiny.tar.gz", {"train": 20, "test": 10})
+    out = tmp_path / "out"
+    # Two activations x two learning rates, one epoch each, fused two at a time: the smallest grid the report analyses.
+    study = ["--activations", "relu,tanh", "--losses", "cross_entropy", "--grid-lrs", "2", "--lr-min", "1e-3", "--lr-max", "1e-2"]
+    command = [sys.executable, str(SCRIPT), "--data", str(archive), "--out", str(out), "--device", "cpu", "--epochs", "1"]
+    command += ["--fuse-sizes", "2", "--time-limit", "240", "--", *study, "--fuse", "2"]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    # Every figure is printed with the device's name.
+    figures = [line for line in lines if "s/epoch" in line]
+    assert len(figures) == 4 and all(line.startswith("[CPU") for line in figures), figures
+    assert any("fused K=2" in line and "x one at a time" in line for line in figures)
+    with sqlite3.connect(out / "study.db") as db:
+        states = [state for (state,) in db.execute("SELECT state FROM trials")]
+        artifacts = db.execute("SELECT name FROM sqlite_master WHERE name = 'cnn_study_artifacts'").fetchall()
+        stored = db.execute("SELECT COUNT(*) FROM cnn_study_artifacts").fetchone()[0] if artifacts else 0
+    assert states == ["COMPLETE"] * 4
+    assert stored == 0  # --keep-weights none
+    assert (out / "report" / "report.md").is_file() and (out / "figures.json").is_file()
+    with tarfile.open(out / "gpu-check-results.tar.gz") as results:
+        names = set(results.getnames())
+    assert {"gpu_check.log", "figures.json", "study.db", "report/report.md"} <= names
