@@ -123,9 +123,10 @@ def _ci(c: Comparison, sign: int = 1, digits: int = 1) -> str:
 
 def replicates_advice(c: Comparison) -> str:
     """How many more replicates would decide a margin-sized difference, or why more will not help."""
-    if c.kind == "pooled":
+    if c.kind == "pooled" and c.detail.get("between", 0.0) > 0.5:
         return (
-            "more replicates will not help: its spread comes from learning rate to learning rate (the per-learning-rate verdicts answer it)"
+            f"more replicates will not help: most of its spread ({c.detail['between']:.0%}) comes from learning rate to learning "
+            "rate (the per-learning-rate verdicts answer it)"
         )
     need = stats.pairs_to_decide(c.sd, c.margin, c.plan_alpha)
     if not math.isfinite(need):
@@ -150,7 +151,7 @@ def verdict(c: Comparison) -> str:
     if c.n_pairs == 0:
         return f"cannot tell: no pair of {c.a} and {c.b} trials"
     unit = "trials" if c.kind in ("drop", "gain") else "pairs"
-    count = f"{c.n_pairs} {unit}" if c.kind != "pooled" else f"mean over {c.detail.get('lrs', '?')} learning rates, {c.n_pairs} pairs"
+    count = f"{c.n_pairs} {unit}" if c.kind != "pooled" else f"{c.n_pairs} pairs over {c.detail.get('lrs', '?')} learning rates"
     if math.isnan(c.p):
         only = "one pair" if c.n_pairs == 1 else f"{c.n_pairs} {unit}"
         return f"cannot tell yet: {only} only ({c.a} − {c.b} = {c.diff:+.1f} points); run more replicates (--repeats)"
@@ -177,7 +178,10 @@ def _interaction(c: Comparison) -> str:
     test = f"F({d['df_between']}, {d['df_within']}) = {d['f']:.1f}, adjusted p {p_text(c.p_adjusted)}"
     means = ", ".join(f"{m:+.1f} at {lr:g}" for lr, m in d["means"])
     if math.isnan(c.p):
-        return f"{c.a} − {c.b} by learning rate: {means}; whether it changes with the learning rate cannot be tested (one pair per rate)"
+        return (
+            f"{c.a} − {c.b} by learning rate: {means} points; whether it changes with the learning rate cannot be tested "
+            "(that needs two learning rates and more than one pair at one of them)"
+        )
     if c.claims_difference:
         return f"{c.a} − {c.b} depends on the learning rate ({test}): {means} points"
     return f"no interaction shown: {c.a} − {c.b} does not change with the learning rate beyond the noise ({test}): {means} points"

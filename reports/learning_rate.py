@@ -64,6 +64,8 @@ def compute(design: Design, margin: float = claims.DEFAULT_MARGIN) -> LrResult:
         rows, versus = [], {}
         for x, y in itertools.combinations(sorted(means["lr"]), 2):
             d = pairs(sub, "lr", x, y)  # diff: x − y
+            if not len(d):
+                continue  # no block holds both (a grid not yet complete)
             if best in (x, y):  # compared with the best, the best comes first
                 a, b, diffs = (x, y, d["diff"]) if x == best else (y, x, -d["diff"])
             else:  # the one ahead on average first

@@ -4,9 +4,10 @@ For every two options of the factor: the paired differences at each learning rat
 the test of their interaction with the learning rate (one-way F test of the paired differences
 grouped by learning rate), and a pooled difference over the learning rates. Where the interaction
 is shown, the answer is "it depends on the learning rate" followed by the per-rate verdicts, and
-the pooled row claims nothing. Where it is not, the pooled row is the mean over the learning rates
-of the per-rate mean differences, with a t interval over those per-rate means: it estimates the
-difference at a learning rate drawn from the grid's range, and its spread is the lr-to-lr spread.
+the pooled row claims nothing. Where it is not, the pooled row is the mean of every pair at every
+learning rate with a t interval over them (the two-way model with the untested interaction pooled
+into the error: the lr-to-lr spread of the differences is part of its spread). It estimates the
+difference averaged over the grid's learning rates and the other factor's options.
 
 Every learning rate of the grid enters every comparison, whether the options learn there or not:
 no threshold on the accuracies decides which enter.
@@ -66,10 +67,12 @@ def _oriented(x: str, y: str, diffs: pd.Series) -> tuple[str, str, pd.Series]:
     return (y, x, -diffs) if len(diffs) and diffs.mean() < 0 else (x, y, diffs)
 
 
-def compare_pair(design: Design, factor: str, x: str, y: str, question: str, margin: float) -> PairResult:
-    """Every comparison of options ``x`` and ``y``: per learning rate, their interaction with it, pooled."""
+def compare_pair(design: Design, factor: str, x: str, y: str, question: str, margin: float) -> PairResult | None:
+    """Every comparison of options ``x`` and ``y``: per learning rate, their interaction with it, pooled (None without a pair)."""
     replicates = max(design.trials["replicate"].nunique(), 1)
     both = pairs(design, factor, x, y)
+    if not len(both):
+        return None
     per_lr, groups, lr_means = [], [], []
     for lr, g in both.groupby("lr", sort=True):
         a, b, diffs = _oriented(x, y, g["diff"])
@@ -91,22 +94,24 @@ def compare_pair(design: Design, factor: str, x: str, y: str, question: str, mar
     )  # fmt: skip
     pooled = None
     if len(lr_means) >= 2:
-        a, b, means = _oriented(x, y, pd.Series([m for _, m in lr_means]))
-        e = stats.estimate(means, margin)
+        a, b, diffs = _oriented(x, y, both["diff"])
+        e = stats.estimate(diffs, margin)
+        total = float(((both["diff"] - both["diff"].mean()) ** 2).sum())
+        between = float(sum(len(g) * (g.mean() - both["diff"].mean()) ** 2 for g in groups))
         pooled = claims.from_estimate(
             e, question=question, factor=factor, a=a, b=b, lr="pooled", epoch=epoch_text(both["epoch"]),
-            subset="mean over the grid's lrs of the per-lr means", kind="pooled", detail={"lrs": len(lr_means)}, gate=interaction,
+            subset="every pair at every lr, pooled where no interaction is shown", kind="pooled",
+            detail={"lrs": len(lr_means), "between": between / total if total else 0.0}, gate=interaction,
+            pairs_per_replicate=max(len(both) // replicates, 1),
         )  # fmt: skip
-        pooled.n_pairs = len(both)
-        if e.n < claims.MIN_PAIRS:  # two learning rates: an interval on two means is near useless, but it is what there is
-            pooled.ci_low, pooled.ci_high, pooled.p, pooled.p_equiv = e.low, e.high, e.p, e.p_equiv
     return PairResult(interaction, per_lr, pooled)
 
 
 def compute(design: Design, factor: str, margin: float = claims.DEFAULT_MARGIN) -> OptionsResult:
     """Compare every two options of ``factor`` (activation or loss) on the paired grid."""
     options = sorted(design.trials[factor].dropna().unique())
-    results = [compare_pair(design, factor, x, y, factor, margin) for x, y in itertools.combinations(options, 2)]
+    compared = (compare_pair(design, factor, x, y, factor, margin) for x, y in itertools.combinations(options, 2))
+    results = [p for p in compared if p is not None]
     lrs = sorted(design.trials["lr"].unique())
     return OptionsResult(factor, options, lrs, results, design.compare_epoch, design)
 
@@ -121,7 +126,7 @@ def section(result: OptionsResult, title: str, chance: float, extra: list | None
         f"Compared at epoch {result.compare_epoch}, at every learning rate of the grid ({', '.join(lr_text(lr) for lr in result.lrs)}): "
         f"no threshold on the accuracies decides which learning rates enter. For each two {_plural(factor)} the interaction with the "
         "learning rate is tested first (F test of the paired differences grouped by learning rate); only where it is not shown "
-        "is a pooled difference given, as the mean over the learning rates of the per-rate mean differences."
+        "is a pooled difference given: the mean of every pair, an average over the grid's learning rates and the other factor's options."
     )
     m = result.means
     learning = {lr: sorted(g.loc[g["mean_acc"] > chance + LEARNS_POINTS, factor]) for lr, g in m.groupby("lr")}

@@ -81,9 +81,10 @@ def header(frames: Frames, note: str | None = None, command: str | None = None, 
             'tell yet" says how many more replicates would decide a margin-sized difference with 80% probability. For the '
             "activation and the loss, the interaction with the learning rate is tested first (a one-way F test of the "
             'paired differences grouped by learning rate); where it is shown the answer is "it depends on the learning '
-            'rate" and the per-rate verdicts, and nothing is pooled. A pooled difference is the mean over the learning '
-            "rates of the per-rate mean differences, with a t interval over those means (its spread is the lr-to-lr "
-            "spread). Every verdict is a row of [comparisons.csv](comparisons.csv), with its `p` and `p_adjusted`."
+            'rate" and the per-rate verdicts, and nothing is pooled. Elsewhere a pooled difference is the mean of every '
+            "pair at every learning rate with a t interval over them: the difference averaged over the grid's learning "
+            "rates, the lr-to-lr spread counted in its interval. Every verdict is a row of [comparisons.csv](comparisons.csv), "
+            "with its `p` and `p_adjusted`."
         )
     else:
         how = (

@@ -41,7 +41,9 @@ def simulate(
     seed_sd: float = 3.0,
     trial_sd: float = 1.0,
     epoch_sd: float = 0.5,
+    test_loss=None,
 ) -> Frames:
+    """A paired grid of every activation x loss x lr x replicate; ``test_loss(epoch)`` shapes the mean test loss (flat: 1)."""
     grid = list(itertools.product(activations, losses, lrs, range(replicates)))
     n = len(grid)
     act, loss, lr, rep = (np.array(column, dtype=object) for column in zip(*grid, strict=True))
@@ -51,7 +53,8 @@ def simulate(
     trial = rng.normal(0, trial_sd, n)
     shape = np.array([[curve(e, r) for e in range(1, epochs + 1)] for r in lr])  # (n, epochs)
     acc = np.clip(mean[:, None] + trial[:, None] + shape + rng.normal(0, epoch_sd, (n, epochs)), 0, 100)
-    test_loss = 1.0 + rng.normal(0, 0.02, (n, epochs))  # no overfitting anywhere: the test loss is flat
+    loss_shape = np.array([test_loss(e) if test_loss else 1.0 for e in range(1, epochs + 1)])  # flat by default: no overfitting
+    test_loss = loss_shape[None, :] + rng.normal(0, 0.02, (n, epochs))
     train_loss = 1.0 - 0.05 * np.arange(epochs)[None, :] + np.zeros((n, 1))
     numbers = np.arange(n)
     trials = pd.DataFrame(
@@ -115,3 +118,89 @@ def false_claims(comparisons, effect, curve, margin: float) -> list:
         if (c.claims_difference and wrong_sign) or (c.claims_equivalence and abs(true) >= margin):
             wrong.append(c)
     return wrong
+
+
+# The scenarios of the README's table: (effect, curve), each a known truth.
+def relu_ahead(activation, loss, lr) -> float:
+    """One main effect: relu 3 points ahead of the other activations at every learning rate and loss."""
+    return 3.0 if activation == "relu" else 0.0
+
+
+FLIP = {1e-4: -4.0, 1e-3: 1.0, 1e-2: 8.0}  # tanh − relu per learning rate: the sign flips
+
+
+def tanh_flips(activation, loss, lr) -> float:
+    """An interaction whose sign flips across learning rates: tanh behind relu at 1e-4, ahead at 1e-2."""
+    return FLIP[lr] if activation == "tanh" else 0.0
+
+
+DROP = (-6.0, -2.0, 0.0, -1.0, -2.0, -3.0)  # a peak at epoch 3, then 3 points lost by epoch 6
+
+
+def drop_after_peak(epoch, lr) -> float:
+    return DROP[epoch - 1]
+
+
+SCENARIOS = {
+    "no effect anywhere": (no_effect, flat),
+    "one main effect (relu +3 points)": (relu_ahead, flat),
+    "sign-flipping interaction (tanh − relu: −4, +1, +8 by lr)": (tanh_flips, flat),
+    "a real drop after a peak (epoch 3, −3 points by epoch 6)": (no_effect, drop_after_peak),
+}
+
+
+def run_scenario(effect, curve, reports: int = 200, seed: int = 0, margin: float = 2.0) -> dict:
+    """Simulate ``reports`` studies, settle each report's claims, and count against the truth.
+
+    Returns:
+        ``{"reports", "claims": claims per report, "false_reports": share of reports with a false claim,
+        "false_per_report", "found": share of comparisons with a real difference (>= margin) that claim it,
+        "covered": share of those whose 95% interval covers the truth, "pooled_ahead": pooled rows that claim
+        a difference over a true interaction, "interaction_found": share of true interactions claimed}``.
+    """
+    from reports import build
+
+    rng = np.random.default_rng(seed)
+    n_claims = n_false = false_reports = found = real = covered = pooled_ahead = inter_true = inter_found = 0
+    for _ in range(reports):
+        result = build.analyse(simulate(rng, effect, curve), margin=margin, full=False)
+        wrong = false_claims(result.comparisons, effect, curve, margin)
+        n_false += len(wrong)
+        false_reports += bool(wrong)
+        n_claims += sum(c.claims for c in result.comparisons)
+        gates = {}
+        for c in result.comparisons:
+            true = truth(c, effect, curve)
+            if c.kind == "interaction":
+                gates[id(c)] = abs(true) > 1e-9
+                inter_true += abs(true) > 1e-9
+                inter_found += abs(true) > 1e-9 and c.claims_difference
+                continue
+            if c.kind == "pooled" and c.gate is not None and gates.get(id(c.gate)):
+                pooled_ahead += c.claims_difference
+                continue
+            if c.factor == "test loss" or abs(true) < margin or math.isnan(c.ci_low):
+                continue
+            real += 1
+            found += c.claims_difference and math.copysign(1, c.diff) == math.copysign(1, true)
+            covered += c.ci_low <= true <= c.ci_high
+    return {
+        "reports": reports,
+        "claims": n_claims / reports,
+        "false_reports": false_reports / reports,
+        "false_per_report": n_false / reports,
+        "found": found / real if real else math.nan,
+        "covered": covered / real if real else math.nan,
+        "real": real,
+        "pooled_ahead": pooled_ahead,
+        "interaction_found": inter_found / inter_true if inter_true else math.nan,
+    }
+
+
+if __name__ == "__main__":  # the README's figures: PYTHONPATH=tests python -m reports_tests.simulate (from the repository root)
+    for seed, (name, (effect, curve)) in enumerate(SCENARIOS.items(), 1):  # the seeds of test_simulation.py
+        r = run_scenario(effect, curve, seed=seed)
+        print(
+            f"| {name} | {r['claims']:.1f} | {r['false_reports']:.1%} | {r['false_per_report']:.3f} | "
+            f"{r['found']:.0%} of {r['real']} | {r['covered']:.1%} | {r['interaction_found']:.0%} | {r['pooled_ahead']} |"
+        )

@@ -48,12 +48,19 @@ def test_replicates_advice_is_computed_at_the_margin_not_at_the_observed_differe
     assert advice == "about 2 more replicates would decide a 2-point difference with 80% probability"
 
 
-def test_a_pooled_row_says_replicates_will_not_help():
-    (c,) = claims.settle([_c(1.0, -3.0, 5.0, 0.4, 0.6, kind="pooled", lr="pooled", detail={"lrs": 4}, n=36)])
-    assert c.verdict == (
-        "cannot tell yet: relu − tanh = +1.0 points [-3.0, 5.0] (mean over 4 learning rates, 36 pairs, adjusted p 0.40); "
-        "more replicates will not help: its spread comes from learning rate to learning rate (the per-learning-rate verdicts answer it)"
+def test_a_pooled_row_whose_spread_is_lr_to_lr_says_replicates_will_not_help():
+    lr_to_lr, noise = claims.settle(
+        [
+            _c(1.0, -3.0, 5.0, 0.4, 0.6, kind="pooled", lr="pooled", detail={"lrs": 4, "between": 0.7}, n=36),
+            _c(1.0, -3.0, 5.0, 0.4, 0.6, kind="pooled", lr="pooled", detail={"lrs": 4, "between": 0.2}, n=36),
+        ]
     )
+    assert lr_to_lr.verdict == (
+        "cannot tell yet: relu − tanh = +1.0 points [-3.0, 5.0] (36 pairs over 4 learning rates, adjusted p 0.80); "
+        "more replicates will not help: most of its spread (70%) comes from learning rate to learning rate "
+        "(the per-learning-rate verdicts answer it)"
+    )
+    assert noise.verdict.endswith("would decide a 2-point difference with 80% probability")
 
 
 def test_a_pooled_row_claims_nothing_over_an_interaction():
