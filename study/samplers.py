@@ -93,9 +93,9 @@ class DesignGridSampler(optuna.samplers.GridSampler):
             if t.state not in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING):
                 continue
             grid_id = self.index(t.params)
-            attrs = t.system_attrs
-            if grid_id is None and attrs.get("grid_order") == GRID_ORDER and self._same_search_space(attrs["search_space"]):
-                grid_id = attrs["grid_id"]
+            attrs = t.system_attrs  # another process may be writing them this instant: any may be missing
+            if grid_id is None and attrs.get("grid_order") == GRID_ORDER and self._same_search_space(attrs.get("search_space", {})):
+                grid_id = attrs.get("grid_id")
             if grid_id is not None and grid_id >= 0:
                 taken.add(grid_id)
         return taken

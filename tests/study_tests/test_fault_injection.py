@@ -70,6 +70,8 @@ def run_with_faults(args: list[str], db: str, name: str, seed: int, restart_serv
             process.kill()
             pytest.fail(f"no trial started within 300 s: {process.communicate()[0]}")
         if process.poll() is not None:
+            output = process.communicate()[0]
+            assert process.returncode == 0, output
             break  # the study ended before this fault: fewer faults than planned (checked below)
         time.sleep(rng.uniform(0.0, 3.0))
         if restart_server and restarts == 0 and sum(sent.values()) == 2:
@@ -114,7 +116,8 @@ def test_faults_never_leave_a_hole_in_the_grid(storage, workers, fuse, small_arg
             pytest.skip("restarting the server needs pg_ctlcluster (Debian's PostgreSQL, as .ci/postgres.sh installs)")
     else:
         db = f"sqlite:///{tmp_path / 'study.db'}"
-    args = [*small_args, *GRID, "--storage", db, "--study-name", name, "--repeats", "2", "--epochs", "3", "--workers", str(workers), "--fuse", str(fuse)]
+    args = [*small_args, *GRID, "--storage", db, "--study-name", name, "--repeats", "2", "--epochs", "3"]
+    args += ["--workers", str(workers), "--fuse", str(fuse)]
     seed = VARIANTS.index((storage, workers, fuse))
     figures = run_with_faults(args, db, name, seed, restart_server=storage == "postgresql")
     invariant = check_invariant(db, name)
