@@ -117,14 +117,16 @@ def open_study(storage: optuna.storages.BaseStorage, config: StudyConfig, settin
         try:
             study = optuna.load_study(study_name=config.study_name, storage=storage)
         except KeyError:
-            try:
-                study = optuna.create_study(study_name=config.study_name, storage=storage, direction="maximize")
-            except optuna.exceptions.DuplicatedStudyError:
-                continue  # another machine created it this instant: load theirs
-            study.set_user_attr("artifacts", IN_DATABASE if config.weights_dir is None else str(Path(config.weights_dir).resolve()))
-            if config.enqueue_baseline:
-                study.enqueue_trial(config.baseline_params, user_attrs={"baseline": True})
-            study.set_user_attr("settings", settings.to_attrs())  # last: other machines wait for it before joining
+            with _signals_held():  # a study cut off before its settings are written could never be resumed
+                try:
+                    study = optuna.create_study(study_name=config.study_name, storage=storage, direction="maximize")
+                except optuna.exceptions.DuplicatedStudyError:
+                    continue  # another machine created it this instant: load theirs
+                artifacts = IN_DATABASE if config.weights_dir is None else str(Path(config.weights_dir).resolve())
+                study.set_user_attr("artifacts", artifacts)
+                if config.enqueue_baseline:
+                    study.enqueue_trial(config.baseline_params, user_attrs={"baseline": True})
+                study.set_user_attr("settings", settings.to_attrs())  # last: other machines wait for it before joining
             return study
         if "settings" not in study.user_attrs and not study.trials and attempt < 19:
             time.sleep(0.5)  # its creator on another machine is still writing its settings

@@ -34,6 +34,7 @@ PRUNERS: dict[str, Callable[[int, int], optuna.pruners.BasePruner]] = {
 AUTO_PRUNER = {"grid": "none"}  # --pruner auto: a design compares pairs at equal epochs, so it prunes nothing; else median
 
 
+SPREAD = 4  # a trial whose number's point is taken gets one of the 4 lowest free points
 GRID_ORDER = "replicate-major"  # a trial's grid_id means a point of this order (earlier releases shuffled the grid)
 
 
@@ -70,7 +71,9 @@ class DesignGridSampler(optuna.samplers.GridSampler):
             if trial.number < len(self._all_grids) and trial.number not in taken:
                 grid_id = trial.number
             elif free:
-                grid_id = free[trial.number % len(free)]  # two processes asking at once pick apart when they can
+                # The lowest free points first (replicate-major), one of the SPREAD lowest by trial number: processes
+                # asking at the same moment (consecutive numbers) pick apart.
+                grid_id = free[trial.number % min(len(free), SPREAD)]
             else:
                 grid_id = -1  # every point is finished, running or queued: the driver fails this trial untrained
         study._storage.set_trial_system_attr(trial._trial_id, "search_space", self._search_space)

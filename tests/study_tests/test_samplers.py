@@ -6,6 +6,7 @@ import pytest
 from cnn import TrainConfig
 from study.samplers import AUTO_PRUNER, PRUNERS, SAMPLERS
 from study.space import SearchSpace, suggest_config
+from study.storage import queue_again
 
 SPACE = SearchSpace(("relu", "tanh"), ("cross_entropy", "mse"), 1e-4, 1e-1, 2)
 
@@ -28,10 +29,63 @@ def test_every_sampler_proposes_configs_inside_the_space(name):
 
 
 def test_the_grid_order_is_the_same_in_every_process():
-    # Optuna maps trial numbers to grid points by the sampler's shuffle: workers and resumed runs must agree on it.
+    # Trial numbers map to grid points by the sampler's order: workers and resumed runs must agree on it.
     first = SAMPLERS["grid"](SPACE, 2, 5, 0)
     other = SAMPLERS["grid"](SPACE, 2, 5, 10_007)
     assert first._all_grids == other._all_grids
+
+
+FIXED = TrainConfig(seed=0)  # what every trial shares
+
+
+def _run(study, fail=False):
+    trial = study.ask()
+    config, replicate = suggest_config(trial, SPACE, FIXED, 2)
+    point = (config.activation, config.loss, config.lr, replicate)
+    if fail:
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    else:
+        study.tell(trial, 1.0)
+    return trial, point
+
+
+
+def test_the_grid_runs_replicate_major():
+    study = optuna.create_study(direction="maximize", sampler=SAMPLERS["grid"](SPACE, 2, 0, 0))
+    points = [_run(study)[1] for _ in range(16)]
+    # Replicate 0 of every lr, loss and activation, then replicate 1: a study cut short holds whole replicates.
+    assert [p[3] for p in points] == [0] * 8 + [1] * 8
+    assert [p[2] for p in points[:8]] == [1e-4] * 4 + [0.1] * 4
+    assert len(set(points)) == 16
+
+
+def test_a_trial_queued_again_runs_its_own_grid_point_and_no_point_is_left_out():
+    study = optuna.create_study(direction="maximize", sampler=SAMPLERS["grid"](SPACE, 2, 0, 0))
+    _run(study)
+    dead, point = _run(study, fail=True)
+    queue_again(study, study.trials[dead.number])
+    retry, retried = _run(study)
+    assert retried == point  # Optuna's grid sampler gave the retry a new point and left this one out
+    for _ in range(14):
+        _run(study)
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    keys = ("activation", "loss", "lr", "replicate")
+    assert len(complete) == 16 and len({tuple(t.params[k] for k in keys) for t in complete}) == 16
+
+
+def test_the_grid_reads_a_trials_point_from_its_parameters():
+    # A trial of an earlier release: its grid_id followed another order, its parameters are the truth.
+    study = optuna.create_study(direction="maximize", sampler=SAMPLERS["grid"](SPACE, 2, 0, 0))
+    params = {"activation": "relu", "loss": "cross_entropy", "lr": 1e-4, "replicate": 0}  # point 0 of the new order
+    distributions = {
+        "activation": optuna.distributions.CategoricalDistribution(SPACE.activations),
+        "loss": optuna.distributions.CategoricalDistribution(SPACE.losses),
+        "lr": optuna.distributions.FloatDistribution(SPACE.lr_min, SPACE.lr_max, log=True),
+        "replicate": optuna.distributions.IntDistribution(0, 1),
+    }
+    study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions, value=1.0, system_attrs={"grid_id": 9}))
+    points = [_run(study)[1] for _ in range(15)]
+    assert tuple(params.values()) not in points and len(set(points)) == 15
 
 
 def _report(study, values):
