@@ -133,11 +133,11 @@ def build_report(
     Returns:
         The path of ``report.md``.
     """
+    result = analyse(frames, margin, compare_epoch)  # first: a bad --margin or --compare-epoch writes nothing
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     frames.trials.to_csv(out / "trials.csv", index=False)
     frames.epochs.to_csv(out / "epochs.csv", index=False)
-    result = analyse(frames, margin, compare_epoch)
     claims.frame(result.comparisons).to_csv(out / "comparisons.csv", index=False)
     if not len(analysis.finished(frames.trials)):
         body = [

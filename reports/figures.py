@@ -240,7 +240,7 @@ def paired_differences(rows: pd.DataFrame) -> plt.Figure:
     ax.set_yticks(y, labels, fontsize="small")
     ax.invert_yaxis()
     ax.set(
-        xlabel="paired difference a − b (accuracy points, 95% CI; red: a difference the report claims; grey: the margin)",
+        xlabel="a − b (accuracy points, 95% CI); red: a difference claimed; grey: the margin",
         title="Paired differences",
     )
     fig.tight_layout()

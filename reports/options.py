@@ -169,14 +169,17 @@ def section(result: OptionsResult, title: str, chance: float, extra: list | None
         Figure(
             f"{factor}_differences",
             f"paired differences between {factor} options",
-            lambda: figures.paired_differences(
-                claims.frame([c for p in result.pairs for c in p.per_lr + ([p.pooled] if p.pooled else [])])
-            ),
+            lambda: figures.paired_differences(claims.frame(_drawn(result))),
         ),
     )
     for block in extra or []:
         s.add(block)
     return s
+
+
+def _drawn(result: OptionsResult) -> list[Comparison]:
+    """The comparisons the differences figure shows: every per-lr row, and the pooled rows that were pooled."""
+    return [c for p in result.pairs for c in (*p.per_lr, p.pooled) if c is not None and not c.withheld]
 
 
 def _plural(factor: str) -> str:

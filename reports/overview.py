@@ -93,7 +93,8 @@ def header(frames: Frames, note: str | None = None, command: str | None = None, 
             "the accuracy they had when the loss became NaN or infinite. Intervals are 95% bootstrap intervals "
             f"({analysis.N_BOOT} resamples, seed {SEED}); *n* is the number of trials behind a number. This study has no "
             "paired design, so its comparisons are **observational**: options were tried at different learning rates and "
-            "seeds, and the verdicts are weaker than a paired design's."
+            "seeds, and the verdicts are weaker than a paired design's: they carry no p-value and no error control: "
+            "leads for the paired design to test, not claims."
         )
     blocks.append(Text(how))
     return blocks

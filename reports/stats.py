@@ -205,6 +205,8 @@ def variance_decomposition(cells: pd.DataFrame, factors: list[str], value: str =
     for f in names.values():
         data[f] = data[f].astype(str)
     formula = "y ~ " + " * ".join(f"C({names[f]})" for f in factors)
+    if counts.iloc[0] == 1 and len(factors) < 2:
+        raise ValueError("one factor and one replicate: no spread to separate its effect from")
     if counts.iloc[0] == 1:  # no replicates: the highest interaction is the residual
         formula = "y ~ (" + " + ".join(f"C({names[f]})" for f in factors) + f") ** {len(factors) - 1}"
     table = anova_lm(ols(formula, data).fit(), typ=1)

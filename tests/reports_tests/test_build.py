@@ -223,3 +223,35 @@ def test_only_pruned_trials(db, tmp_path):
     assert "No complete trial yet: no per-class results." in markdown
     assert "3 trials were pruned, after a median of 1 epoch." in markdown
     assert "No trial ran all 3 epochs" in markdown
+
+
+def test_margin_and_compare_epoch_flags(db, tmp_path, capsys):
+    from reports_tests.conftest import paired_settings, record
+
+    study = optuna.create_study(study_name="paired", storage=db, direction="maximize")
+    study.set_user_attr("settings", paired_settings(epochs=3).to_attrs())
+    for trial in (record(0, "relu", "mse", 1e-3, 0, [30.0, 40.0, 50.0]), record(1, "tanh", "mse", 1e-3, 0, [30.0, 45.0, 46.0])):
+        study.add_trial(
+            optuna.create_trial(
+                params={"activation": trial.activation, "loss": trial.loss, "lr": trial.lr, "replicate": 0},
+                distributions={
+                    "activation": optuna.distributions.CategoricalDistribution(("relu", "tanh")),
+                    "loss": optuna.distributions.CategoricalDistribution(("mse",)),
+                    "lr": optuna.distributions.FloatDistribution(1e-4, 1.0, log=True),
+                    "replicate": optuna.distributions.IntDistribution(0, 1),
+                },
+                value=trial.history[-1]["test_acc"],
+                user_attrs={"history": trial.history, "diverged": False, "seed": 0},
+            )
+        )
+    out = tmp_path / "out"
+    flags = ["--no-samples", "--compare-epoch", "2", "--margin", "3"]
+    assert main(["--storage", db, "--study-name", "paired", "--out", str(out), *flags]) == 0
+    rows = pd.read_csv(out / "comparisons.csv")
+    # At epoch 2 tanh leads by 5 (at the last epoch relu would lead by 4); the margin comes from the flag.
+    row = rows[(rows["question"] == "activation") & (rows["lr"] == "0.001")].iloc[0]
+    assert (row["a"], row["b"], row["diff"], row["margin"]) == ("tanh", "relu", 5.0, 3.0)
+    assert "Questions 1–3 compare at epoch 2" in (out / "report.md").read_text()
+    assert main(["--storage", db, "--study-name", "paired", "--out", str(tmp_path / "bad"), "--margin", "-1"]) == 2
+    assert "--margin must be a positive number of accuracy points but got -1.0" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()

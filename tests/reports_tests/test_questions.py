@@ -1,6 +1,8 @@
 """Each question's rule on simulated studies whose answer is known: interaction before pooling, learning-rate regimes,
 epochs (drop, plateau, still rising, overfitting), importance (fast)."""
 
+import re
+
 import numpy as np
 import pytest
 from reports_tests.simulate import simulate, tanh_flips
@@ -102,3 +104,18 @@ def test_importance_of_a_complete_grid_is_the_exact_decomposition():
     # A grid with a point missing: fANOVA instead, still finding the loss.
     partial = importance.compute(frames.trials.iloc[1:], frames.settings.search_space, design.trials.iloc[1:], 6)
     assert partial.method == "fanova" and partial.table.set_index("term").loc["loss", "percent"] > 50
+
+
+def test_a_new_users_small_study_prints_no_accuracy_interval_outside_0_100(tmp_path):
+    # 2 activations x 3 losses x 3 lrs, one replicate, losses far apart: the study that printed 27.23% [-3.37, 57.84].
+    from reports.build import build_report
+
+    effect = {"cross_entropy": 20.0, "mse": -38.0, "bce_with_logits": 15.0}
+    frames = simulate(np.random.default_rng(4), lambda a, lo, lr: effect[lo], activations=("relu", "tanh"), losses=tuple(effect),
+                      replicates=1, epochs=3)  # fmt: skip
+    markdown = build_report(frames, tmp_path, samples=False).read_text()
+    intervals = re.findall(r"(-?\d+\.\d+)% \[(-?\d+\.\d+), (-?\d+\.\d+)\]", markdown)
+    for _, low, high in intervals:
+        assert 0 <= float(low) <= float(high) <= 100
+    # The means per option and lr are printed bare (the old tables printed them with an interval over the losses).
+    assert len(re.findall(r"\| \d+\.\d+% +\|", markdown)) >= 2 * 3 * 2
