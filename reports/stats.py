@@ -104,7 +104,7 @@ def interaction_test(groups: list) -> Interaction:
 def holm(pvalues, alpha: float = ALPHA) -> np.ndarray:
     """Holm-adjusted p-values (family-wise error rate); NaN stays NaN and is not counted in the family.
 
-    >>> [round(p, 3) for p in holm([0.01, 0.04, float("nan"), 0.03])]
+    >>> holm([0.01, 0.04, float("nan"), 0.03]).round(3).tolist()
     [0.03, 0.06, nan, 0.06]
     """
     p = np.asarray(pvalues, dtype=float)
@@ -123,7 +123,7 @@ def holm_grouped(pvalues, groups, alpha: float = ALPHA) -> np.ndarray:
     hold an unrejected hypothesis, not the number of hypotheses. With one hypothesis per group this is
     Holm's method exactly. NaN stays NaN and is not counted.
 
-    >>> [round(p, 3) for p in holm_grouped([0.01, 0.02, 0.04], [0, 0, 1])]
+    >>> holm_grouped([0.01, 0.02, 0.04], [0, 0, 1]).round(3).tolist()
     [0.02, 0.04, 0.04]
     """
     p = np.asarray(pvalues, dtype=float)
