@@ -42,6 +42,7 @@ def simulate(
     trial_sd: float = 1.0,
     epoch_sd: float = 0.5,
     test_loss=None,
+    seed_lr_sd: float = 0.0,
 ) -> Frames:
     """A paired grid of every activation x loss x lr x replicate; ``test_loss(epoch)`` shapes the mean test loss (flat: 1)."""
     grid = list(itertools.product(activations, losses, lrs, range(replicates)))
@@ -49,7 +50,9 @@ def simulate(
     act, loss, lr, rep = (np.array(column, dtype=object) for column in zip(*grid, strict=True))
     lr, rep = lr.astype(float), rep.astype(int)
     seed = rng.normal(0, seed_sd, replicates)  # shared by every trial of a replicate: the noise pairing cancels
-    mean = np.array([50 + effect(a, lo, r) + seed[p] for a, lo, r, p in grid])
+    # A seed's luck at one learning rate (shared by its options there): cancels in option pairs, not in lr pairs.
+    seed_lr = {key: rng.normal(0, seed_lr_sd) for key in itertools.product(lrs, range(replicates))}
+    mean = np.array([50 + effect(a, lo, r) + seed[p] + seed_lr[r, p] for a, lo, r, p in grid])
     trial = rng.normal(0, trial_sd, n)
     shape = np.array([[curve(e, r) for e in range(1, epochs + 1)] for r in lr])  # (n, epochs)
     acc = np.clip(mean[:, None] + trial[:, None] + shape + rng.normal(0, epoch_sd, (n, epochs)), 0, 100)
