@@ -51,7 +51,7 @@ def simulate(
     lr, rep = lr.astype(float), rep.astype(int)
     seed = rng.normal(0, seed_sd, replicates)  # shared by every trial of a replicate: the noise pairing cancels
     # A seed's luck at one learning rate (shared by its options there): cancels in option pairs, not in lr pairs.
-    seed_lr = {key: rng.normal(0, seed_lr_sd) for key in itertools.product(lrs, range(replicates))}
+    seed_lr = {key: rng.normal(0, seed_lr_sd) if seed_lr_sd else 0.0 for key in itertools.product(lrs, range(replicates))}
     mean = np.array([50 + effect(a, lo, r) + seed[p] + seed_lr[r, p] for a, lo, r, p in grid])
     trial = rng.normal(0, trial_sd, n)
     shape = np.array([[curve(e, r) for e in range(1, epochs + 1)] for r in lr])  # (n, epochs)
