@@ -153,7 +153,7 @@ def verdict(c: Comparison) -> str:
     unit = "trials" if c.kind in ("drop", "gain") else "pairs"
     count = f"{c.n_pairs} {unit}" if c.kind != "pooled" else f"{c.n_pairs} pairs over {c.detail.get('lrs', '?')} learning rates"
     if math.isnan(c.p):
-        only = "one pair" if c.n_pairs == 1 else f"{c.n_pairs} {unit}"
+        only = f"one {unit[:-1]}" if c.n_pairs == 1 else f"{c.n_pairs} {unit}"
         return f"cannot tell yet: {only} only ({c.a} − {c.b} = {c.diff:+.1f} points); run more replicates (--repeats)"
     if c.kind == "drop":
         return _drop(c, count)

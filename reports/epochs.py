@@ -158,7 +158,8 @@ def section(result: EpochsResult, epochs_frame: pd.DataFrame, margin: float) -> 
     for r in result.per_lr:
         p = r.peak
         where = f"epoch {p.epoch}" + (f" (between epochs {p.low} and {p.high} in 95% of bootstrap resamples)" if p.low != p.high else "")
-        lines.append(f"- lr {lr_text(r.lr)} ({r.n} trials that learned): the mean test accuracy peaks at {where}; {r.row.verdict}.")
+        learned = f"{r.n} trial{'s' if r.n != 1 else ''} that learned"
+        lines.append(f"- lr {lr_text(r.lr)} ({learned}): the mean test accuracy peaks at {where}; {r.row.verdict}.")
     s.add(
         f"All {n_epochs} epochs are used here (questions 1–3 compare at epoch {result.compare_epoch}).",
         "\n".join(lines),

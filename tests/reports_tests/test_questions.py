@@ -5,7 +5,7 @@ import re
 
 import numpy as np
 import pytest
-from reports_tests.simulate import simulate, tanh_flips
+from reports_tests.simulate import relu_ahead, simulate, tanh_flips
 
 from reports import claims, epochs, importance, learning_rate, options
 from reports.blocks import write
@@ -119,3 +119,18 @@ def test_a_new_users_small_study_prints_no_accuracy_interval_outside_0_100(tmp_p
         assert 0 <= float(low) <= float(high) <= 100
     # The means per option and lr are printed bare (the old tables printed them with an interval over the losses).
     assert len(re.findall(r"\| \d+\.\d+% +\|", markdown)) >= 2 * 3 * 2
+
+
+def test_margin_and_compare_epoch_come_from_the_study_settings_unless_overridden():
+    from dataclasses import replace
+
+    from reports.build import analyse
+
+    frames = simulate(np.random.default_rng(5), relu_ahead, epochs=4)
+    frames.settings = replace(frames.settings, margin=5.0, compare_epoch=2)
+    result = analyse(frames, full=False)
+    assert (result.margin, result.compare_epoch) == (5.0, 2)
+    assert {c.margin for c in result.comparisons} == {5.0}
+    assert set(build_design(frames, 2).trials["epoch"]) == {2}
+    overridden = analyse(frames, margin=1.0, compare_epoch=4, full=False)
+    assert (overridden.margin, overridden.compare_epoch) == (1.0, 4)
