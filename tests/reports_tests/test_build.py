@@ -40,7 +40,7 @@ def real_study(tmp_path_factory, cifar_dir):
     storage = f"sqlite:///{folder / 'study.db'}"
     args = ["--data-dir", str(cifar_dir), "--train-size", "500", "--test-size", "200", "--storage", storage, "--epochs", "2"]
     design = ["--activations", "relu,tanh", "--losses", "cross_entropy,bce_with_logits", "--lr-min", "1e-3", "--lr-max", "1e-2"]
-    assert run_study([*args, *design, "--grid-lrs", "2", "--repeats", "2", "--seed", "3"]) == 0
+    assert run_study([*args, *design, "--grid-lrs", "2", "--repeats", "2", "--seed", "3", "--margin", "2.5"]) == 0
     return storage, folder
 
 
@@ -94,6 +94,7 @@ def test_comparisons_recompute_from_the_database(real_study, tmp_path):
     first = ["question", "factor", "a", "b", "lr", "epoch", "n_pairs", "diff", "ci_low", "ci_high", "verdict", "subset"]
     assert list(rows.columns[:12]) == first
     assert {"p", "p_adjusted", "p_equiv", "p_equiv_adjusted", "margin"} <= set(rows.columns)
+    assert set(rows["margin"]) == {2.5}  # study.run --margin, kept in the study's settings
     assert set(rows["question"]) >= {"activation", "loss", "learning rate"}
     others = {"activation": ("loss", ("cross_entropy", "bce_with_logits")), "loss": ("activation", ("relu", "tanh"))}
     lrs = sorted({t.params["lr"] for t in study.trials})
