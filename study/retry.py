@@ -4,6 +4,7 @@ import functools
 import os
 import time
 
+import optuna
 import sqlalchemy.exc
 
 STORAGE_WAIT_SECONDS = 60  # how long to wait for a database server that does not answer (one that restarts, or starts late)
@@ -21,6 +22,15 @@ def refused_for_good(error: sqlalchemy.exc.DBAPIError) -> bool:
 
 
 
+def connection_error(error: BaseException) -> sqlalchemy.exc.DBAPIError | None:
+    """The error of a lost or refused connection behind ``error`` (Optuna wraps a failed commit in its own), or None."""
+    while error is not None:
+        if isinstance(error, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
+            return error
+        error = error.__cause__
+    return None
+
+
 def patient(method):
     """Wrap ``method`` so that a call that cannot reach the server is tried again, each second, for ``storage_wait_seconds()``.
 
@@ -32,8 +42,9 @@ def patient(method):
         while True:
             try:
                 return method(self, *args, **kwargs)
-            except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as error:
-                if refused_for_good(error) or time.monotonic() - started > storage_wait_seconds():
+            except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, optuna.exceptions.StorageInternalError) as error:
+                lost = connection_error(error)
+                if lost is None or refused_for_good(lost) or time.monotonic() - started > storage_wait_seconds():
                     raise
                 time.sleep(1.0)
 

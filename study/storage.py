@@ -209,6 +209,8 @@ def _check_sqlite_file(path: Path, url: str) -> None:
 def describe_fault(error: BaseException, url: str) -> str | None:
     """One line for a fault of the storage itself (disk full, server gone, not a database), or None for other errors."""
     shown = mask_password(url)
+    while isinstance(error, optuna.exceptions.StorageInternalError) and error.__cause__ is not None:
+        error = error.__cause__  # Optuna wraps a failed commit in its own error
     orig = getattr(error, "orig", None)
     text = f"{error.orig if orig is not None else error}".lower()
     if (isinstance(error, OSError) and error.errno == errno.ENOSPC) or "disk is full" in text or "no space left" in text:
