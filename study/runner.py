@@ -317,29 +317,38 @@ def _worker_main(config: StudyConfig, worker: int) -> None:
 def _run_workers(study: optuna.Study, config: StudyConfig) -> None:
     """Run ``config.workers`` processes on the study; this process shows the whole study's progress."""
     from joblib import Parallel, delayed
-    from joblib.externals.loky import get_reusable_executor
 
     progress = Progress(study, config.target, config.train.epochs)
-    with ThreadPoolExecutor(1) as pool:
-        jobs = pool.submit(
-            Parallel(n_jobs=config.workers, backend="loky"), (delayed(_worker_main)(config, k) for k in range(config.workers))
-        )
-        try:
-            while not jobs.done():
-                progress.poll(study)
-                time.sleep(1.0)
+    pool = ThreadPoolExecutor(1)
+    jobs = pool.submit(Parallel(n_jobs=config.workers, backend="loky"), (delayed(_worker_main)(config, k) for k in range(config.workers)))
+    try:
+        while not jobs.done():
             progress.poll(study)
-            jobs.result()
-        except Interrupted as interrupted:
-            progress.close()
-            executor = get_reusable_executor()
-            pids = set(getattr(executor, "_processes", {}) or {})
-            executor.shutdown(wait=False, kill_workers=True)
-            _wait_gone(pids)
-            interrupted.queued.extend(fail_dead_trials(study, pids))  # their trials: failed now, and queued to run again
-            raise
-        finally:
-            progress.close()
+            time.sleep(1.0)
+        progress.poll(study)
+        jobs.result()
+    except Interrupted as interrupted:
+        progress.close()
+        pids = _children()  # the workers: stopped at once, their trials failed and queued
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        _wait_gone(pids)
+        interrupted.queued.extend(fail_dead_trials(study, pids))
+        raise
+    finally:
+        progress.close()
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _children() -> set[int]:
+    """The worker processes this one started (Linux's /proc; elsewhere none); joblib's resource trackers clean up after them."""
+    me, children = os.getpid(), set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == me and b"popen_loky" in (stat.parent / "cmdline").read_bytes():
+                children.add(int(stat.parent.name))
+    return children
 
 
 def _wait_gone(pids: set[int], seconds: float = 10.0) -> None:
@@ -349,9 +358,7 @@ def _wait_gone(pids: set[int], seconds: float = 10.0) -> None:
         while time.monotonic() < deadline:
             try:
                 state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-            except (FileNotFoundError, ProcessLookupError, IndexError):
-                break
-            except OSError:
+            except (OSError, IndexError):
                 break
             if state in ("Z", "X"):
                 break
