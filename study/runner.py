@@ -24,6 +24,7 @@ from optuna.trial import TrialState
 
 from cnn import Data, load_data, resolve_device, train, train_many
 from cnn.registry import lookup
+from cnn.train import bind_device
 from study.artifacts import IN_DATABASE, artifact_store
 from study.config import StudyConfig
 from study.objective import TrialRun
@@ -300,6 +301,7 @@ def _worker_main(config: StudyConfig, worker: int) -> None:
     quiet_optuna(config.verbose)
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // config.workers))
     config = replace(config, train=replace(config.train, device=_worker_device(config.train.device, worker)))
+    bind_device(config.train.device)  # this worker's GPU is its current device: contexts and handles go there, not to GPU 0
     data = load(config, download=False)  # the parent made sure the data is there, and cached
     study = optuna.load_study(study_name=config.study_name, storage=open_storage(config.storage))
     try:
