@@ -34,22 +34,21 @@ PRUNERS: dict[str, Callable[[int, int], optuna.pruners.BasePruner]] = {
 AUTO_PRUNER = {"grid": "none"}  # --pruner auto: a design compares pairs at equal epochs, so it prunes nothing; else median
 
 
-SPREAD = 4  # a trial whose number's point is taken gets one of the 4 lowest free points
 GRID_ORDER = "replicate-major"  # a trial's grid_id means a point of this order (earlier releases shuffled the grid)
 
 
 class DesignGridSampler(optuna.samplers.GridSampler):
     """Optuna's grid sampler in a fixed replicate-major order, for the project's ask/tell driver.
 
-    Trial number n runs grid point ``order[n]``, as Optuna's grid maps numbers to points (so
-    processes that ask at the same moment never draw the same point), but the order is
-    replicate-major and deterministic: replicate 0 of every learning rate, loss and activation
-    first, then replicate 1, and so on, so a study cut short by ``--trials`` or ``--timeout``
-    holds whole replicates of whole blocks rather than random holes. A trial that carries its own
-    ``grid_id`` (queued again after a crash: :func:`study.storage.retry_trial`) or ``fixed_params``
-    (the enqueued baseline) keeps it; a grid point whose number such a trial took goes to a later
-    trial. ``after_trial`` never stops the study: the driver counts finished trials itself, and
-    Optuna allows ``study.stop()`` only inside ``study.optimize``.
+    A new trial runs the lowest grid point that no trial holds (finished, running or queued), in
+    a fixed replicate-major order: replicate 0 of every learning rate, loss and activation first,
+    then replicate 1, and so on, so a study cut short by ``--trials`` or ``--timeout`` holds whole
+    replicates of whole blocks rather than random holes. Processes that ask at the same moment
+    take the lowest free points in the order of their trial numbers. A trial that carries its
+    own parameters or ``grid_id`` (queued again after a crash: :func:`study.storage.queue_again`)
+    or ``fixed_params`` (the enqueued baseline) keeps them. ``after_trial`` never stops the
+    study: the driver counts finished trials itself, and Optuna allows ``study.stop()`` only
+    inside ``study.optimize``.
     """
 
     def __init__(self, search_space: dict[str, list]):
@@ -66,16 +65,13 @@ class DesignGridSampler(optuna.samplers.GridSampler):
             return
         grid_id = self.index(trial.params)  # a trial queued again with its parameters runs exactly them
         if grid_id is None:
-            taken = self.taken(study)
+            taken, choosing = self._holders(study)
             free = [g for g in range(len(self._all_grids)) if g not in taken]
-            if trial.number < len(self._all_grids) and trial.number not in taken:
-                grid_id = trial.number
-            elif free:
-                # The lowest free points first (replicate-major), one of the SPREAD lowest by trial number: processes
-                # asking at the same moment (consecutive numbers) pick apart.
-                grid_id = free[trial.number % min(len(free), SPREAD)]
-            else:
-                grid_id = -1  # every point is finished, running or queued: the driver fails this trial untrained
+            # The lowest free point; trials of other processes choosing at this moment (asked, no point yet) take the
+            # next ones, in order of their numbers, so that none draws the same point. -1: every point is finished,
+            # running or queued (the driver fails that trial untrained).
+            rank = sum(number < trial.number for number in choosing)
+            grid_id = free[rank] if rank < len(free) else -1
         study._storage.set_trial_system_attr(trial._trial_id, "search_space", self._search_space)
         study._storage.set_trial_system_attr(trial._trial_id, "grid_order", GRID_ORDER)
         study._storage.set_trial_system_attr(trial._trial_id, "grid_id", grid_id)
@@ -85,13 +81,13 @@ class DesignGridSampler(optuna.samplers.GridSampler):
         key = tuple(params.get(name) for name in self._param_names)
         return self._index.get(key)
 
-    def taken(self, study: optuna.Study) -> set[int]:
-        """Grid points that a trial holds: finished (complete or pruned), running, or queued to run.
+    def _holders(self, study: optuna.Study) -> tuple[set[int], set[int]]:
+        """Grid points that a trial holds (finished, running or queued), and the numbers of running trials with no point yet.
 
         A trial's point is read from its parameters when it has them (so trials of an earlier
         release, whose grid ids followed another order, count right), else from its grid id.
         """
-        taken = set()
+        taken, choosing = set(), set()
         for t in study._storage.get_all_trials(study._study_id, deepcopy=False):
             if t.state not in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING):
                 continue
@@ -101,7 +97,9 @@ class DesignGridSampler(optuna.samplers.GridSampler):
                 grid_id = attrs.get("grid_id")
             if grid_id is not None and grid_id >= 0:
                 taken.add(grid_id)
-        return taken
+            elif t.state == TrialState.RUNNING and "grid_id" not in attrs and "fixed_params" not in attrs:
+                choosing.add(t.number)
+        return taken, choosing
 
     def sample_independent(self, study, trial, param_name, param_distribution):
         if trial.system_attrs.get("grid_id") == -1:
