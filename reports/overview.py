@@ -29,7 +29,9 @@ def header(frames: Frames, note: str | None = None, command: str | None = None, 
     """The title's paragraph, the protocol table and how to read the report (``family``: the paired report's error control)."""
     s, trials = frames.settings, frames.trials
     counts = analysis.counts(trials)
-    devices = ", ".join(sorted({f"{d} ({p})" for d, p in zip(trials["device"], trials["precision"], strict=True) if d})) or "–"
+    # Trials that never finished (failed, running) recorded no device: missing values, not devices.
+    pairs = zip(trials["device"], trials["precision"], strict=True)
+    devices = ", ".join(sorted({f"{d} ({p})" for d, p in pairs if isinstance(d, str) and d})) or "–"
     blocks: list = []
     if note:
         blocks.append(Text(note))
