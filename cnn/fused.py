@@ -487,7 +487,6 @@ def evaluate_many(run: FusedRun, images: torch.Tensor, labels: torch.Tensor) -> 
     loss_sum = torch.zeros(k, device=device)
     pairs = torch.zeros(k * c * c, dtype=torch.int64, device=device)  # (member, true, predicted) counts, flattened
     first_row = torch.arange(k, device=device)[:, None] * c  # (K, 1): member k's rows of the stacked confusions start at k*C
-    one = torch.ones((), dtype=torch.int64, device=device)
     batch = eval_batch_for(run, images.shape)
     for start in range(0, len(labels), batch):
         x, y = images[start : start + batch], labels[start : start + batch]
@@ -495,8 +494,9 @@ def evaluate_many(run: FusedRun, images: torch.Tensor, labels: torch.Tensor) -> 
             logits = run.net(normalize(x).contiguous(memory_format=run.memory_format))  # (K, B, C) from the shared (B, 3, H, W)
         y = y.expand(k, -1)  # (K, B)
         loss_sum += run.losses(logits.float(), y) * y.shape[1]
-        # index_put_ with accumulate: unlike bincount, it needs no size from the device, so no sync per batch.
-        pairs.index_put_((((first_row + y) * c + logits.argmax(2)).flatten(),), one, accumulate=True)
+        # scatter_add_ into a fixed-size tensor: unlike bincount, it needs no size from the device, so no sync per batch.
+        cells = ((first_row + y) * c + logits.argmax(2)).flatten()
+        pairs.scatter_add_(0, cells, torch.ones_like(cells))
     confusion = pairs.view(k, c, c).cpu()
     n = len(labels)
     return [(total / n, 100.0 * conf.trace().item() / n, conf) for total, conf in zip(loss_sum.tolist(), confusion, strict=True)]

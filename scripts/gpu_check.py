@@ -154,8 +154,11 @@ def _cold(row: dict) -> str:
 
 def _free(device: torch.device) -> None:
     if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.empty_cache()
+        try:
+            torch.cuda.synchronize(device)
+            torch.cuda.empty_cache()
+        except RuntimeError:  # a CUDA error that sticks to this process: the study runs in a fresh one
+            pass
 
 
 def figures(args: argparse.Namespace, device: torch.device, data, clock: Clock, log: Log) -> dict:
@@ -170,7 +173,7 @@ def figures(args: argparse.Namespace, device: torch.device, data, clock: Clock, 
             if not is_allocation_failure(error):
                 raise
             _free(device)
-            log(f"{name}: out of GPU memory ({type(error).__name__}: {str(error).splitlines()[0][:160]})", figure=True)
+            log(f"{name}: out of GPU memory or a CUDA error ({type(error).__name__}: {str(error).splitlines()[0][:160]})", figure=True)
             found[name] = {"error": str(error).splitlines()[0]}
             return False
 

@@ -79,3 +79,25 @@ def test_gpu_check_on_the_cpu_brings_back_figures_database_and_report(cifar_dir,
     with tarfile.open(out / "gpu-check-results.tar.gz") as results:
         names = set(results.getnames())
     assert {"gpu_check.log", "figures.json", "study.db", "report/report.md"} <= names
+
+
+def test_figures_stop_growing_k_at_the_first_allocation_failure(tmp_path, monkeypatch, capsys):
+    gpu_check = _script()
+    calls = []
+
+    def measure(device, make, estimate, clock, warm=True):
+        calls.append(len(calls))
+        if len(calls) == 6:  # notebook, ours, one at a time, K=1, K=4, then K=16
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return {"seconds": 1.0, "trial_epochs_per_s": 1.0, "test_acc": 10.0, "peak_bytes": 0, "cold": False}
+
+    monkeypatch.setattr(gpu_check, "measure", measure)
+    log = gpu_check.Log(tmp_path / "log")
+    log.device_name = "Test GPU"
+    args = gpu_check.build_parser().parse_args(["--data", "x"])
+    found = gpu_check.figures(args, torch.device("cpu"), None, gpu_check.Clock(60), log)
+    assert list(found) == ["notebook", "ours", "one at a time", "fused K=1", "fused K=4", "fused K=16"]
+    assert "error" in found["fused K=16"] and len(calls) == 6  # neither K=16 contiguous nor K=64 was tried
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[-1].startswith("[Test GPU] fused K=16: out of GPU memory")
+    assert all(line.startswith("[Test GPU] ") for line in printed)
