@@ -102,6 +102,13 @@ def settle(
     for c in comparisons:
         if c.gate is not None and c.gate.claims_difference:
             c.withheld = "the difference depends on the learning rate (the interaction row above), so one number over them misleads"
+        elif c.gate is not None and c.gate.p < alpha:
+            # Pooling needs the interaction to be absent, not merely unproven: the gate is its own p, uncorrected (the
+            # report's correction protects claims; here it would protect a pooled number over an interaction instead).
+            c.withheld = (
+                f"the difference may depend on the learning rate (the interaction's own p is {p_text(c.gate.p)}, below {alpha:g} "
+                "before the report's correction), so one number over them could mislead"
+            )
         if sentences:
             c.verdict = verdict(c)
     return comparisons
@@ -184,7 +191,12 @@ def _interaction(c: Comparison) -> str:
         )
     if c.claims_difference:
         return f"{c.a} − {c.b} depends on the learning rate ({test}): {means} points"
-    return f"no interaction shown: {c.a} − {c.b} does not change with the learning rate beyond the noise ({test}): {means} points"
+    if c.p < stats.ALPHA:
+        return (
+            f"{c.a} − {c.b} may depend on the learning rate ({test}; its own p {p_text(c.p)}): not a claim, but too strong "
+            f"to pool over: {means} points"
+        )
+    return f"no interaction shown ({test}; its own p {p_text(c.p)}): {c.a} − {c.b} is {means} points"
 
 
 def _drop(c: Comparison, count: str) -> str:

@@ -125,8 +125,9 @@ def section(result: OptionsResult, title: str, chance: float, extra: list | None
     s.add(
         f"Compared at epoch {result.compare_epoch}, at every learning rate of the grid ({', '.join(lr_text(lr) for lr in result.lrs)}): "
         f"no threshold on the accuracies decides which learning rates enter. For each two {_plural(factor)} the interaction with the "
-        "learning rate is tested first (F test of the paired differences grouped by learning rate); only where it is not shown "
-        "is a pooled difference given: the mean of every pair, an average over the grid's learning rates and the other factor's options."
+        "learning rate is tested first (F test of the paired differences grouped by learning rate); a pooled difference is given "
+        "only where the interaction's own p-value, before the report's correction, is above 0.05: the mean of every pair, an "
+        "average over the grid's learning rates and the other factor's options."
     )
     m = result.means
     learning = {lr: sorted(g.loc[g["mean_acc"] > chance + LEARNS_POINTS, factor]) for lr, g in m.groupby("lr")}
