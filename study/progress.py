@@ -109,8 +109,9 @@ def summarize(study: optuna.Study, storage: str) -> str:
         metric = "validation" if StudySettings.from_attrs(study.user_attrs).selection == "validation" else "test"
         params = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in best.params.items())
         lines.append(f"best: trial {best.number}, {best.value:.2f}% {metric} accuracy: {params}")
-        lines.append(f'best model: python -c "from study import load_model; model = load_model({shown!r}, {study.study_name!r})"')
     kept, size = weights_size(study)
+    if complete and study.best_trial.user_attrs.get("weights_artifact"):
+        lines.append(f'best model: python -c "from study import load_model; model = load_model({shown!r}, {study.study_name!r})"')
     where = "the study database" if study.user_attrs.get("artifacts") == IN_DATABASE else study.user_attrs.get("artifacts")
     if kept:
         lines.append(f"weights: {plural(kept, 'trial')}, {size / 2**20:.1f} MiB in {where} (fewer with --keep-weights complete or none)")

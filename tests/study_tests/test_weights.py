@@ -39,7 +39,8 @@ def test_weights_travel_with_a_copied_sqlite_database(db, small_args, tmp_path, 
 def test_keep_weights_none_keeps_none(db, small_args, capsys):
     assert main([*small_args, "--storage", db, "--trials", "1", "--epochs", "1", "--keep-weights", "none"]) == 0
     assert "weights_artifact" not in load(db).trials[0].user_attrs
-    assert "\nweights:" not in capsys.readouterr().out  # no line on kept weights
+    out = capsys.readouterr().out
+    assert "\nweights:" not in out and "best model:" not in out  # no line on kept weights, no way to load what is not kept
     with pytest.raises(Exception, match="has no saved weights"):
         load_model(db, "cnn-study")
 
