@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections import Counter
@@ -49,7 +50,12 @@ def _started_since(db: str, name: str, since: datetime.datetime) -> bool:
 
 def _restart_postgresql() -> None:
     version = sorted(os.listdir("/usr/lib/postgresql"), key=lambda v: [int(p) for p in v.split(".")])[-1]
-    subprocess.run(["pg_ctlcluster", version, "main", "restart"], check=True, capture_output=True, timeout=120)
+    # The server outlives this call: it must hold none of our descriptors (a CI runner reading our output would wait for
+    # their end forever), so its output goes to a file, as .ci/postgres.sh does.
+    with tempfile.TemporaryFile() as log:
+        done = subprocess.run(["pg_ctlcluster", version, "main", "restart"], stdin=subprocess.DEVNULL, stdout=log, stderr=log, timeout=120)
+        log.seek(0)
+        assert done.returncode == 0, log.read().decode(errors="replace")
 
 
 def _signal(process: subprocess.Popen, sig: int) -> None:
