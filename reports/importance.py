@@ -79,11 +79,20 @@ def fanova(trials: pd.DataFrame, space: dict) -> Importance:
 def compute(trials: pd.DataFrame, space: dict, design_trials: pd.DataFrame | None = None, epoch: int | None = None) -> Importance:
     """The decomposition when ``design_trials`` is a complete grid, else fANOVA over ``trials``."""
     if design_trials is not None and len(design_trials):
+        whole = _whole_replicates(design_trials)
         try:
-            return from_design(design_trials, epoch)
+            return from_design(whole, epoch)
         except ValueError:
-            pass  # an incomplete grid: fANOVA below
+            pass  # no whole replicate: fANOVA below
     return fanova(trials, space)
+
+
+def _whole_replicates(design_trials: pd.DataFrame) -> pd.DataFrame:
+    """The trials of the replicates that hold every grid point (a study cut short leaves its last replicate partial)."""
+    factors = ["activation", "loss", "lr"]
+    size = math.prod(design_trials[f].nunique() for f in factors)
+    points = design_trials.groupby("replicate")[factors].apply(lambda g: len(g.drop_duplicates()))
+    return design_trials[design_trials["replicate"].isin(points[points == size].index)]
 
 
 def blocks(result: Importance) -> list:
@@ -93,7 +102,7 @@ def blocks(result: Importance) -> list:
     if result.method == "decomposition":
         text = (
             f"Where the variation in test accuracy (epoch {result.epoch}) comes from, as percent of its variance: {listed}. This is the "
-            f"exact decomposition of the complete grid ({result.n} trials, each grid point of each replicate once): main effects, "
+            f"exact decomposition of the complete grid ({result.n} trials: each grid point of each whole replicate once): main effects, "
             "two-way interactions, higher interactions and the spread between replicates of the same grid point add up to 100%. "
             "It agrees with the sections by construction: a factor with a large share is one whose paired differences above are "
             'large, and an interaction with lr is what the "depends on the learning rate" verdicts test.'

@@ -101,8 +101,15 @@ def test_importance_of_a_complete_grid_is_the_exact_decomposition():
     assert shares.method == "decomposition" and table["percent"].sum() == pytest.approx(100.0)
     # The seed effect (sd 3 against a 20-point loss effect) is the rest, under "replicates".
     assert table.loc["loss", "percent"] > 60 and table.loc["activation", "percent"] < 2
-    # A grid with a point missing: fANOVA instead, still finding the loss.
-    partial = importance.compute(frames.trials.iloc[1:], frames.settings.search_space, design.trials.iloc[1:], 6)
+    # A replicate with a point missing (a study cut short): the decomposition of the whole replicates.
+    missing = design.trials.index[0]
+    cut = design.trials.drop(index=missing)
+    whole = cut[cut["replicate"] != design.trials.loc[missing, "replicate"]]
+    partial = importance.compute(frames.trials, frames.settings.search_space, cut, 6)
+    assert partial.method == "decomposition" and partial.n == len(whole) and len(whole) > 0
+    # No whole replicate: fANOVA instead, still finding the loss.
+    broken = design.trials.drop(index=design.trials.groupby("replicate").head(1).index)
+    partial = importance.compute(frames.trials.iloc[1:], frames.settings.search_space, broken, 6)
     assert partial.method == "fanova" and partial.table.set_index("term").loc["loss", "percent"] > 50
 
 
