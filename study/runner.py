@@ -346,10 +346,11 @@ def _run_workers(study: optuna.Study, config: StudyConfig) -> None:
 def _children() -> set[int]:
     """The worker processes this one started (Linux's /proc; elsewhere none); joblib's resource trackers clean up after them."""
     me, children = os.getpid(), set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == me and b"popen_loky" in (stat.parent / "cmdline").read_bytes():
-                children.add(int(stat.parent.name))
+    for folder in Path("/proc").glob("[0-9]*"):
+        stat = _proc_stat(folder)
+        with contextlib.suppress(OSError):
+            if stat and int(stat[1]) == me and b"popen_loky" in (folder / "cmdline").read_bytes():
+                children.add(int(folder.name))
     return children
 
 
@@ -357,14 +358,16 @@ def _wait_gone(pids: set[int], seconds: float = 10.0) -> None:
     """Wait until the processes ``pids`` have exited (or are zombies), at most ``seconds``."""
     deadline = time.monotonic() + seconds
     for pid in pids:
-        while time.monotonic() < deadline:
-            try:
-                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-            except (OSError, IndexError):
-                break
-            if state in ("Z", "X"):
-                break
+        while time.monotonic() < deadline and (_proc_stat(Path(f"/proc/{pid}")) or ["Z"])[0] not in ("Z", "X"):
             time.sleep(0.05)
+
+
+def _proc_stat(folder: Path) -> list[str]:
+    """A process's state, parent pid, ... (the fields of /proc/PID/stat after its name); empty when it is gone."""
+    try:
+        return (folder / "stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
 
 
 def run_study(config: StudyConfig, download: bool = False) -> optuna.Study:

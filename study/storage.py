@@ -281,19 +281,14 @@ def fail_dead_trials(study: optuna.Study, pids: set[int] | None = None) -> list[
         The numbers of the trials failed.
     """
     host = socket.gethostname()
-    failed = []
+    dead = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = trial.user_attrs.get("worker") or {}
         pid = worker.get("pid")
         mine = worker.get("host") == host and isinstance(pid, int) and pid > 0 and ((pids is not None and pid in pids) or not _alive(pid))
         if mine or _orphan(trial):
-            try:
-                if study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
-                    failed.append(trial.number)
-                    queue_again(study, study._storage.get_trial(trial._trial_id))
-            except optuna.exceptions.UpdateFinishedTrialError:
-                pass  # another process got there first
-    return failed
+            dead.append(trial)
+    return fail_and_queue_again(study, dead)
 
 
 def _orphan(trial: optuna.trial.FrozenTrial) -> bool:
@@ -305,8 +300,8 @@ def _orphan(trial: optuna.trial.FrozenTrial) -> bool:
     return "worker" not in trial.user_attrs and started is not None and (datetime.datetime.now() - started).total_seconds() > ORPHAN_SECONDS
 
 
-def fail_and_queue_again(study: optuna.Study, trials: list[optuna.trial.BaseTrial]) -> list[int]:
-    """Fail this process's unfinished ``trials`` (interrupted) and queue each again.
+def fail_and_queue_again(study: optuna.Study, trials: list) -> list[int]:
+    """Fail unfinished ``trials`` (interrupted, or of a dead process) and queue each again; those another process finished are skipped.
 
     Returns:
         The numbers of the trials queued again.
