@@ -235,7 +235,8 @@ class PatientStorage(RDBStorage):
 for _name in dir(optuna.storages.BaseStorage):
     if not _name.startswith("__") and callable(getattr(RDBStorage, _name, None)) and _name != "get_heartbeat_interval":
         setattr(PatientStorage, _name, patient(getattr(RDBStorage, _name)))
-for _name in ("record_heartbeat", "_get_stale_trial_ids"):
+# Optuna's cache (``_CachedStorage``) calls these private methods of its backend directly.
+for _name in ("record_heartbeat", "_get_stale_trial_ids", "_create_new_trial", "_set_trial_param", "_get_best_trial_id", "_get_trials"):
     setattr(PatientStorage, _name, patient(getattr(RDBStorage, _name)))
 
 

@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -44,3 +45,14 @@ def spawn(*args: str, module: str = "study.run", **kwargs) -> subprocess.Popen:
         start_new_session=True,  # its own process group, so a test can kill it with its workers
         **kwargs,
     )
+
+
+def postgresql(action: str) -> None:
+    """``pg_ctlcluster VERSION main ACTION`` (stop, start, restart) on the newest PostgreSQL that .ci/postgres.sh installed."""
+    version = sorted(os.listdir("/usr/lib/postgresql"), key=lambda v: [int(p) for p in v.split(".")])[-1]
+    # The server outlives this call: it must hold none of our descriptors (a CI runner reading our output would wait for
+    # their end forever), so its output goes to a file, as .ci/postgres.sh does.
+    with tempfile.TemporaryFile() as log:
+        done = subprocess.run(["pg_ctlcluster", version, "main", action], stdin=subprocess.DEVNULL, stdout=log, stderr=log, timeout=120)
+        log.seek(0)
+        assert done.returncode == 0, log.read().decode(errors="replace")

@@ -17,13 +17,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
 
 import pytest
-from helpers import REPO, load, spawn, wait_for
+from helpers import REPO, load, postgresql, spawn, wait_for
 from optuna.trial import TrialState
 
 from study import load_model
@@ -46,16 +45,6 @@ def _started_since(db: str, name: str, since: datetime.datetime) -> bool:
     except KeyError:
         return False
     return any(t.datetime_start and t.datetime_start > since for t in trials)
-
-
-def _restart_postgresql() -> None:
-    version = sorted(os.listdir("/usr/lib/postgresql"), key=lambda v: [int(p) for p in v.split(".")])[-1]
-    # The server outlives this call: it must hold none of our descriptors (a CI runner reading our output would wait for
-    # their end forever), so its output goes to a file, as .ci/postgres.sh does.
-    with tempfile.TemporaryFile() as log:
-        done = subprocess.run(["pg_ctlcluster", version, "main", "restart"], stdin=subprocess.DEVNULL, stdout=log, stderr=log, timeout=120)
-        log.seek(0)
-        assert done.returncode == 0, log.read().decode(errors="replace")
 
 
 def _signal(process: subprocess.Popen, sig: int) -> None:
@@ -81,7 +70,7 @@ def run_with_faults(args: list[str], db: str, name: str, seed: int, restart_serv
             break  # the study ended before this fault: fewer faults than planned (checked below)
         time.sleep(rng.uniform(0.0, 3.0))
         if restart_server and restarts == 0 and sum(sent.values()) == 2:
-            _restart_postgresql()  # in the middle of a trial: the study must not notice
+            postgresql("restart")  # in the middle of a trial: the study must not notice
             restarts += 1
             time.sleep(rng.uniform(0.0, 2.0))
         sig = rng.choice(SIGNALS)

@@ -1,20 +1,25 @@
 """Faults cost nothing: a crash never leaves a hole in the grid, signals requeue, storage faults get one line."""
 
 import hashlib
+import inspect
+import re
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 from collections import Counter
 from pathlib import Path
 
 import optuna
 import pytest
-from helpers import REPO, load, spawn, wait_for
+from helpers import REPO, load, postgresql, spawn, wait_for
+from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
 from study.run import main
-from study.storage import StudyError, open_storage
+from study.storage import PatientStorage, StudyError, open_storage
 
 GRID = ["--activations", "relu,tanh", "--losses", "cross_entropy,mse", "--grid-lrs", "2", "--lr-min", "1e-3", "--lr-max", "1e-2"]
 POINTS = 8  # 2 activations x 2 losses x 2 learning rates, one replicate
@@ -144,6 +149,43 @@ def test_an_unreachable_server_is_waited_for_then_named(monkeypatch):
     monkeypatch.setenv("CNN_STUDY_STORAGE_WAIT", "2")
     with pytest.raises(StudyError, match=r"cannot open storage postgresql://u:\*\*\*@127.0.0.1:9/db \(waited [23] s\)"):
         open_storage("postgresql://u:secret@127.0.0.1:9/db")
+
+
+def test_every_call_optunas_cache_makes_waits_for_the_server():
+    # Optuna's cache calls private methods of its backend (``_create_new_trial``, ``_get_trials``, ...); one left
+    # impatient fails a worker whose call meets a server restart.
+    source = inspect.getsource(optuna.storages._cached_storage)
+    called = set(re.findall(r"self\._backend\.(\w+)\(", source)) - {"get_heartbeat_interval", "get_heartbeat_stale_trial_callback"}
+    assert called
+    impatient = sorted(name for name in called if getattr(PatientStorage, name) is getattr(RDBStorage, name))
+    assert not impatient
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+def test_a_stopped_server_is_waited_for_in_every_kind_of_call(postgres_url, monkeypatch):
+    if not shutil.which("pg_ctlcluster"):
+        pytest.skip("stopping the server needs pg_ctlcluster (Debian's PostgreSQL, as .ci/postgres.sh installs)")
+    monkeypatch.setenv("CNN_STUDY_STORAGE_WAIT", "60")
+    study = optuna.create_study(study_name="patient", storage=open_storage(postgres_url), direction="maximize")
+    study.enqueue_trial({"x": 0.5})
+    calls = {
+        "ask": study.ask,
+        "suggest": lambda: trial.suggest_float("x", 0.0, 1.0),
+        "tell": lambda: study.tell(trial, 1.0),
+        "trials": lambda: study.trials,
+        "best": lambda: study.best_trial,
+    }
+    for name, call in calls.items():
+        postgresql("stop")
+        later = threading.Timer(2.0, postgresql, args=("start",))
+        later.start()
+        try:
+            result = call()
+        finally:
+            later.join()
+        if name == "ask":
+            trial = result
+    assert study.best_trial.params == {"x": 0.5} and study.best_value == 1.0
 
 
 @pytest.mark.slow
