@@ -36,7 +36,7 @@ from cnn.augment import crop_flip, draw, to_device
 from cnn.data import Data, normalize
 from cnn.model import CNN
 from cnn.registry import lookup
-from cnn.train import OPTIMIZERS, EpochRow, TrainConfig, TrainResult, _autocast, bind_device, evaluate, order_fingerprint, setup
+from cnn.train import OPTIMIZERS, EpochRow, Scores, TrainConfig, TrainResult, _autocast, bind_device, evaluate, order_fingerprint, setup
 
 # Fields that decide the shape of the shared computation: fused trials must agree on them.
 SHARED_FIELDS = ("epochs", "batch_size", "optimizer", "augment", "device", "precision", "eval_batch_size")
@@ -279,6 +279,7 @@ class Member:
     generator: torch.Generator  # the member's shuffling and augmentation, as setup() seeds it
     history: list[EpochRow] = field(default_factory=list)
     confusion: torch.Tensor | None = None  # test confusion (C, C) after the member's last epoch
+    predictions: dict[str, list[torch.Tensor]] = field(default_factory=dict)  # split -> (N,) uint8 per epoch
     diverged: bool = False
     stopped: bool = False
     optimizer: torch.optim.Optimizer | None = None  # its own optimiser and state, once it has left
@@ -473,8 +474,8 @@ def eval_batch_for(run: FusedRun, shape: torch.Size) -> int:
 
 
 @torch.inference_mode()
-def evaluate_many(run: FusedRun, images: torch.Tensor, labels: torch.Tensor) -> list[tuple[float, float, torch.Tensor]]:
-    """Loss, accuracy (percent) and confusion counts (C, C) [true, predicted] of each member of ``run``, in its order.
+def evaluate_many(run: FusedRun, images: torch.Tensor, labels: torch.Tensor) -> list[Scores]:
+    """Loss, accuracy (percent), confusion counts and per-image predictions of each member of ``run``, in its order.
 
     All members see the same images in the same passes; each is scored with its own loss.
     Counts accumulate on the device: the only wait for the device is at the end. With no
@@ -485,8 +486,7 @@ def evaluate_many(run: FusedRun, images: torch.Tensor, labels: torch.Tensor) -> 
     run.net.eval()
     device, k, c = images.device, len(run.members), run.num_classes
     loss_sum = torch.zeros(k, device=device)
-    pairs = torch.zeros(k * c * c, dtype=torch.int64, device=device)  # (member, true, predicted) counts, flattened
-    first_row = torch.arange(k, device=device)[:, None] * c  # (K, 1): member k's rows of the stacked confusions start at k*C
+    predicted = torch.empty(k, len(labels), dtype=torch.uint8, device=device)  # (K, N)
     batch = eval_batch_for(run, images.shape)
     for start in range(0, len(labels), batch):
         x, y = images[start : start + batch], labels[start : start + batch]
@@ -494,12 +494,15 @@ def evaluate_many(run: FusedRun, images: torch.Tensor, labels: torch.Tensor) -> 
             logits = run.net(normalize(x).contiguous(memory_format=run.memory_format))  # (K, B, C) from the shared (B, 3, H, W)
         y = y.expand(k, -1)  # (K, B)
         loss_sum += run.losses(logits.float(), y) * y.shape[1]
-        # scatter_add_ into a fixed-size tensor: unlike bincount, it needs no size from the device, so no sync per batch.
-        cells = ((first_row + y) * c + logits.argmax(2)).flatten()
-        pairs.scatter_add_(0, cells, torch.ones_like(cells))
-    confusion = pairs.view(k, c, c).cpu()
-    n = len(labels)
-    return [(total / n, 100.0 * conf.trace().item() / n, conf) for total, conf in zip(loss_sum.tolist(), confusion, strict=True)]
+        predicted[:, start : start + y.shape[1]] = logits.argmax(2)
+    # One count over all members once the pass is done: (member, true, predicted) cells, flattened.
+    cells = ((torch.arange(k, device=device)[:, None] * c + labels) * c + predicted).flatten()
+    confusion = torch.bincount(cells, minlength=k * c * c).view(k, c, c).cpu()
+    predicted, n = predicted.cpu(), len(labels)
+    return [
+        Scores(total / n, 100.0 * conf.trace().item() / n, conf, preds)
+        for total, conf, preds in zip(loss_sum.tolist(), confusion, predicted, strict=True)
+    ]
 
 
 def train_many(
@@ -555,9 +558,10 @@ def train_many(
             for m in trained:
                 if m.index not in scores:  # diverged mid-epoch and left: its own model, as train() evaluates it
                     scores[m.index] = evaluate(m.model, m.criterion, *split_tensors, run.num_classes, run.eval_batch, run.dtype)
-                rows[m.index][f"{split}_loss"], rows[m.index][f"{split}_acc"], confusion = scores[m.index]
+                rows[m.index][f"{split}_loss"], rows[m.index][f"{split}_acc"] = scores[m.index].loss, scores[m.index].acc
+                m.predictions.setdefault(split, []).append(scores[m.index].predictions)
                 if split == "test":
-                    m.confusion = confusion
+                    m.confusion = scores[m.index].confusion
         seconds = (time.perf_counter() - start) / len(trained)
         for m in trained:
             rows[m.index]["seconds"] = seconds
@@ -568,6 +572,9 @@ def train_many(
     run.finish()
     precision = str(run.dtype).removeprefix("torch.")
     return [
-        TrainResult(m.history, m.model, m.confusion.tolist(), str(run.device), precision, m.diverged, m.stopped, batch_orders[m.index])
+        TrainResult(
+            m.history, m.model, m.confusion.tolist(), str(run.device), precision, m.diverged, m.stopped, batch_orders[m.index],
+            {split: torch.stack(rows) for split, rows in m.predictions.items()},
+        )
         for m in members
     ]

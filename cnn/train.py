@@ -9,6 +9,7 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -74,6 +75,8 @@ class TrainResult:
     diverged: bool = False  # the training loss became NaN or infinite; training stopped there
     stopped: bool = False  # on_epoch asked to stop before the last epoch
     batch_order: str = ""  # fingerprint of the first epoch's shuffle: runs with the same seed share it
+    # split ("test", "val") -> (epochs run, images) uint8: the class predicted for every image after every epoch
+    predictions: dict[str, torch.Tensor] = field(default_factory=dict)
     n_params: int = field(init=False)
 
     def __post_init__(self):
@@ -200,6 +203,15 @@ def train_one_epoch(
     return mean_loss, 100.0 * correct.item() / seen, diverged
 
 
+class Scores(NamedTuple):
+    """What one evaluation pass gives."""
+
+    loss: float  # mean over the images
+    acc: float  # percent
+    confusion: torch.Tensor  # (C, C) int64 counts [true, predicted], on the CPU
+    predictions: torch.Tensor  # (N,) uint8: the predicted class of each image, in the split's order, on the CPU
+
+
 @torch.inference_mode()
 def evaluate(
     model: nn.Module,
@@ -209,20 +221,21 @@ def evaluate(
     num_classes: int,
     batch_size: int = 100,
     dtype: torch.dtype = torch.float32,
-) -> tuple[float, float, torch.Tensor]:
-    """Loss, accuracy (percent) and confusion counts (C, C) [true, predicted] of ``model``."""
+) -> Scores:
+    """Loss, accuracy (percent), confusion counts and per-image predictions of ``model`` (see :class:`Scores`)."""
     model.eval()
     device = images.device
     loss_sum = torch.zeros((), device=device)
-    pairs = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
+    predicted = torch.empty(len(labels), dtype=torch.uint8, device=device)
     for start in range(0, len(labels), batch_size):
         x, y = images[start : start + batch_size], labels[start : start + batch_size]
         with _autocast(device, dtype):
             logits = model(normalize(x))
             loss_sum += criterion(logits, y).float() * len(y)
-        pairs += torch.bincount(y * num_classes + logits.argmax(1), minlength=num_classes * num_classes)
+        predicted[start : start + len(y)] = logits.argmax(1)
+    pairs = torch.bincount(labels * num_classes + predicted, minlength=num_classes * num_classes)
     confusion = pairs.view(num_classes, num_classes).cpu()
-    return loss_sum.item() / len(labels), 100.0 * confusion.trace().item() / len(labels), confusion
+    return Scores(loss_sum.item() / len(labels), 100.0 * confusion.trace().item() / len(labels), confusion, predicted.cpu())
 
 
 @dataclass
@@ -292,6 +305,7 @@ def train(config: TrainConfig, data: Data, on_epoch: Callable[[EpochRow], bool |
     batch_order = order_fingerprint(run.generator, len(train_set))
 
     history: list[EpochRow] = []
+    predictions: dict[str, list[torch.Tensor]] = {"test": [], **({"val": []} if val_set is not None else {})}
     diverged = stopped = False
     for epoch in range(1, config.epochs + 1):
         start = time.perf_counter()
@@ -300,10 +314,12 @@ def train(config: TrainConfig, data: Data, on_epoch: Callable[[EpochRow], bool |
         )
         row: EpochRow = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc}
         if val_set is not None:
-            row["val_loss"], row["val_acc"], _ = evaluate(model, criterion, val_set.images, val_set.labels, n, run.eval_batch, dtype)
-        row["test_loss"], row["test_acc"], confusion = evaluate(
-            model, criterion, test_set.images, test_set.labels, n, run.eval_batch, dtype
-        )
+            scores = evaluate(model, criterion, val_set.images, val_set.labels, n, run.eval_batch, dtype)
+            row["val_loss"], row["val_acc"] = scores.loss, scores.acc
+            predictions["val"].append(scores.predictions)
+        scores = evaluate(model, criterion, test_set.images, test_set.labels, n, run.eval_batch, dtype)
+        row["test_loss"], row["test_acc"], confusion = scores.loss, scores.acc, scores.confusion
+        predictions["test"].append(scores.predictions)
         row["seconds"] = time.perf_counter() - start
         history.append(row)
         if on_epoch is not None and on_epoch(row) and epoch < config.epochs:
@@ -311,4 +327,5 @@ def train(config: TrainConfig, data: Data, on_epoch: Callable[[EpochRow], bool |
         if diverged or stopped:
             break
     precision = str(dtype).removeprefix("torch.")
-    return TrainResult(history, model, confusion.tolist(), str(run.device), precision, diverged, stopped, batch_order)
+    stacked = {split: torch.stack(rows) for split, rows in predictions.items()}
+    return TrainResult(history, model, confusion.tolist(), str(run.device), precision, diverged, stopped, batch_order, stacked)

@@ -6,10 +6,11 @@ The study is read only through ``study.record`` (the typed settings and trial re
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import optuna
 import pandas as pd
 
-from study.record import StudySettings, TrialRecord
+from study.record import StudySettings, TrialRecord, read_labels
 from study.storage import load_existing_study
 
 TRIAL_COLUMNS = [
@@ -58,6 +59,10 @@ class Frames:
     trials: pd.DataFrame
     epochs: pd.DataFrame
     confusion: dict[int, list[list[int]]] = field(default_factory=dict)  # trial number -> test confusion counts
+    # trial number -> (epochs run, test images) uint8: each test image's predicted class after each epoch
+    # (finished trials of studies that stored them; absent for older trials)
+    predictions: dict[int, np.ndarray] = field(default_factory=dict)
+    labels: np.ndarray | None = None  # (test images,) uint8: the true classes, in the predictions' order; None if not stored
 
     @property
     def classes(self) -> list[str]:
@@ -98,14 +103,18 @@ def _trial_row(r: TrialRecord) -> dict:
     }
 
 
-def frames_from_records(study_name: str, settings: StudySettings, records: list[TrialRecord]) -> Frames:
-    """Turn trial records into :class:`Frames`."""
-    trial_rows, epoch_rows, confusion = [], [], {}
+def frames_from_records(
+    study_name: str, settings: StudySettings, records: list[TrialRecord], labels: np.ndarray | None = None
+) -> Frames:
+    """Turn trial records into :class:`Frames` (``labels``: the study's true test labels, when it stored them)."""
+    trial_rows, epoch_rows, confusion, predictions = [], [], {}, {}
     for r in records:
         row = _trial_row(r)
         trial_rows.append(row)
         if r.confusion is not None:
             confusion[r.number] = r.confusion
+        if r.finished and r.predictions and "test" in r.predictions and labels is not None:
+            predictions[r.number] = r.predictions["test"]
         for epoch in r.history:
             epoch_rows.append({key: row[key] for key in EPOCH_COLUMNS[:7]} | epoch)
     trials = pd.DataFrame(trial_rows, columns=TRIAL_COLUMNS)
@@ -116,13 +125,14 @@ def frames_from_records(study_name: str, settings: StudySettings, records: list[
     trials[["diverged", "baseline"]] = trials[["diverged", "baseline"]].astype(bool)
     numeric = ["lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds"]
     epochs[numeric] = epochs[numeric].astype(float)
-    return Frames(study_name, settings, trials, epochs, confusion)
+    return Frames(study_name, settings, trials, epochs, confusion, predictions, labels)
 
 
 def frames_from_study(study: optuna.Study) -> Frames:
     """Read ``study`` once into :class:`Frames`."""
     records = [TrialRecord.from_trial(t) for t in study.get_trials(deepcopy=False)]
-    return frames_from_records(study.study_name, StudySettings.from_attrs(study.user_attrs), records)
+    labels = read_labels(study.user_attrs).get("test")
+    return frames_from_records(study.study_name, StudySettings.from_attrs(study.user_attrs), records, labels)
 
 
 def load_frames(storage: str, study_name: str) -> Frames:

@@ -29,7 +29,7 @@ from study.artifacts import IN_DATABASE, artifact_store
 from study.config import StudyConfig
 from study.objective import TrialRun
 from study.progress import Progress
-from study.record import FINISHED, StudySettings
+from study.record import FINISHED, StudySettings, write_labels
 from study.samplers import PRUNERS, SAMPLERS, is_surplus
 from study.storage import (
     DEFAULT_STORAGE,
@@ -99,7 +99,7 @@ def _check_compatible(study: optuna.Study, settings: StudySettings, storage_url:
     if "settings" not in study.user_attrs:
         raise StudyError(f"{where} was not made by study.run; choose another --study-name")
     stored = StudySettings.from_attrs(study.user_attrs)
-    if stored.format < settings.format:
+    if stored.format < 2:
         raise StudyError(
             f"{where} was made by an earlier release that seeded trials by trial number; its report still builds "
             "(python -m reports.build), but resuming it would mix two seeding schemes: choose a new --study-name"
@@ -382,6 +382,7 @@ def run_study(config: StudyConfig, download: bool = False) -> optuna.Study:
     data = load(config, download)
     storage = open_storage(config.storage, create_folder=config.storage == DEFAULT_STORAGE)
     study = open_study(storage, config, study_settings(config, data))
+    write_labels(study, {"test": data.test.labels, **({"val": data.val.labels} if data.val is not None else {})})
     finished = sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
     remaining = config.target - finished
     if remaining <= 0:

@@ -5,10 +5,12 @@ import sqlite3
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from helpers import FINISHED, REPO, finished, load, spawn, wait_for
 from optuna.trial import TrialState
 
+from study.record import TrialRecord, read_labels
 from study.run import main
 
 pytestmark = pytest.mark.slow  # every test here trains on real images or starts processes
@@ -18,6 +20,21 @@ DESIGN = ["--activations", "relu,tanh", "--losses", "cross_entropy,mse", "--grid
 
 def _by_point(study) -> dict:
     return {tuple(t.params[k] for k in ("activation", "loss", "lr", "replicate")): t for t in study.trials}
+
+
+def _check_predictions(study) -> None:
+    """Each finished trial's stored predictions give its recorded accuracy at every epoch and its confusion counts exactly."""
+    labels = read_labels(study.user_attrs)["test"]
+    assert len(labels) == 200 and np.bincount(labels).tolist() == [20] * 10  # the stratified test subset, in order
+    for trial in study.get_trials(states=FINISHED):
+        record = TrialRecord.from_trial(trial)
+        predictions = record.predictions["test"]
+        assert predictions.shape == (len(record.history), 200)
+        for row, predicted in zip(record.history, predictions, strict=True):
+            assert 100.0 * int((predicted == labels).sum()) / len(labels) == row["test_acc"]  # as evaluate() computes it
+        confusion = np.zeros((10, 10), dtype=int)
+        np.add.at(confusion, (labels, predictions[-1]), 1)
+        assert confusion.tolist() == record.confusion
 
 
 def test_fused_trials_end_with_the_same_record_as_trials_trained_alone(tmp_path, small_args):
@@ -37,6 +54,8 @@ def test_fused_trials_end_with_the_same_record_as_trials_trained_alone(tmp_path,
             assert row_f["train_loss"] == pytest.approx(row_a["train_loss"], rel=1e-3)
             assert abs(row_f["test_acc"] - row_a["test_acc"]) <= 100 / 200  # one test image of 200
         assert f.user_attrs["weights_artifact"]
+    for study in (load(alone), load(fused)):
+        _check_predictions(study)
 
 
 def test_fused_study_resumes_to_the_exact_target_with_heartbeats(db, small_args):

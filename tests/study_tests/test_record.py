@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import optuna
 import pytest
 
@@ -96,3 +97,11 @@ def test_trial_record_of_a_first_release_trial_has_replicate_zero():
 @pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan])
 def test_json_row_nulls_what_json_cannot_hold(value):
     assert record.json_row({"epoch": 3, "train_loss": value}) == {"epoch": 3, "train_loss": None}
+
+
+def test_predictions_round_trip_in_about_half_a_byte_per_image():
+    rng = np.random.default_rng(0)
+    predicted = rng.choice(10, size=(3, 2000), p=[0.5] + [0.5 / 9] * 9).astype(np.uint8)  # a classifier near 50%
+    stored = record.encode_classes(predicted)
+    assert np.array_equal(record.decode_classes(stored), predicted)
+    assert len(stored["zlib_base64"]) < 0.7 * predicted.size  # base64 of zlib: well under one byte per image

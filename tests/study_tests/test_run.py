@@ -201,6 +201,6 @@ def test_load_model_restores_the_trained_weights(db, small_args, cifar_dir):
     data = load_data(cifar_dir, train_size=500, test_size=200, download=False)
     dtype = resolve_precision("auto", torch.device("cpu"))
     test = data.test.to("cpu")
-    _, accuracy, _ = evaluate(model, build_loss(best.params["loss"]), test.images, test.labels, 10, 100, dtype)
+    accuracy = evaluate(model, build_loss(best.params["loss"]), test.images, test.labels, 10, 100, dtype).acc
     # The same images through the restored weights give the accuracy the trial recorded.
     assert accuracy == best.user_attrs["test_acc"]
