@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cnn.cli import ArgumentParser
-from reports import analysis, blocks, claims, epochs, importance, learning_rate, observational, options, overview
+from reports import analysis, blocks, claims, epochs, importance, learning_rate, observational, options, overview, stats
 from reports.blocks import Figure, Section
 from reports.claims import Comparison
 from reports.frames import Frames, load_frames
@@ -38,11 +38,19 @@ class Analysis:
     lr: learning_rate.LrResult | None = None
     epochs: epochs.EpochsResult | None = None
     matched: dict[str, dict] = field(default_factory=dict)  # observational: activation, loss
+    n_images: int = 0  # the study's test images
 
     @property
     def family(self) -> overview.Family:
         size = sum(1 for c in self.comparisons for p in (c.p, c.p_equiv) if p == p)  # NaN is no test
-        return overview.Family(size, self.margin, self.compare_epoch)
+        accuracies = [c for c in self.comparisons if c.kind in ("difference", "pooled", "drop", "gain") and c.p == c.p]
+        two_level = [c for c in accuracies if c.n_images]
+        return overview.Family(
+            size, self.margin, self.compare_epoch, two_level=len(two_level), seed_only=len(accuracies) - len(two_level),
+            n_images=max((c.n_images for c in two_level), default=0) or self.n_images,
+            image_dominated=sum(c.image_share > 0.5 for c in two_level),
+            floor=sum(not (c.claims or c.withheld or stats.replicates_can_decide(c.se_images, c.margin, c.plan_alpha)) for c in two_level),
+        )  # fmt: skip
 
 
 def analyse(frames: Frames, margin: float | None = None, compare_epoch: int | None = None, full: bool = True) -> Analysis:
@@ -58,7 +66,7 @@ def analyse(frames: Frames, margin: float | None = None, compare_epoch: int | No
     if settings.paired:
         design = build_design(frames, compare_epoch)
         shares = importance.compute(frames.trials, settings.search_space, design.trials, design.compare_epoch) if full else None
-        result = Analysis(margin, design.compare_epoch, [], shares)
+        result = Analysis(margin, design.compare_epoch, [], shares, n_images=settings.test_size)
         result.options = {f: options.compute(design, f, margin) for f in ("activation", "loss")}
         result.lr = learning_rate.compute(design, margin)
         result.epochs = epochs.compute(design, margin)

@@ -15,7 +15,10 @@ no                            yes                        "within the m-point mar
 no                            no                         "cannot tell yet" + replicates advice
 ============================  =========================  ===================================
 
-Intervals are per-comparison 95% t intervals; the adjusted p decides the claim.
+Intervals are per-comparison 95% t intervals; the adjusted p decides the claim. Where the trials stored their
+per-image predictions, an interval counts the test images as well as the seeds (``se_images``, ``se_seeds``;
+``stats.estimate``): it is about new test images drawn like these, and the replicates advice knows when the test
+set, not the seeds, is what keeps a comparison open (:func:`replicates_can_decide`).
 """
 
 import math
@@ -29,7 +32,8 @@ from reports import stats
 DEFAULT_MARGIN = 2.0  # accuracy points: a smaller difference does not matter to a student
 MIN_PAIRS = 3  # fewer pairs get no interval and no test: a t interval on 2 values is near useless
 COLUMNS = ["question", "factor", "a", "b", "lr", "epoch", "n_pairs", "diff", "ci_low", "ci_high", "verdict", "subset",
-           "p", "p_adjusted", "p_equiv", "p_equiv_adjusted", "margin"]  # fmt: skip
+           "p", "p_adjusted", "p_equiv", "p_equiv_adjusted", "margin", "se_seeds", "se_images", "df", "n_images"]  # fmt: skip
+DATASET_TEST_IMAGES = 10_000  # CIFAR-10's test set: the most --test-size can give
 KINDS = ("difference", "pooled", "interaction", "drop", "gain", "loss rise", "observational")
 
 
@@ -53,6 +57,10 @@ class Comparison:
     p: float = math.nan
     p_equiv: float = math.nan
     pairs_per_replicate: int = 1  # pairs one more replicate adds
+    se_seeds: float = math.nan  # standard error from the spread of the pairs (replicates shrink it)
+    se_images: float = math.nan  # standard error from the shared test images (replicates do not); NaN: not measured
+    df: float = math.nan  # the interval's degrees of freedom (Satterthwaite's when se_images is measured)
+    n_images: int = 0  # test images behind se_images (0: seeds only)
     detail: dict = field(default_factory=dict)  # what a kind's sentence needs besides the numbers
     margin: float = DEFAULT_MARGIN
     p_adjusted: float = math.nan
@@ -74,6 +82,31 @@ class Comparison:
     def claims(self) -> bool:
         return self.claims_difference or self.claims_equivalence
 
+    @property
+    def image_share(self) -> float:
+        """The share of the interval's variance that comes from the test images (NaN: not measured)."""
+        total = self.se_seeds**2 + self.se_images**2
+        return self.se_images**2 / total if total > 0 else math.nan
+
+
+def replicates_can_decide(c: Comparison) -> bool:
+    """Whether more replicates can still decide comparison ``c`` (settled, so that ``c.plan_alpha`` is the planned level).
+
+    False when the test images are the floor (:func:`stats.replicates_can_decide` on ``c.se_images``: the images'
+    part alone keeps a margin-sized question open however many replicates run), or when ``c`` is a pooled row
+    whose spread comes mostly from learning rate to learning rate (the per-learning-rate rows answer it). True
+    otherwise, including when ``c.se_images`` was not measured (a study without stored predictions). It does not
+    say whether ``c`` is decided already: that is ``c.claims``.
+
+    >>> c = Comparison("activation", "activation", "relu", "tanh", 1e-3, "10", 4, 1.0, -2.0, 4.0, "", se_images=1.1)
+    >>> c.plan_alpha = 0.001
+    >>> replicates_can_decide(c)
+    False
+    """
+    if c.kind == "pooled" and c.detail.get("between", 0.0) > 0.5:
+        return False
+    return stats.replicates_can_decide(c.se_images, c.margin, c.plan_alpha)
+
 
 def from_estimate(e: stats.Estimate, **fields) -> Comparison:
     """A comparison from an :class:`stats.Estimate`; below ``MIN_PAIRS`` values it has no interval and no test."""
@@ -81,7 +114,8 @@ def from_estimate(e: stats.Estimate, **fields) -> Comparison:
     nan = math.nan
     return Comparison(
         n_pairs=e.n, diff=e.mean, ci_low=nan if few else e.low, ci_high=nan if few else e.high, sd=e.sd,
-        p=nan if few else e.p, p_equiv=nan if few else e.p_equiv, **fields,
+        p=nan if few else e.p, p_equiv=nan if few else e.p_equiv, se_seeds=nan if few else e.se_seeds,
+        se_images=nan if few else e.se_images, df=nan if few else float(e.df), n_images=0 if few else e.n_images, **fields,
     )  # fmt: skip
 
 
@@ -129,19 +163,41 @@ def _ci(c: Comparison, sign: int = 1, digits: int = 1) -> str:
 
 
 def replicates_advice(c: Comparison) -> str:
-    """How many more replicates would decide a margin-sized difference, or why more will not help."""
+    """How many more replicates would decide a margin-sized difference, or why more will not help (and what would)."""
     if c.kind == "pooled" and c.detail.get("between", 0.0) > 0.5:
         return (
             f"more replicates will not help: most of its spread ({c.detail['between']:.0%}) comes from learning rate to learning "
             "rate (the per-learning-rate verdicts answer it)"
         )
-    need = stats.pairs_to_decide(c.sd, c.margin, c.plan_alpha)
+    if not stats.replicates_can_decide(c.se_images, c.margin, c.plan_alpha):
+        return _images_advice(c)
+    floor = c.se_images if math.isfinite(c.se_images) else 0.0
+    need = stats.pairs_to_decide(c.sd, c.margin, c.plan_alpha, se_images=floor)
     if not math.isfinite(need):
         return "run more replicates (--repeats)"
     more = max(math.ceil((math.ceil(need) - c.n_pairs) / max(c.pairs_per_replicate, 1)), 1)
     return (
         f"about {more} more replicate{'s' if more != 1 else ''} would decide a {c.margin:g}-point difference "
         f"with {stats.POWER:.0%} probability"
+    )
+
+
+def _images_advice(c: Comparison) -> str:
+    """The test set is the floor: more test images, up to what the dataset has, or nothing short of a wider margin."""
+    total = math.hypot(c.se_seeds, c.se_images)
+    floor = (
+        f"the test images are the floor (±{c.se_images:.1f} of its ±{total:.1f}-point standard error comes from which "
+        f"{c.n_images} images were drawn, and every replicate shares them)"
+    )
+    need = stats.images_to_decide(c.se_images, c.n_images, c.margin, c.plan_alpha)
+    if need <= DATASET_TEST_IMAGES:
+        return (
+            f"more replicates cannot decide it: {floor}; more test images can (a larger --test-size, at least {need:,}, "
+            f"up to the {DATASET_TEST_IMAGES:,} the dataset has)"
+        )
+    return (
+        f"more replicates cannot decide it: {floor}; even the {DATASET_TEST_IMAGES:,} test images the dataset has would leave "
+        f"it open at a {c.margin:g}-point margin"
     )
 
 

@@ -15,6 +15,10 @@ Per learning rate, over the complete trials that ran every epoch, did not diverg
 - per loss, the rise of the test loss from its lowest epoch to the last (same Bonferroni factor):
   overfitting is claimed only when that rise is shown while the training loss fell.
 
+The drop and the gain count the test images as well as the seeds where the trials stored their predictions
+(``paired.image_table`` of each trial against itself); the rise of the test loss counts the seeds only (no
+per-image loss is stored).
+
 :func:`compute` returns an :class:`EpochsResult`; :func:`section` draws it.
 """
 
@@ -26,7 +30,7 @@ import pandas as pd
 from reports import claims, figures, stats
 from reports.blocks import Figure, Section, lr_text
 from reports.claims import Comparison
-from reports.paired import LEARNED_POINTS, Design
+from reports.paired import LEARNED_POINTS, Design, image_table
 
 SEED = 0  # the bootstrap of the peak's location
 
@@ -83,6 +87,14 @@ def _selected(e: stats.Estimate, candidates: int) -> stats.Estimate:
     return e._replace(p=min(1.0, e.p * candidates)) if np.isfinite(e.p) else e
 
 
+def _across_epochs(design: Design, numbers: np.ndarray, acc: np.ndarray, last: int, other: int, margin: float) -> stats.Estimate:
+    """Each trial against itself, epoch ``last`` − epoch ``other``: over seeds and test images where the trials stored
+    their predictions (the same images at both epochs), over the seeds only otherwise."""
+    n = len(numbers)
+    table = image_table(design, numbers, [last] * n, numbers, [other] * n)
+    return stats.estimate(acc[:, last - 1] - acc[:, other - 1], margin, images=table)
+
+
 def _loss_rows(design: Design, numbers: np.ndarray, group: pd.DataFrame, lr: float) -> list[Comparison]:
     n_epochs, rows = design.n_epochs, []
     for loss, sub in group.groupby("loss", sort=True):
@@ -119,11 +131,11 @@ def compute(design: Design, margin: float = claims.DEFAULT_MARGIN, seed: int = S
         peak = stats.peak_location(acc, seed)
         fields = {"question": "epochs", "factor": "epoch", "lr": lr, "subset": f"lr={lr:g}", "a": f"epoch {n_epochs}"}
         if peak.epoch < n_epochs:
-            e = _selected(stats.estimate(acc[:, -1] - acc[:, peak.epoch - 1], margin), n_epochs - 1)
+            e = _selected(_across_epochs(design, numbers, acc, n_epochs, peak.epoch, margin), n_epochs - 1)
             row = claims.from_estimate(e, b=f"epoch {peak.epoch}", epoch=f"{peak.epoch}–{n_epochs}", kind="drop", **fields)
         else:
             back = n_epochs - gain_span(n_epochs)
-            e = stats.estimate(acc[:, -1] - acc[:, back - 1], margin)
+            e = _across_epochs(design, numbers, acc, n_epochs, back, margin)
             row = claims.from_estimate(
                 e, b=f"epoch {back}", epoch=f"{back}–{n_epochs}", kind="gain",
                 detail={"epochs": n_epochs, "try": epochs_to_try(n_epochs)}, **fields,

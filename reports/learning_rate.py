@@ -11,15 +11,16 @@ the two are shown within the margin, *cannot tell yet* otherwise; *at chance* ma
 :func:`compute` returns an :class:`LrResult`; :func:`section` draws it.
 """
 
+import dataclasses
 import itertools
 from dataclasses import dataclass
 
 import pandas as pd
 
-from reports import claims, figures, stats
+from reports import claims, figures
 from reports.blocks import Figure, Section, Table, interval, lr_text, pct, pts
 from reports.claims import Comparison
-from reports.paired import LEARNS_POINTS, Design, epoch_text, pairs
+from reports.paired import LEARNS_POINTS, Design, epoch_text, estimate_pairs, pairs
 
 
 @dataclass
@@ -60,17 +61,17 @@ def compute(design: Design, margin: float = claims.DEFAULT_MARGIN) -> LrResult:
     for loss, group in design.trials.groupby("loss", sort=True):
         means = group.groupby("lr")["acc"].agg(n="size", mean_acc="mean").reset_index()
         best = float(means.loc[means["mean_acc"].idxmax(), "lr"])
-        sub = Design(group, design.curves, design.n_epochs, design.compare_epoch, design.chance)
+        sub = dataclasses.replace(design, trials=group)
         rows, versus = [], {}
         for x, y in itertools.combinations(sorted(means["lr"]), 2):
             d = pairs(sub, "lr", x, y)  # diff: x − y
             if not len(d):
                 continue  # no block holds both (a grid not yet complete)
             if best in (x, y):  # compared with the best, the best comes first
-                a, b, diffs = (x, y, d["diff"]) if x == best else (y, x, -d["diff"])
+                a, b = (x, y) if x == best else (y, x)
             else:  # the one ahead on average first
-                a, b, diffs = (x, y, d["diff"]) if d["diff"].mean() >= 0 else (y, x, -d["diff"])
-            e = stats.estimate(diffs, margin)
+                a, b = (x, y) if d["diff"].mean() >= 0 else (y, x)
+            e = estimate_pairs(sub, d, margin, sign=1 if a == x else -1)
             c = claims.from_estimate(
                 e, question="learning rate", factor="lr", a=f"lr {a:g}", b=f"lr {b:g}", lr=b if a == best else a,
                 epoch=epoch_text(d["epoch"]), subset=f"loss={loss}", pairs_per_replicate=max(len(d) // replicates, 1),

@@ -23,7 +23,7 @@ import pandas as pd
 from reports import claims, figures, stats
 from reports.blocks import Figure, Section, Table, lr_text, pct, pts
 from reports.claims import Comparison
-from reports.paired import LEARNS_POINTS, Design, cell_means, epoch_text, pairs
+from reports.paired import LEARNS_POINTS, Design, cell_means, epoch_text, estimate_pairs, pairs
 
 
 @dataclass
@@ -62,9 +62,9 @@ class OptionsResult:
         return rows
 
 
-def _oriented(x: str, y: str, diffs: pd.Series) -> tuple[str, str, pd.Series]:
-    """Order the pair so that the first option is ahead on average."""
-    return (y, x, -diffs) if len(diffs) and diffs.mean() < 0 else (x, y, diffs)
+def _oriented(x: str, y: str, diffs: pd.Series) -> tuple[str, str, int]:
+    """Order the pair so that the first option is ahead on average: (first, second, the sign that turns x − y into it)."""
+    return (y, x, -1) if len(diffs) and diffs.mean() < 0 else (x, y, 1)
 
 
 def compare_pair(design: Design, factor: str, x: str, y: str, question: str, margin: float) -> PairResult | None:
@@ -75,8 +75,8 @@ def compare_pair(design: Design, factor: str, x: str, y: str, question: str, mar
         return None
     per_lr, groups, lr_means = [], [], []
     for lr, g in both.groupby("lr", sort=True):
-        a, b, diffs = _oriented(x, y, g["diff"])
-        e = stats.estimate(diffs, margin)
+        a, b, sign = _oriented(x, y, g["diff"])
+        e = estimate_pairs(design, g, margin, sign)
         per_lr.append(
             claims.from_estimate(
                 e, question=question, factor=factor, a=a, b=b, lr=lr, epoch=epoch_text(g["epoch"]), subset=f"lr={lr:g}",
@@ -94,8 +94,8 @@ def compare_pair(design: Design, factor: str, x: str, y: str, question: str, mar
     )  # fmt: skip
     pooled = None
     if len(lr_means) >= 2:
-        a, b, diffs = _oriented(x, y, both["diff"])
-        e = stats.estimate(diffs, margin)
+        a, b, sign = _oriented(x, y, both["diff"])
+        e = estimate_pairs(design, both, margin, sign)
         total = float(((both["diff"] - both["diff"].mean()) ** 2).sum())
         between = float(sum(len(g) * (g.mean() - both["diff"].mean()) ** 2 for g in groups))
         pooled = claims.from_estimate(

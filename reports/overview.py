@@ -20,6 +20,11 @@ class Family:
     size: int  # p-values in the Holm family
     margin: float
     compare_epoch: int
+    two_level: int = 0  # comparisons whose interval counts the test images as well as the seeds
+    seed_only: int = 0  # comparisons of accuracies whose interval counts the seeds only (trials without predictions)
+    n_images: int = 0  # test images of the study
+    image_dominated: int = 0  # two-level comparisons whose variance is mostly the test images'
+    floor: int = 0  # open comparisons that more replicates cannot decide: the test images are the floor
 
 
 SOURCES = {"folder": "image folder", "cifar10": "CIFAR-10 (torchvision)"}
@@ -88,6 +93,8 @@ def header(frames: Frames, note: str | None = None, command: str | None = None, 
             "rates, the lr-to-lr spread counted in its interval. Every verdict is a row of [comparisons.csv](comparisons.csv), "
             "with its `p` and `p_adjusted`."
         )
+        blocks.append(Text(how))
+        how = population_text(family)
     else:
         how = (
             "How to read it: a trial's *accuracy* is its test accuracy after the last epoch it ran. Pruned trials count "
@@ -100,6 +107,37 @@ def header(frames: Frames, note: str | None = None, command: str | None = None, 
         )
     blocks.append(Text(how))
     return blocks
+
+
+def population_text(family: Family) -> str:
+    """What the paired report's claims are about: new test images drawn like these, or (seed-only) these images."""
+    n = f"{family.n_images:,}" if family.n_images else "the"
+    if family.two_level and not family.seed_only:
+        floor = f"; in {family.floor} open ones they are the floor, so their advice is more test images, not replicates"
+        where = (
+            f"In {family.image_dominated} of the {family.two_level} comparisons most of that uncertainty is the test images'"
+            f"{floor if family.floor else ''}; `se_seeds` and `se_images` in comparisons.csv give each comparison's two parts."
+        )
+        return (
+            f"**What the claims are about: new CIFAR-10 test images drawn like these {n}, and new seeds.** Every trial was scored "
+            "on the same test images, so which images happened to be drawn moves every pair of a comparison the same way, and "
+            "replicates do not average it out. Each interval counts both sources: the seeds (the spread of the pairs) and the test "
+            "images (their share of the difference, from each trial's stored prediction for every image: a crossed pairs × images "
+            "variance-components estimate, Satterthwaite's degrees of freedom). " + where
+        )
+    if family.two_level:
+        return (
+            f"**What the claims are about.** {family.two_level} comparisons, whose trials all stored their per-image predictions, "
+            f"count the test images as well as the seeds: they are about new CIFAR-10 test images drawn like these {n}. The other "
+            f"{family.seed_only} (some of their trials stored no predictions) count the seeds only: they are about these {n} test "
+            "images, and their intervals leave out which images happened to be drawn."
+        )
+    return (
+        f"**What the claims are about: these {n} test images.** This study's trials stored no per-image predictions (a study "
+        "written before they were stored), so every interval counts the seeds only: it says what new seeds would do on these "
+        "same images, not on new CIFAR-10 test images, and is narrower than an interval about new images would be. A study "
+        "run by this release stores them, and its report counts both."
+    )
 
 
 def _design_text(frames: Frames) -> str:

@@ -11,14 +11,18 @@ Conventions:
   10 when the trials ran that far, else the last): a pair is compared at that epoch, or at
   the last epoch both of its trials reached when one stopped earlier (pruned). A diverged
   trial keeps the accuracy it had when its loss stopped being finite.
+- Where the trials stored each test image's predicted class after each epoch (studies of format 3), the
+  design holds which images each trial got right (``Design.correct``), so that a comparison's interval can
+  count the test images as well as the seeds (:func:`image_table`, ``stats.estimate(..., images=...)``).
 - Nothing here reads the database or draws: every function takes the frames.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
+from reports import stats
 from reports.frames import Frames
 
 DESIGN = ("activation", "loss", "lr", "replicate")  # the factors of the grid
@@ -36,6 +40,10 @@ class Design:
     n_epochs: int
     compare_epoch: int
     chance: float
+    # trial number -> (epochs run, test images) bool: right or wrong on each test image after each epoch; only trials
+    # whose stored predictions reproduce their recorded accuracy at every epoch (empty for studies without predictions)
+    correct: dict[int, np.ndarray] = field(default_factory=dict)
+    mismatched: list[int] = field(default_factory=list)  # trials whose predictions do not reproduce their accuracies
 
 
 def default_compare_epoch(n_epochs: int) -> int:
@@ -67,7 +75,50 @@ def build_design(frames: Frames, compare_epoch: int | None = None) -> Design:
     curves = {c: _wide(frames.epochs, trials, n_epochs, c) for c in ("test_acc", "train_acc", "test_loss", "train_loss")}
     done["epoch"] = np.minimum(done["reach"], compare)
     done["acc"] = _at(curves["test_acc"], done["number"], done["epoch"])
-    return Design(done, curves, n_epochs, compare, frames.chance)
+    correct, mismatched = correct_images(frames, done["number"])
+    return Design(done, curves, n_epochs, compare, frames.chance, correct, mismatched)
+
+
+def correct_images(frames: Frames, numbers) -> tuple[dict[int, np.ndarray], list[int]]:
+    """Which test images each of the trials ``numbers`` got right after each epoch, from their stored predictions.
+
+    A trial's predictions must reproduce its recorded test accuracy at every epoch it ran (the history is what
+    every other number of the report uses); one that does not is left out and listed, so that its comparisons
+    fall back to the seed-only interval rather than mix two accounts of one trial.
+    """
+    if frames.labels is None:
+        return {}, []
+    labels = np.asarray(frames.labels)
+    recorded = frames.epochs.drop_duplicates(["number", "epoch"]).set_index(["number", "epoch"])["test_acc"]
+    correct, mismatched = {}, []
+    for number in numbers:
+        predicted = frames.predictions.get(int(number))
+        if predicted is None:
+            continue
+        right = np.asarray(predicted) == labels[None, :] if predicted.shape[-1:] == labels.shape else None
+        history = [recorded.get((int(number), e)) for e in range(1, 0 if right is None else len(right) + 1)]
+        if right is None or any(a is None or not abs(100.0 * r.mean() - a) < 1e-6 for r, a in zip(right, history, strict=True)):
+            mismatched.append(int(number))
+            continue
+        correct[int(number)] = right
+    return correct, mismatched
+
+
+def image_table(design: Design, numbers_a, epochs_a, numbers_b, epochs_b) -> np.ndarray | None:
+    """Each pair's difference a − b on each test image, in points: (pairs, test images), or None.
+
+    Pair i is trial ``numbers_a[i]`` after epoch ``epochs_a[i]`` against ``numbers_b[i]`` after ``epochs_b[i]``
+    (the same trial at two epochs for the epochs question). Row i averages to the pair's difference of recorded
+    accuracies. None when a trial of the comparison has no usable predictions: the comparison is then seed-only.
+    An epoch past a trial's last (a diverged trial keeps its last accuracy) reads its last epoch.
+    """
+    rows = []
+    for na, ea, nb, eb in zip(numbers_a, epochs_a, numbers_b, epochs_b, strict=True):
+        a, b = design.correct.get(int(na)), design.correct.get(int(nb))
+        if a is None or b is None:
+            return None
+        rows.append(100.0 * (a[min(int(ea), len(a)) - 1].astype(float) - b[min(int(eb), len(b)) - 1]))
+    return np.stack(rows) if rows else None
 
 
 def _at(wide: pd.DataFrame, numbers, epochs) -> np.ndarray:
@@ -96,6 +147,14 @@ def pairs(design: Design, factor: str, a, b) -> pd.DataFrame:
     merged["acc_b"] = _at(wide, merged["number_b"], merged["epoch"]) if len(merged) else []
     merged["diff"] = merged["acc_a"] - merged["acc_b"]
     return merged
+
+
+def estimate_pairs(design: Design, pairs_frame: pd.DataFrame, margin: float | None, sign: int = 1) -> stats.Estimate:
+    """The estimate of ``sign`` × the pairs' differences (a frame of :func:`pairs`): over seeds and test images where every
+    trial of the pairs stored its predictions (:func:`image_table`), over the seeds only otherwise."""
+    p = pairs_frame
+    table = image_table(design, p["number_a"], p["epoch"], p["number_b"], p["epoch"]) if len(p) else None
+    return stats.estimate(sign * p["diff"], margin, images=None if table is None else sign * table)
 
 
 def epoch_text(epochs) -> str:

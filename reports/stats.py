@@ -2,11 +2,15 @@
 
 - a mean with its t interval, its t test against zero and its TOST at a margin:
   ``statsmodels.stats.weightstats.DescrStatsW`` (``tconfint_mean``, ``ttest_mean``, ``ttost_mean``);
+- the same for a mean of paired differences whose trials share their test images: the seeds' part of its
+  variance plus the test images' part (a crossed pairs × images variance-components estimate), a t
+  interval with Satterthwaite's degrees of freedom (``scipy.stats.t``): :func:`estimate` with ``images``;
 - the interaction of an option pair with the learning rate: the one-way F test of the paired
   differences grouped by learning rate (``scipy.stats.f_oneway``);
 - one error rate per report: Holm's step-down correction (``statsmodels.stats.multitest.multipletests``), and its
   form for comparisons whose two hypotheses (no difference, a margin-sized one) cannot both be true;
-- replicates advice: the power of a paired t test (``statsmodels.stats.power.TTestPower``);
+- replicates advice: the power of a paired t test (``statsmodels.stats.power.TTestPower``), and whether
+  replicates can decide at all when the test images set a floor (:func:`replicates_can_decide`);
 - the exact variance decomposition of a complete grid: sequential sums of squares of the full
   factorial model (``statsmodels.formula.api.ols`` and ``statsmodels.stats.anova.anova_lm``),
   which on a balanced grid do not depend on the order of the terms;
@@ -33,20 +37,37 @@ N_BOOT = 2000  # bootstrap resamples for where a peak lies
 
 
 class Estimate(NamedTuple):
-    """A mean of ``n`` values with its t interval (``df`` degrees of freedom); NaN where it cannot be computed."""
+    """A mean of ``n`` values with its t interval (``df`` degrees of freedom); NaN where it cannot be computed.
+
+    Its standard error is ``sqrt(se_seeds**2 + se_images**2)``: ``se_seeds`` from the spread of the values
+    (pairs, replicates), ``se_images`` from the test images every value was measured on (NaN: not measured,
+    the interval counts the seeds only).
+    """
 
     n: int
     mean: float
     low: float
     high: float
     sd: float
-    df: int
+    df: float
     p: float  # two-sided t test of mean == 0
     p_equiv: float  # TOST of |mean| >= margin (NaN without a margin)
+    se_seeds: float = math.nan  # sd / sqrt(n): what more replicates shrink
+    se_images: float = math.nan  # the part shared through the test images: what more replicates leave (NaN: not measured)
+    n_images: int = 0  # test images behind se_images (0: not measured)
 
 
-def estimate(values, margin: float | None = None, level: float = LEVEL) -> Estimate:
+def estimate(values, margin: float | None = None, level: float = LEVEL, images=None) -> Estimate:
     """Mean of ``values``, its t interval, its t test against 0 and, with ``margin``, its TOST at ±margin.
+
+    Args:
+        values: one number per pair (a − b, in points).
+        margin: the equivalence margin of the TOST (None: no TOST).
+        level: the interval's coverage.
+        images: optional (len(values), test images) array: each pair's difference on each test image (in points,
+            row i averaging to ``values[i]``). With it, the interval is about *new test images drawn like these*
+            as well as new seeds: see :func:`image_components` for the method. Without it, the interval is over
+            the seeds only (the classic one-sample t interval of ``DescrStatsW``).
 
     >>> e = estimate([1.0, 2.0, 3.0])
     >>> (e.n, e.mean, round(e.low, 3), round(e.high, 3), e.df)
@@ -60,15 +81,99 @@ def estimate(values, margin: float | None = None, level: float = LEVEL) -> Estim
     if n < 2:
         return Estimate(n, mean, math.nan, math.nan, math.nan, 0, math.nan, math.nan)
     sd = float(values.std(ddof=1))
+    if images is not None:
+        return _two_level(values, mean, sd, np.asarray(images, dtype=float), margin, level)
     if sd == 0:  # every value equal (options all at chance, say): the tests are decided by the value itself
-        p = 0.0 if mean != 0 else 1.0
-        p_equiv = math.nan if margin is None else (0.0 if abs(mean) < margin else 1.0)
-        return Estimate(n, mean, mean, mean, 0.0, n - 1, p, p_equiv)
+        return _constant(n, mean, margin)
     d = DescrStatsW(values)
     low, high = d.tconfint_mean(alpha=1 - level)
     p = float(d.ttest_mean(0.0)[1])
     p_equiv = math.nan if margin is None else float(d.ttost_mean(-margin, margin)[0])
-    return Estimate(n, mean, float(low), float(high), sd, n - 1, p, p_equiv)
+    return Estimate(n, mean, float(low), float(high), sd, n - 1, p, p_equiv, sd / math.sqrt(n))
+
+
+def _constant(n: int, mean: float, margin: float | None, **extra) -> Estimate:
+    p = 0.0 if mean != 0 else 1.0
+    p_equiv = math.nan if margin is None else (0.0 if abs(mean) < margin else 1.0)
+    return Estimate(n, mean, mean, mean, 0.0, n - 1, p, p_equiv, 0.0, **extra)
+
+
+class ImageComponents(NamedTuple):
+    """Mean squares of a pairs × test images table of differences (two-way crossed, one value per cell)."""
+
+    n_pairs: int
+    n_images: int
+    ms_pairs: float  # n_images × the variance of the pairs' means: E = σ²_pi + n_images σ²_p
+    ms_images: float  # n_pairs × the variance of the images' means: E = σ²_pi + n_pairs σ²_i
+    ms_residual: float  # E = σ²_pi
+
+    @property
+    def var_image(self) -> float:
+        """σ²_i, the variance of one test image's effect on the difference, shared by every pair (never below 0)."""
+        return max(0.0, (self.ms_images - self.ms_residual) / self.n_pairs)
+
+
+def image_components(images) -> ImageComponents:
+    """The mean squares of a (pairs, images) table of per-image differences: the method of moments for crossed effects.
+
+    The model of a pair's difference on an image is d_pi = μ + s_p + g_i + e_pi: ``s_p`` the seed (a pair's
+    initial weights and batches), ``g_i`` the image (a test image that suits one option better than the other,
+    for every seed), ``e_pi`` the pair's own luck on that image. The report's mean D = mean_p,i d_pi estimates μ,
+    the difference over new seeds *and new test images*, with
+
+        Var(D) = σ²_p / P + σ²_i / I + σ²_pi / (P I).
+
+    Replicates shrink the first and the last term; only more test images shrink the second. The unbiased
+    estimate from the two-way ANOVA mean squares (Searle, Casella & McCulloch, *Variance Components*, 1992,
+    ch. 4; the G-study of generalizability theory) is (MS_pairs + MS_images − MS_residual) / (P I) =
+    s²_pairs / P + (MS_images − MS_residual) / (P I): the seed-only variance plus the images' part.
+
+    >>> c = image_components([[100.0, 0.0, 0.0, 100.0], [100.0, 0.0, 100.0, 0.0]])
+    >>> (c.ms_pairs, round(c.ms_images, 1), round(c.ms_residual, 1), round(c.var_image, 1))
+    (0.0, 3333.3, 3333.3, 0.0)
+    """
+    table = np.asarray(images, dtype=float)
+    n_pairs, n_images = table.shape
+    grand = table.mean()
+    rows, cols = table.mean(axis=1), table.mean(axis=0)
+    ss_pairs = n_images * float(((rows - grand) ** 2).sum())
+    ss_images = n_pairs * float(((cols - grand) ** 2).sum())
+    ss_residual = max(0.0, float(((table - grand) ** 2).sum()) - ss_pairs - ss_images)
+    return ImageComponents(
+        n_pairs, n_images, ss_pairs / max(n_pairs - 1, 1), ss_images / max(n_images - 1, 1),
+        ss_residual / max((n_pairs - 1) * (n_images - 1), 1),
+    )  # fmt: skip
+
+
+def _two_level(values: np.ndarray, mean: float, sd: float, images: np.ndarray, margin: float | None, level: float) -> Estimate:
+    """The interval over seeds and test images: the variance of :func:`image_components`, Satterthwaite's df.
+
+    The seeds' part is the pairs' own variance (s² / P, as the seed-only interval has it); the images' part is
+    σ²_i / I. The degrees of freedom of their sum are Satterthwaite's (1946) for the linear combination of mean
+    squares it is, (s²/P − MS_res/(PI) + MS_img/(PI)), with P − 1, I − 1 and (P − 1)(I − 1) degrees of freedom:
+    with no image part it is the seed-only t interval exactly; with a dominant one, nearly a normal interval.
+    """
+    n = len(values)
+    if images.ndim != 2 or images.shape[0] != n:
+        raise ValueError(f"images must hold one row per value ({n}) but has shape {images.shape}")
+    c = image_components(images)
+    var_seeds, var_images = sd**2 / n, c.var_image / c.n_images
+    if var_images > 0:
+        parts = [(sd**2 / n, n - 1), (c.ms_images / (n * c.n_images), c.n_images - 1),
+                 (c.ms_residual / (n * c.n_images), (n - 1) * (c.n_images - 1))]  # fmt: skip
+        df = (var_seeds + var_images) ** 2 / sum(v**2 / d for v, d in parts if v > 0)
+    else:
+        df = float(n - 1)
+    se = math.sqrt(var_seeds + var_images)
+    extra = {"se_images": math.sqrt(var_images), "n_images": c.n_images}
+    if se == 0:
+        return _constant(n, mean, margin, **extra)
+    t = stats.t(df)
+    half = float(t.ppf((1 + level) / 2)) * se
+    p = float(2 * t.sf(abs(mean) / se))
+    # TOST: the larger p of the two one-sided tests, H0 mean <= -margin and H0 mean >= margin (as ttost_mean).
+    p_equiv = math.nan if margin is None else float(max(t.sf((mean + margin) / se), t.cdf((mean - margin) / se)))
+    return Estimate(n, mean, mean - half, mean + half, sd, float(df), p, p_equiv, math.sqrt(var_seeds), **extra)
 
 
 class Interaction(NamedTuple):
@@ -146,19 +251,74 @@ def next_level(adjusted, groups, alpha: float = ALPHA) -> float:
     return alpha / max(len(open_groups), 1)
 
 
-def pairs_to_decide(sd: float, margin: float, alpha: float, power: float = POWER) -> float:
+def pairs_to_decide(sd: float, margin: float, alpha: float, power: float = POWER, se_images: float = 0.0) -> float:
     """Pairs a paired comparison needs to decide a margin-sized question with probability ``power``.
 
     Deciding means: a true difference of ``margin`` is claimed (two-sided t test at ``alpha``), and a true
     difference of 0 is shown within the margin (TOST at ``alpha``: each one-sided test needs power
     (1 + power) / 2). The larger of the two sample sizes; ``inf`` when the spread is unknown.
+
+    ``se_images`` is the standard error the test images add whatever the number of pairs (a floor): the pairs
+    must then bring the seeds' part down to what is left, sd² / n <= se_needed² − se_images², so the pairs' spread
+    counts as sd / sqrt(1 − (se_images / se_needed)²); ``inf`` when the floor alone is too wide
+    (:func:`replicates_can_decide` is False).
     """
     if not (math.isfinite(sd) and margin > 0):
         return math.inf
+    floor = se_images if math.isfinite(se_images) else 0.0
+    if not replicates_can_decide(floor, margin, alpha, power):
+        return math.inf
     if sd == 0:
         return 2.0
-    effect = margin / sd
-    return float(max(_smallest_n(effect, alpha, power, "two-sided"), _smallest_n(effect, alpha, (1 + power) / 2, "larger"), 2))
+    needs = []
+    for level, alternative in ((power, "two-sided"), ((1 + power) / 2, "larger")):
+        left = 1 - (floor / _se_needed(margin, alpha, level, alternative)) ** 2
+        needs.append(_smallest_n(margin * math.sqrt(left) / sd, alpha, level, alternative))
+    return float(max(*needs, 2))
+
+
+def _se_needed(margin: float, alpha: float, power: float, alternative: str) -> float:
+    """The standard error at which a test at ``alpha`` finds a margin-sized difference with ``power`` (normal)."""
+    return margin / (stats.norm.ppf(1 - alpha / (2 if alternative == "two-sided" else 1)) + stats.norm.ppf(power))
+
+
+def replicates_can_decide(se_images: float, margin: float, alpha: float = ALPHA, power: float = POWER) -> bool:
+    """Whether more replicates alone can still decide a margin-sized comparison whose test images add ``se_images``.
+
+    Replicates shrink the seeds' part of a comparison's standard error towards zero but leave the part of the
+    test images all its trials share (:func:`image_components`). Deciding needs both a margin-sized difference
+    claimed (two-sided test at ``alpha`` with probability ``power``) and no difference shown within the margin
+    (TOST, each side with probability (1 + power) / 2): with infinitely many replicates the standard error is
+    ``se_images`` and the interval's df is large, so this is True when ``se_images`` is below the normal-theory
+    standard error both need. False means the test set is the floor: only more test images (or a wider margin)
+    can decide it. NaN (not measured, a study without stored predictions) and 0 count as no floor: True.
+
+    Args:
+        se_images: the comparison's ``se_images`` (points), e.g. ``Comparison.se_images``.
+        margin: the practical margin (points), > 0.
+        alpha: the level the claim will be tested at (the report plans at ``Comparison.plan_alpha``).
+        power: the probability of deciding to aim at.
+
+    >>> replicates_can_decide(0.3, margin=2.0, alpha=0.05), replicates_can_decide(1.1, margin=2.0, alpha=0.001)
+    (True, False)
+    """
+    if not margin > 0:
+        raise ValueError(f"margin must be a positive number of accuracy points but got {margin}")
+    if not (math.isfinite(se_images) and se_images > 0):
+        return True
+    need = min(_se_needed(margin, alpha, power, "two-sided"), _se_needed(margin, alpha, (1 + power) / 2, "larger"))
+    return bool(se_images < need)
+
+
+def images_to_decide(se_images: float, n_images: int, margin: float, alpha: float = ALPHA, power: float = POWER) -> int:
+    """Test images at which the images' part falls below what unlimited replicates could decide against.
+
+    The images' part of the variance falls as 1 / images (``σ²_i / I``): this is ``n_images`` scaled by
+    (se_images / se_needed)², the least test set with which :func:`replicates_can_decide` is True (replicates
+    still have to bring the seeds' part down on top of it).
+    """
+    need = min(_se_needed(margin, alpha, power, "two-sided"), _se_needed(margin, alpha, (1 + power) / 2, "larger"))
+    return math.floor(n_images * (se_images / need) ** 2) + 1
 
 
 def _smallest_n(effect: float, alpha: float, power: float, alternative: str, most: int = 100_000) -> float:

@@ -3,6 +3,7 @@
 import math
 
 import pytest
+from scipy.stats import norm
 
 from reports import claims, stats
 from reports.claims import Comparison
@@ -102,3 +103,36 @@ def test_frame_has_the_documented_columns():
         "subset",
     ]
     assert frame.loc[0, "p"] == 0.01 and frame.loc[0, "p_adjusted"] == pytest.approx(0.01) and frame.loc[0, "margin"] == 2.0
+
+
+def test_advice_is_more_test_images_when_they_are_the_floor():
+    # ±1.1 points from the 2,000 shared test images: a 2-point question at the report's level needs under ±0.5.
+    floor = _c(0.8, -2.0, 3.6, 0.4, 0.2, se_seeds=0.4, se_images=1.1, n_images=2000)
+    claims.settle([floor, *(_c(5.0, 4.0, 6.0, 0.001, 0.99) for _ in range(9))])
+    assert not claims.replicates_can_decide(floor) and not floor.claims
+    # The least test set whose floor is below the standard error a 2-point question needs at the planned level (normal).
+    z = norm.ppf(1 - floor.plan_alpha) + norm.ppf(0.9)  # the TOST side asks more than the difference's
+    assert z > norm.ppf(1 - floor.plan_alpha / 2) + norm.ppf(0.8)
+    need = math.floor(2000 * (1.1 * z / 2.0) ** 2) + 1
+    assert floor.verdict.endswith(
+        "more replicates cannot decide it: the test images are the floor (±1.1 of its ±1.2-point standard error comes from "
+        f"which 2000 images were drawn, and every replicate shares them); more test images can (a larger --test-size, at least "
+        f"{need:,}, up to the 10,000 the dataset has)"
+    )
+    assert "replicate" not in claims.replicates_advice(floor).split(";")[-1]
+    # The same comparison measured on 10,000 images with the same floor: nothing the dataset has would do.
+    full = _c(0.8, -2.0, 3.6, 0.4, 0.2, se_seeds=0.4, se_images=1.1, n_images=10_000)
+    claims.settle([full])
+    assert "even the 10,000 test images the dataset has would leave it open" in full.verdict
+
+
+def test_advice_counts_replicates_over_a_low_image_floor():
+    seeds = _c(0.8, -2.0, 3.6, 0.4, 0.2, sd=6.0, se_seeds=1.2, se_images=0.1, n_images=2000)
+    claims.settle([seeds])
+    assert claims.replicates_can_decide(seeds) and "more replicates would decide a 2-point difference" in seeds.verdict
+    # The floor costs replicates: the same comparison without one needs fewer.
+    assert stats.pairs_to_decide(6.0, 2.0, 0.05, se_images=0.1) > stats.pairs_to_decide(6.0, 2.0, 0.05)
+    assert seeds.image_share == pytest.approx(0.01 / 1.45)
+    unmeasured = _c(0.8, -2.0, 3.6, 0.4, 0.2)  # a study without stored predictions: no floor known
+    claims.settle([unmeasured])
+    assert claims.replicates_can_decide(unmeasured) and math.isnan(unmeasured.image_share)

@@ -1,5 +1,8 @@
 """The paired design as data: one trial per grid point, pairs at the compare epoch, the table of means (fast)."""
 
+import itertools
+import math
+
 import numpy as np
 import pytest
 from reports_tests.conftest import paired_settings, record
@@ -63,3 +66,69 @@ def test_cell_means_show_no_interval_and_stay_inside_0_100():
 
 def test_epoch_text():
     assert paired.epoch_text([10, 10]) == "10" and paired.epoch_text([3, 10, 7]) == "3–10" and paired.epoch_text([]) == "–"
+
+
+def _with_predictions(frames, n_images: int, seed: int = 0):
+    """``frames`` with predictions that reproduce every trial's recorded test accuracies on ``n_images`` test images."""
+    import dataclasses
+
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, n_images).astype(np.uint8)
+    predictions = {}
+    for number, curve in frames.epochs.groupby("number"):
+        rows = []
+        for acc in curve.sort_values("epoch")["test_acc"]:
+            right = np.zeros(n_images, dtype=bool)
+            right[rng.choice(n_images, round(acc * n_images / 100), replace=False)] = True
+            rows.append(np.where(right, labels, (labels + 1) % 10))
+        predictions[int(number)] = np.stack(rows).astype(np.uint8)
+    return dataclasses.replace(frames, predictions=predictions, labels=labels)
+
+
+def test_image_table_rows_are_the_pairs_differences_image_by_image():
+    records = [
+        record(0, "relu", "mse", 1e-3, 0, [30.0, 40.0, 50.0]),
+        record(1, "tanh", "mse", 1e-3, 0, [35.0], state="pruned"),
+        record(2, "relu", "mse", 1e-3, 1, [20.0, 40.0, 60.0]),
+        record(3, "tanh", "mse", 1e-3, 1, [20.0, 15.0], diverged=True),
+    ]
+    frames = _with_predictions(frames_from_records("s", paired_settings(epochs=3), records), 20)
+    design = paired.build_design(frames)
+    assert sorted(design.correct) == [0, 1, 2, 3] and design.mismatched == []
+    p = paired.pairs(design, "activation", "relu", "tanh").sort_values("replicate")
+    table = paired.image_table(design, p["number_a"], p["epoch"], p["number_b"], p["epoch"])
+    # 20 images, each ±100 or 0 points; a row averages to the pair's recorded difference (the diverged trial keeps epoch 2).
+    assert table.shape == (2, 20) and set(np.unique(table)) <= {-100.0, 0.0, 100.0}
+    assert table.mean(axis=1).tolist() == pytest.approx(p["diff"].tolist()) == [30.0 - 35.0, 60.0 - 15.0]
+
+
+def test_predictions_that_do_not_reproduce_the_accuracies_are_left_out():
+    records = [record(i, a, "mse", 1e-3, r, [40.0, 50.0]) for i, (a, r) in enumerate(itertools.product(("relu", "tanh"), range(3)))]
+    frames = _with_predictions(frames_from_records("s", paired_settings(epochs=2), records), 20)
+    frames.predictions[4] = frames.predictions[4].copy()
+    frames.predictions[4][1] = (frames.labels + 1) % 10  # every image wrong at epoch 2, though 50% is recorded
+    design = paired.build_design(frames)
+    assert design.mismatched == [4] and 4 not in design.correct
+    # A comparison with that trial falls back to the seeds only; one without it counts the images.
+    assert math.isnan(paired.estimate_pairs(design, paired.pairs(design, "activation", "relu", "tanh"), 2.0).se_images)
+    lone = frames_from_records("s", paired_settings(epochs=2), records)  # no predictions stored at all
+    assert paired.build_design(lone).correct == {}
+
+
+def test_every_paired_question_counts_the_test_images_where_predictions_are_stored():
+    from reports import build
+
+    frames = simulate(np.random.default_rng(0), epochs=4, replicates=3)
+    # simulate's accuracies are not multiples of 1/400: round the curves to what 400 images can give, then predict them.
+    frames.epochs["test_acc"] = (frames.epochs["test_acc"] * 4).round() / 4
+    frames = _with_predictions(frames, 400, seed=1)
+    assert paired.build_design(frames).mismatched == []
+    result = build.analyse(frames, full=False)
+    rows = {c.kind: c for c in result.comparisons}
+    for c in result.comparisons:
+        if c.kind in ("difference", "pooled", "drop", "gain") and c.p == c.p:
+            assert c.n_images == 400 and c.se_images >= 0 and math.isfinite(c.df), (c.question, c.lr, c.a, c.b)
+        elif c.kind == "loss rise":
+            assert c.n_images == 0 and math.isnan(c.se_images)  # no per-image loss is stored: seeds only
+    assert {"difference", "pooled"} <= set(rows) and ({"drop", "gain"} & set(rows))
+    assert {c.question for c in result.comparisons if c.n_images} == {"activation", "loss", "learning rate", "epochs"}

@@ -35,7 +35,7 @@ def test_tost_is_the_larger_of_two_one_sided_t_tests():
 def test_estimate_of_equal_values_is_decided_by_the_value():
     at_chance = stats.estimate([0.0, 0.0, 0.0], margin=2.0)
     assert (at_chance.p, at_chance.p_equiv, at_chance.low, at_chance.high) == (1.0, 0.0, 0.0, 0.0)
-    assert stats.estimate([3.0, 3.0, 3.0], margin=2.0)[6:] == (0.0, 1.0)
+    assert stats.estimate([3.0, 3.0, 3.0], margin=2.0)[6:8] == (0.0, 1.0)
 
 
 def test_interaction_test_is_the_one_way_f_test_of_the_differences_by_lr():
@@ -130,3 +130,59 @@ def test_peak_location_and_its_bootstrap_range():
     wide = stats.peak_location(flat, seed=0)
     assert wide.low == 3 and wide.high == 4
     assert stats.peak_location(flat, seed=0) == wide  # seeded
+
+
+def _image_table(rng, pairs: int, images: int, image_sd: float, own_sd: float, seed_sd: float = 0.0) -> np.ndarray:
+    """A (pairs, images) table of per-image differences: a shared effect per image, one per pair, and each cell's own."""
+    shared = rng.normal(0, image_sd, images)[None, :]
+    return 2.0 + shared + rng.normal(0, seed_sd, (pairs, 1)) + rng.normal(0, own_sd, (pairs, images))
+
+
+def test_image_components_are_the_two_way_anova_mean_squares():
+    from statsmodels.formula.api import ols
+    from statsmodels.stats.anova import anova_lm
+
+    table = _image_table(np.random.default_rng(0), 4, 30, image_sd=2.0, own_sd=1.0, seed_sd=0.5)
+    long = pd.DataFrame({"y": table.ravel(), "pair": np.repeat(np.arange(4), 30), "image": np.tile(np.arange(30), 4)})
+    anova = anova_lm(ols("y ~ C(pair) + C(image)", long).fit(), typ=1)["mean_sq"]
+    c = stats.image_components(table)
+    assert (c.ms_pairs, c.ms_images, c.ms_residual) == pytest.approx((anova["C(pair)"], anova["C(image)"], anova["Residual"]))
+    assert c.var_image == pytest.approx((anova["C(image)"] - anova["Residual"]) / 4)
+
+
+def test_estimate_without_an_image_effect_is_the_seed_only_t_interval():
+    values = np.array([1.0, 2.5, 3.0, 0.5])
+    table = np.repeat(values[:, None], 50, axis=1)  # every image tells the same: nothing shared by the images
+    both, seeds = stats.estimate(values, 2.0, images=table), stats.estimate(values, 2.0)
+    assert both.se_images == 0.0 and both.n_images == 50 and math.isnan(seeds.se_images) and seeds.n_images == 0
+    assert (both.low, both.high, both.p, both.p_equiv, both.df) == pytest.approx((seeds.low, seeds.high, seeds.p, seeds.p_equiv, 3))
+
+
+def test_estimate_with_shared_images_adds_their_variance_with_satterthwaites_df():
+    table = _image_table(np.random.default_rng(1), 5, 400, image_sd=30.0, own_sd=20.0, seed_sd=1.0)
+    values = table.mean(axis=1)
+    e, seeds = stats.estimate(values, 2.0, images=table), stats.estimate(values, 2.0)
+    c = stats.image_components(table)
+    assert e.se_seeds == pytest.approx(seeds.se_seeds) and e.se_images == pytest.approx(math.sqrt(c.var_image / 400))
+    # About 30 / sqrt(400) = 1.5 points from the images, which five pairs cannot average away.
+    assert 1.2 < e.se_images < 1.8 and e.se_images > e.se_seeds
+    se = math.hypot(e.se_seeds, e.se_images)
+    assert e.high - e.mean == pytest.approx(scipy_stats.t.ppf(0.975, e.df) * se)
+    assert 4 < e.df < 400 and e.high - e.low > seeds.high - seeds.low
+    assert e.p == pytest.approx(2 * scipy_stats.t.sf(abs(e.mean) / se, e.df)) and e.p > seeds.p
+    with pytest.raises(ValueError, match=r"images must hold one row per value \(4\) but has shape \(5, 400\)"):
+        stats.estimate(values[:4], images=table)
+
+
+def test_replicates_cannot_decide_below_the_test_set_floor():
+    # At the 5% level a 2-point question needs a standard error near 0.68 points at most.
+    assert stats.replicates_can_decide(0.6, 2.0, 0.05) and not stats.replicates_can_decide(0.7, 2.0, 0.05)
+    assert stats.replicates_can_decide(math.nan, 2.0, 0.05) and stats.replicates_can_decide(0.0, 2.0, 0.001)
+    assert stats.pairs_to_decide(1.0, 2.0, 0.05, se_images=0.7) == math.inf
+    # A floor below the limit still costs pairs: the seeds must bring their part down to what the images leave.
+    assert stats.pairs_to_decide(1.0, 2.0, 0.05, se_images=0.5) > stats.pairs_to_decide(1.0, 2.0, 0.05) >= 2
+    n = stats.images_to_decide(0.7, 2000, 2.0, 0.05)
+    assert not stats.replicates_can_decide(0.7 * math.sqrt(2000 / (n - 1)), 2.0, 0.05)
+    assert stats.replicates_can_decide(0.7 * math.sqrt(2000 / n), 2.0, 0.05)
+    with pytest.raises(ValueError, match="margin must be a positive number of accuracy points but got 0"):
+        stats.replicates_can_decide(0.1, 0)
