@@ -1,0 +1,723 @@
+"""The sequential paired design: replicates only where a verdict is still open, with claims that stay valid when it stops.
+
+A study of the paired grid runs in **rounds**. Round 0 trains every grid point (activation, loss, learning
+rate) once, at replicate 0. After each round :func:`plan_round` decides every comparison the report makes
+and names the grid points the next round must train, at the next replicate, for the comparisons still
+open. The study stops when nothing is open, at ``max_repeats`` rounds, or when its trial budget is spent.
+
+**Why the verdicts stay valid.** A comparison looked at after every round, and left to run on while it is
+undecided, would claim more often than its level if each look used the fixed-sample test: optional stopping.
+Here each comparison is a group-sequential test over at most ``K = max_repeats`` looks (one per round) with
+its error spent equally over them, without credit for the correlation between looks (a Bonferroni bound
+over the looks, Jennison & Turnbull, *Group Sequential Methods*, 2000, ch. 9):
+
+- its **repeated p-value** after look k is ``min over looks j <= k of min(1, K * p_j)``, where ``p_j`` is the
+  comparison's ordinary test at look j (the t test against zero, its TOST at the margin, the interaction's F
+  test). Under its null hypothesis the chance that it ever falls below a level α is at most α, whatever rule
+  decided when to stop or which points to train (a union bound over the K looks); so it is a valid p-value at
+  any stopping time, and the report's **grouped Holm step-down** over all comparisons (``claims.settle``; Holm
+  needs nothing but valid p-values) keeps the chance of any false claim in the report at 5%;
+- its **interval** is the repeated confidence interval, the t interval at level ``1 - 0.05 / K``: all K
+  looks cover together with probability at least 95% (Jennison & Turnbull 1989), so the one shown at the look
+  the study stopped at covers at least 95% of the time, however it stopped.
+
+With ``K <= 5`` looks and the levels Holm asks of a claim (about 0.05 / 60), the correlation between looks
+buys almost nothing: Pocock's constant for 5 looks at two-sided 0.05 / 60 is z = 3.71 against the Bonferroni
+3.76. Anytime-valid confidence sequences (valid at every n, e.g. the t-mixture of Lai 1976, Wang & Ramdas
+2023, Lindon et al. 2024 as ``savvi`` has it) pay for infinitely many looks: at 3 to 6 pairs they are infinite
+at that level and at 12 pairs 1.3 times wider than these (README, "The sequential design").
+
+**The test images.** Replicates share one test set, so a comparison's variance has a part no replicate
+shrinks (``stats.image_components`` where the analysis stored it as ``Comparison.se_images``, else computed
+here from the trials' stored predictions). A comparison that the images alone keep from deciding (more
+replicates could not decide a margin-sized question at its level: ``stats.replicates_can_decide``) is closed
+as "more test images", and no replicate is run for it.
+
+Everything here is a pure function of the study's frames: several machines compute the same plan.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+from scipy import stats as scistats
+
+from reports import claims, epochs, learning_rate, options, stats
+from reports.blocks import Section, Table, lr_text, plural
+from reports.claims import Comparison
+from reports.frames import Frames
+from reports.paired import LEARNS_POINTS, Design, build_design, pairs
+
+MAX_REPEATS = 5  # rounds (replicates) a study may run by default: the K looks of the error spending
+Point = tuple[str, str, float]  # a grid point: (activation, loss, lr)
+
+# Outcomes of a comparison. Those that end its need for replicates:
+DIFFERENCE = "difference"  # a difference claimed (Holm over the report, repeated p-values)
+EQUIVALENCE = "equivalence"  # shown within the margin (or a claimed difference that is negligible)
+NO_LEARNING = "no option learns"  # both sides within LEARNS_POINTS of chance: replicates would compare noise
+IMAGES = "more test images"  # the test images alone keep it open: only a larger --test-size can decide it
+# Rows that never call for replicates on their own:
+POOLED = "see pooled"  # a per-lr row of an option pair whose pooled row answers the question (no interaction)
+NOT_POOLED = "not pooled"  # a pooled row withheld over an interaction: its per-lr rows answer
+GATE = "gate"  # an interaction test that is not claimed, a test-loss rise not shown, a learning-rate pair not with the best
+OPEN = "open"  # needs another replicate
+DECIDED = (DIFFERENCE, EQUIVALENCE, NO_LEARNING, IMAGES)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One comparison of the report after the latest look, as the sequential design decided it.
+
+    ``low``/``high`` are its 95% repeated confidence interval (NaN below 3 pairs); ``p_adjusted`` and
+    ``p_equiv_adjusted`` the report's Holm adjustment of its repeated p-values.
+    """
+
+    name: str  # "activation relu − tanh at lr 0.001", unique within a plan
+    question: str  # activation, loss, learning rate, epochs
+    kind: str  # claims.KINDS
+    outcome: str  # one of DECIDED, OPEN, POOLED, NOT_POOLED, GATE
+    diff: float  # points (a − b, as the comparison is oriented at the latest look)
+    low: float
+    high: float
+    n_pairs: int  # pairs (trials, for the epochs question) at the latest look
+    replicates: int  # rounds behind its outcome: the look it was decided at + 1, else the rounds analysed
+    trials: int  # trials the study had finished at that look
+    p_adjusted: float
+    p_equiv_adjusted: float
+    se_seeds: float  # points: what more replicates shrink
+    se_images: float  # points: what they do not (NaN: not measured, seed-only)
+    needs: tuple[Point, ...] = ()  # grid points one more replicate of this comparison would train (open rows only)
+    comparison: Comparison | None = field(default=None, compare=False, repr=False)  # the settled row, for the report
+
+    @property
+    def decided(self) -> bool:
+        return self.outcome in DECIDED
+
+
+@dataclass(frozen=True)
+class RoundPlan:
+    """What a sequential study does next: train ``points`` at replicate ``round``, or stop (``stop`` says why).
+
+    For the runner:
+    - ``round`` is the replicate the next trials use (seed = --seed + round). A new study gets round 0 and the
+      whole grid. After round r is complete, the plan is round r + 1 with the points the open comparisons need.
+    - ``resuming``: round ``round`` was started but some of its planned points have no finished trial; ``points``
+      are those (and only those). Recompute after a restart: the plan of a round is a function of the earlier
+      rounds only, so every machine and every restart gets the same one.
+    - ``points`` empty means done: ``stop`` is "answered" (nothing open), "max repeats" (the next round would be
+      replicate ``max_repeats``) or "trials" (the budget is spent). ``take(budget)`` gives whole blocks of the
+      next round that fit a smaller budget.
+    """
+
+    round: int
+    points: tuple[Point, ...]
+    outcomes: tuple[Outcome, ...]
+    stop: str  # "" (go on), "answered", "max repeats", "trials"
+    looks: int  # rounds analysed (complete or not)
+    trials: int  # finished trials of the design (one per grid point and replicate)
+    grid_points: int
+    max_repeats: int
+    resuming: bool = False
+    blocks: tuple[tuple[Point, ...], ...] = ()  # ``points`` grouped by the open comparison that first needs them, in report order
+
+    @property
+    def done(self) -> bool:
+        return not self.points
+
+    @property
+    def open(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.outcome == OPEN]
+
+    @property
+    def fixed_trials(self) -> int:
+        """Trials of the fixed design this study could have run instead: every grid point ``max_repeats`` times."""
+        return self.grid_points * self.max_repeats
+
+    def take(self, budget: int | None) -> tuple[Point, ...]:
+        """The points of the next round that fit ``budget`` trials: whole blocks, in report order (all with None).
+
+        >>> plan = RoundPlan(1, (("a", "x", 0.1), ("b", "x", 0.1), ("c", "x", 0.1)), (), "", 1, 3, 3, 5,
+        ...                  blocks=((("a", "x", 0.1), ("b", "x", 0.1)), (("c", "x", 0.1),)))
+        >>> plan.take(1)
+        (('c', 'x', 0.1),)
+        """
+        if budget is None or budget >= len(self.points):
+            return self.points
+        chosen: list[Point] = []
+        for block in self.blocks or tuple((p,) for p in self.points):
+            if len(chosen) + len(block) <= budget:
+                chosen.extend(block)
+        return tuple(chosen)
+
+    def to_attrs(self) -> dict:
+        """The plan as JSON-able data, for the study's storage (the outcomes by name and outcome)."""
+        return {
+            "round": self.round,
+            "points": [list(p) for p in self.points],
+            "stop": self.stop,
+            "looks": self.looks,
+            "trials": self.trials,
+            "resuming": self.resuming,
+            "open": [o.name for o in self.open],
+            "outcomes": {o.name: o.outcome for o in self.outcomes},
+        }
+
+
+def plan_round(
+    frames: Frames,
+    max_repeats: int = MAX_REPEATS,
+    max_trials: int | None = None,
+    margin: float | None = None,
+    compare_epoch: int | None = None,
+    *,
+    cache: dict | None = None,
+) -> RoundPlan:
+    """Decide every comparison of a sequential paired study and plan its next round.
+
+    Args:
+        frames: the study (``reports.frames``); its finished trials of replicate r are round r.
+        max_repeats: the most rounds (replicates) any grid point gets; also the number of looks the error is
+            spent over, so it must not change during a study.
+        max_trials: the study's trial budget (None: none); the plan stops when the finished trials reach it.
+        margin: the practical margin in points (default: the study's setting).
+        compare_epoch: the epoch questions 1-3 compare at (default: the study's).
+        cache: an empty dict the caller keeps between calls on one study (same arguments): each round's look is
+            kept there and reused while the trials behind it are unchanged. Optional: without it every call
+            analyses every round again (a second or two); simulations of hundreds of studies use it.
+
+    Returns:
+        The :class:`RoundPlan`. Deterministic: a function of the finished trials only.
+
+    Example (the lead's runner, after each round)::
+
+        plan = plan_round(load_frames(storage, name), max_repeats=args.max_repeats, max_trials=args.trials)
+        for activation, loss, lr in plan.take(trials_left):
+            enqueue(activation, loss, lr, replicate=plan.round)
+    """
+    if max_repeats < 1:
+        raise ValueError(f"max repeats must be at least 1 but got {max_repeats}")
+    margin = frames.settings.margin if margin is None else margin
+    if margin <= 0:
+        raise ValueError(f"--margin must be a positive number of accuracy points but got {margin}")
+    return _Sequence(frames, max_repeats, margin, compare_epoch, cache).plan(max_trials)
+
+
+def decide_fixed(frames: Frames, margin: float | None = None, compare_epoch: int | None = None) -> RoundPlan:
+    """The outcomes a fixed design reaches with one look at all its trials (no error spent on earlier looks).
+
+    The same rules as :func:`plan_round` with one look: 95% t intervals, the report's Holm family. For comparing what the
+    sequential design decided with what a fixed design of the same grid decides (the simulations, the report's header).
+    """
+    margin = frames.settings.margin if margin is None else margin
+    seq = _Sequence(frames, 1, margin, compare_epoch)
+    last = max(seq.trained, default=0)
+    look = seq.look(last)
+    return RoundPlan(last + 1, (), tuple(look.outcomes), "fixed", 1, seq.trials_upto(last), len(seq.grid), last + 1)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The looks
+
+
+@dataclass
+class _Row:
+    """One comparison at one look: its sequential numbers before the report's Holm step."""
+
+    key: tuple
+    comparison: Comparison
+    se_seeds: float
+    se_images: float
+    df: float
+    p: float  # this look's test (× the epochs' selection factor), before the K looks
+    p_equiv: float
+    gate_p: float = math.nan  # a pooled row: its interaction's own p at this look (the pooling gate)
+
+
+@dataclass
+class _Look:
+    round: int
+    trials: int
+    design: Design
+    rows: list[_Row]
+    outcomes: list[Outcome] = field(default_factory=list)
+    needs: set = field(default_factory=set)
+    blocks: list[tuple[Point, ...]] = field(default_factory=list)
+
+
+class _Sequence:
+    """The looks of one study, round by round, each settled with the repeated p-values of every earlier look."""
+
+    def __init__(self, frames: Frames, max_repeats: int, margin: float, compare_epoch: int | None, cache: dict | None = None):
+        if not frames.settings.paired:
+            raise ValueError("the sequential design needs a paired grid study (--sampler grid)")
+        self.frames, self.k, self.margin = frames, max_repeats, margin
+        self.compare_epoch = frames.settings.compare_epoch if compare_epoch is None else compare_epoch
+        self.grid = grid_points(frames)
+        self.levels = {
+            "activation": sorted({p[0] for p in self.grid}),
+            "loss": sorted({p[1] for p in self.grid}),
+            "lr": sorted({p[2] for p in self.grid}),
+        }
+        t = frames.trials
+        done = t[t["state"].isin(["complete", "pruned"]) & (t["epochs_run"] > 0) & t["replicate"].notna()]
+        self.trained: dict[int, set[Point]] = {}
+        for a, lo, lr, r in zip(done["activation"], done["loss"], done["lr"], done["replicate"], strict=True):
+            self.trained.setdefault(int(r), set()).add((a, lo, float(lr)))
+        self.best: dict[tuple, tuple[float, float, int]] = {}  # key -> (repeated p, repeated p_equiv, sign of the difference)
+        self.first: dict[tuple, tuple[str, int]] = {}  # key -> (its outcome, the first look it had it)
+        self.correct = _correct_images(frames)  # trial number -> (epochs, images) bool, where predictions were stored
+        self.cache = {} if cache is None else cache
+
+    def trials_upto(self, r: int) -> int:
+        return sum(len(self.trained.get(j, ())) for j in range(r + 1))
+
+    def plan(self, max_trials: int | None) -> RoundPlan:
+        planned: set[Point] = set(self.grid)
+        looks: list[_Look] = []
+        r = 0
+        while True:
+            have = self.trained.get(r, set())
+            complete = planned <= have
+            budget_spent = max_trials is not None and self.trials_upto(r) >= max_trials
+            if have or r == 0:
+                looks.append(self._cached_look(r))
+            if not complete and not budget_spent:
+                return self._plan(looks, r, tuple(sorted(planned - have)), "", resuming=bool(have))
+            if budget_spent:
+                return self._plan(looks, r + 1, (), "trials")
+            last = looks[-1]
+            if not last.needs:
+                return self._plan(looks, r + 1, (), "answered")
+            if r + 1 >= self.k:
+                return self._plan(looks, r + 1, (), "max repeats")
+            planned = last.needs
+            r += 1
+
+    def _plan(self, looks: list[_Look], round_: int, points: tuple, stop: str, resuming: bool = False) -> RoundPlan:
+        last = looks[-1] if looks else None
+        ordered = not stop and not resuming and last is not None  # a fresh round: the blocks of its open comparisons
+        blocks = tuple(last.blocks) if ordered else (points,) if points else ()
+        return RoundPlan(
+            round=round_,
+            points=tuple(sorted(points)),
+            outcomes=tuple(last.outcomes) if last else (),
+            stop=stop,
+            looks=len(looks),
+            trials=self.trials_upto(max(self.trained, default=0)),
+            grid_points=len(self.grid),
+            max_repeats=self.k,
+            resuming=resuming,
+            blocks=blocks,
+        )
+
+    def _cached_look(self, r: int) -> _Look:
+        """:meth:`look` at round ``r``, from the cache while the trials of rounds 0..r and the arguments are unchanged."""
+        signature = (self.k, self.margin, self.compare_epoch, frozenset((j, p) for j in range(r + 1) for p in self.trained.get(j, ())))
+        hit = self.cache.get(r)
+        if hit is not None and hit[0] == signature:
+            _, look, best, first = hit
+            self.best, self.first = dict(best), dict(first)
+            return look
+        look = self.look(r)
+        self.cache[r] = (signature, look, dict(self.best), dict(self.first))
+        return look
+
+    def look(self, r: int) -> _Look:
+        """Analyse the trials of replicates 0..r and settle them with the repeated p-values of looks 0..r."""
+        frames = _upto(self.frames, r)
+        trials = self.trials_upto(r)
+        if not len(frames.trials):
+            return _Look(r, 0, None, [])  # type: ignore[arg-type]
+        design = build_design(frames, self.compare_epoch)
+        parts = [options.compute(design, f, self.margin) for f in ("activation", "loss")]
+        lr_result = learning_rate.compute(design, self.margin)
+        epochs_result = epochs.compute(design, self.margin)
+        comparisons = [c for part in (*parts, lr_result, epochs_result) for c in part.comparisons()]
+        rows = [self._row(design, c) for c in comparisons]
+        look = _Look(r, trials, design, rows)
+        self._settle(look, lr_result)
+        return look
+
+    # -- one comparison at one look ------------------------------------------------------------------------------
+
+    def _row(self, design: Design, c: Comparison) -> _Row:
+        key = _key(c)
+        n = c.n_pairs
+        se_seeds = c.sd / math.sqrt(n) if n >= 2 and math.isfinite(c.sd) else math.nan
+        se_images = float(getattr(c, "se_images", math.nan))
+        if not math.isfinite(se_images) and c.kind not in ("interaction", "loss rise"):
+            se_images = _image_se(design, c, self.correct)  # until the analysis stores it itself (issue 18)
+        if c.kind == "interaction" or n < claims.MIN_PAIRS:
+            return _Row(key, c, se_seeds, math.nan, math.nan, c.p, c.p_equiv)
+        factor = design.n_epochs - 1 if c.kind in ("drop", "loss rise") else 1  # the epochs' own selection (epochs.py)
+        se = math.hypot(se_seeds, se_images if math.isfinite(se_images) else 0.0)
+        # The seeds' degrees of freedom, n − 1, not Satterthwaite's: with 3 to 6 pairs the seeds' part is itself a guess
+        # on 2 to 5 df, and Satterthwaite's df (which takes that guess at face value) reached 38 on 3 pairs whose spread
+        # happened to be small, giving p = 5e-7 to a null difference in the simulation. For a sum of a part on n − 1 df
+        # and a part known almost exactly, n − 1 is the conservative bound (Satterthwaite's df is never below it).
+        df = float(n - 1)
+        margin = None if c.kind == "loss rise" else self.margin
+        p, p_equiv = _tests(c.diff, se, df, margin)
+        return _Row(key, c, se_seeds, se_images, df, _times(p, factor), p_equiv)
+
+    # -- settling one look ------------------------------------------------------------------------------------
+
+    def _settle(self, look: _Look, lr_result) -> None:
+        k = self.k
+        settled: list[Comparison] = []
+        for row in look.rows:
+            c = row.comparison
+            sign = 1 if not (c.diff < 0) else -1
+            p_look, q_look = _times(row.p, k), _times(row.p_equiv, k)
+            best = self.best.get(row.key)
+            if best is not None and best[2] == _oriented_sign(c, sign):
+                p_look, q_look = _nanmin(p_look, best[0]), _nanmin(q_look, best[1])
+            elif best is not None:  # the difference changed sides: only its equivalence carries over
+                q_look = _nanmin(q_look, best[1])
+            self.best[row.key] = (p_look, q_look, _oriented_sign(c, sign))
+            low, high = _repeated_interval(c.diff, row, k) if c.kind != "interaction" else (math.nan, math.nan)
+            settled.append(replace(c, p=p_look, p_equiv=q_look, ci_low=low, ci_high=high, verdict="", withheld=""))
+        by_id = {id(row.comparison): s for row, s in zip(look.rows, settled, strict=True)}
+        for row, s in zip(look.rows, settled, strict=True):
+            if row.comparison.gate is not None:
+                row.gate_p = row.comparison.gate.p  # this look's own F test: the gate is not a claim
+                s.gate = by_id.get(id(row.comparison.gate))
+        claims.settle(settled, self.margin, sentences=False)
+        for row, s in zip(look.rows, settled, strict=True):
+            s.withheld = ""
+            if s.gate is not None and (s.gate.claims_difference or row.gate_p < stats.ALPHA):
+                s.withheld = "the difference may depend on the learning rate (the interaction row), so one number over them could mislead"
+            s.verdict = claims.verdict(s)
+        look.outcomes, look.needs, look.blocks = self._outcomes(look, settled, lr_result)
+
+    def _outcomes(self, look: _Look, settled: list[Comparison], lr_result) -> tuple[list[Outcome], set, list]:
+        versus_best = {(f"loss={loss.loss}", tuple(sorted((c.a, c.b)))) for loss in lr_result.losses for c in loss.versus_best.values()}
+        pooled_answers = {}
+        for s in settled:
+            if s.kind == "pooled":
+                pooled_answers[(s.question, tuple(sorted((s.a, s.b))))] = not s.withheld
+        means = _cell_means(look.design)
+        level = settled[0].plan_alpha / self.k if settled else stats.ALPHA
+        outcomes, needs, blocks, seen = [], set(), [], set()
+        for row, s in zip(look.rows, settled, strict=True):
+            outcome = self._outcome(row, s, versus_best, pooled_answers, means, level)
+            need: tuple[Point, ...] = ()
+            if outcome == OPEN:
+                need = tuple(sorted(self._needs(s)))
+                new = tuple(p for p in need if p not in seen)
+                if new:
+                    blocks.append(new)
+                    seen.update(new)
+                needs.update(need)
+            decided_at = self._decided_at(row.key, outcome, look.round)
+            outcomes.append(
+                Outcome(
+                    name=_name(s), question=s.question, kind=s.kind, outcome=outcome, diff=s.diff, low=s.ci_low, high=s.ci_high,
+                    n_pairs=s.n_pairs, replicates=decided_at + 1, trials=self.trials_upto(decided_at), p_adjusted=s.p_adjusted,
+                    p_equiv_adjusted=s.p_equiv_adjusted, se_seeds=row.se_seeds, se_images=row.se_images, needs=need, comparison=s,
+                )
+            )  # fmt: skip
+        return outcomes, needs, blocks
+
+    def _decided_at(self, key: tuple, outcome: str, round_: int) -> int:
+        """The first look of the run of looks at which ``key`` has had the outcome it has now."""
+        kept = self.first.get(key)
+        if kept is None or kept[0] != outcome:
+            self.first[key] = (outcome, round_)
+            return round_
+        return kept[1]
+
+    def _outcome(self, row: _Row, c: Comparison, versus_best, pooled_answers, means, level: float) -> str:
+        if c.kind == "interaction":
+            return DIFFERENCE if c.claims_difference else GATE
+        if c.kind == "loss rise":
+            return DIFFERENCE if c.claims_difference else GATE
+        if c.kind == "pooled" and c.withheld:
+            return NOT_POOLED
+        if c.question == "learning rate" and (c.subset, tuple(sorted((c.a, c.b)))) not in versus_best:
+            return GATE
+        if c.claims_equivalence:
+            return EQUIVALENCE
+        if c.claims_difference:
+            return DIFFERENCE
+        if c.question in ("activation", "loss") and c.kind == "difference" and pooled_answers.get((c.question, tuple(sorted((c.a, c.b))))):
+            return POOLED
+        if self._no_learning(c, means):
+            return NO_LEARNING
+        if math.isfinite(row.se_images) and not _replicates_can_decide(row.se_images, self.margin, level):
+            return IMAGES
+        return OPEN
+
+    def _no_learning(self, c: Comparison, means: dict) -> bool:
+        chance = self.frames.chance + LEARNS_POINTS
+        if c.question in ("activation", "loss") and c.kind == "difference":
+            sides = [means[c.question].get((o, float(c.lr))) for o in (c.a, c.b)]
+        elif c.question == "learning rate":
+            loss = c.subset.removeprefix("loss=")
+            sides = [means["lr"].get((loss, float(side.removeprefix("lr ")))) for side in (c.a, c.b)]
+        else:
+            return False
+        return all(v is not None and v <= chance for v in sides)
+
+    def _needs(self, c: Comparison) -> set[Point]:
+        """The grid points one more replicate of comparison ``c`` trains."""
+        acts, losses, lrs = self.levels["activation"], self.levels["loss"], self.levels["lr"]
+        if c.question == "activation":
+            at = lrs if c.kind == "pooled" else [float(c.lr)]
+            return {(a, lo, lr) for a in (c.a, c.b) for lo in losses for lr in at}
+        if c.question == "loss":
+            at = lrs if c.kind == "pooled" else [float(c.lr)]
+            return {(a, lo, lr) for a in acts for lo in (c.a, c.b) for lr in at}
+        if c.question == "learning rate":
+            loss = c.subset.removeprefix("loss=")
+            return {(a, loss, float(side.removeprefix("lr "))) for a in acts for side in (c.a, c.b)}
+        lr = float(c.lr)
+        return {(a, lo, lr) for a in acts for lo in losses}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Helpers
+
+
+def grid_points(frames: Frames) -> list[Point]:
+    """Every (activation, loss, lr) of the study's grid, from its search space (and any trial outside it), sorted."""
+    space = frames.settings.search_space or {}
+    acts, losses = list(space.get("activations", [])), list(space.get("losses", []))
+    lrs: list[float] = []
+    if {"lr_min", "lr_max"} <= set(space):
+        from study.space import SearchSpace
+
+        lrs = SearchSpace(**{k: space[k] for k in ("lr_min", "lr_max", "grid_lrs") if k in space}).grid_lr_values()
+    points = {(a, lo, float(lr)) for a in acts for lo in losses for lr in lrs}
+    t = frames.trials
+    points |= {(a, lo, float(lr)) for a, lo, lr in zip(t["activation"], t["loss"], t["lr"], strict=True) if isinstance(a, str)}
+    return sorted(points)
+
+
+def _upto(frames: Frames, r: int) -> Frames:
+    """The frames of replicates 0..r (round r's look)."""
+    keep = frames.trials["replicate"].notna() & (frames.trials["replicate"] <= r)
+    trials = frames.trials[keep]
+    epochs_frame = frames.epochs[frames.epochs["number"].isin(trials["number"])]
+    return replace(frames, trials=trials, epochs=epochs_frame)
+
+
+def _key(c: Comparison) -> tuple:
+    """What makes a comparison the same one from look to look: its sides unordered (the orientation follows the data)."""
+    if c.question == "epochs":
+        return (c.question, c.factor, str(c.lr), c.subset, c.kind)  # the peak's epoch may move; the question per lr does not
+    return (c.question, c.factor, tuple(sorted((c.a, c.b))), str(c.lr), c.subset, c.kind)
+
+
+def _oriented_sign(c: Comparison, sign: int) -> int:
+    """The sign of the difference in the key's order of the sides (sorted), so that it means the same at every look."""
+    if c.question == "epochs":
+        return sign
+    return sign if (c.a, c.b) == tuple(sorted((c.a, c.b))) else -sign
+
+
+def _name(c: Comparison) -> str:
+    """A comparison's name in a plan: "activation: relu vs tanh at lr 0.001", "learning rate: 0.001 vs 0.1, loss mse"."""
+    x, y = sorted((c.a, c.b))
+    if c.question == "learning rate":
+        return f"learning rate: {x.removeprefix('lr ')} vs {y.removeprefix('lr ')}, {c.subset.replace('=', ' ')}"
+    if c.question == "epochs":
+        what = "test-loss rise" if c.kind == "loss rise" else "last epoch against the peak" if c.kind == "drop" else "gain at the end"
+        return f"epochs: {what}, {c.subset.replace('=', ' ').replace(',', ',')}"
+    where = {"pooled": "pooled over learning rates", "interaction": "interaction with the learning rate"}.get(str(c.lr))
+    return f"{c.question}: {x} vs {y}, {where or 'at lr ' + lr_text(float(c.lr))}"
+
+
+def _times(p: float, factor: float) -> float:
+    """``p`` multiplied by ``factor`` (Bonferroni), at most 1; NaN (no test) stays NaN."""
+    return p if math.isnan(p) else min(1.0, p * factor)
+
+
+def _nanmin(a: float, b: float) -> float:
+    return b if math.isnan(a) else a if math.isnan(b) else min(a, b)
+
+
+def _tests(diff: float, se: float, df: float, margin: float | None) -> tuple[float, float]:
+    """Two-sided t test of 0 and TOST at ±margin for a mean ``diff`` with standard error ``se`` on ``df`` df."""
+    if not (se > 0):  # every pair equal (options at chance): decided by the value itself
+        return (0.0 if diff != 0 else 1.0), (math.nan if margin is None else 0.0 if abs(diff) < margin else 1.0)
+    t = scistats.t  # not frozen: a frozen distribution costs milliseconds to build, and a report has a hundred tests
+    p = float(2 * t.sf(abs(diff) / se, df))
+    p_equiv = math.nan if margin is None else float(max(t.sf((diff + margin) / se, df), t.cdf((diff - margin) / se, df)))
+    return p, p_equiv
+
+
+def _repeated_interval(diff: float, row: _Row, k: int) -> tuple[float, float]:
+    """The 95% repeated confidence interval over ``k`` looks: the t interval at level 1 − 0.05 / k at this look."""
+    if not math.isfinite(row.df) or row.comparison.n_pairs < claims.MIN_PAIRS:
+        return math.nan, math.nan
+    se = math.hypot(row.se_seeds, row.se_images if math.isfinite(row.se_images) else 0.0)
+    half = float(scistats.t.ppf(1 - (1 - stats.LEVEL) / (2 * k), row.df)) * se if se > 0 else 0.0
+    return diff - half, diff + half
+
+
+def _replicates_can_decide(se_images: float, margin: float, alpha: float) -> bool:
+    """``stats.replicates_can_decide`` (issue 18) where it exists; its rule otherwise (normal theory, 80% power)."""
+    if hasattr(stats, "replicates_can_decide"):
+        return stats.replicates_can_decide(se_images, margin, alpha)
+    if not (math.isfinite(se_images) and se_images > 0):
+        return True
+    z = scistats.norm.ppf
+    need = min(margin / (z(1 - alpha / 2) + z(stats.POWER)), margin / (z(1 - alpha) + z((1 + stats.POWER) / 2)))
+    return bool(se_images < need)
+
+
+def _cell_means(design: Design) -> dict:
+    """Mean accuracy of each option at each lr (over the other factor), and of each lr per loss (over activations)."""
+    t = design.trials
+    out = {
+        "activation": t.groupby(["activation", "lr"])["acc"].mean().to_dict(),
+        "loss": t.groupby(["loss", "lr"])["acc"].mean().to_dict(),
+        "lr": t.groupby(["loss", "lr"])["acc"].mean().to_dict(),
+    }
+    return {k: {(a, float(b)): float(v) for (a, b), v in d.items()} for k, d in out.items()}
+
+
+def _image_se(design: Design, c: Comparison, correct: dict[int, np.ndarray]) -> float:
+    """The test images' standard error of comparison ``c`` (points) from the trials' stored predictions; NaN without them.
+
+    Used until the analysis stores ``Comparison.se_images`` itself (issue 18): the same variance-components estimate,
+    σ²_images / images = (MS_images − MS_residual) / (pairs × images) of the pairs × images table of differences.
+    """
+    correct = getattr(design, "correct", None) or correct
+    if not correct:
+        return math.nan
+    if c.question in ("activation", "loss"):
+        p = pairs(design, c.factor, c.a, c.b)
+        if c.kind != "pooled":
+            p = p[p["lr"] == float(c.lr)]
+        sides = list(zip(p["number_a"], p["epoch"], p["number_b"], p["epoch"], strict=True))
+    elif c.question == "learning rate":
+        loss = c.subset.removeprefix("loss=")
+        sub = Design(design.trials[design.trials["loss"] == loss], design.curves, design.n_epochs, design.compare_epoch, design.chance)
+        p = pairs(sub, "lr", float(c.a.removeprefix("lr ")), float(c.b.removeprefix("lr ")))
+        sides = list(zip(p["number_a"], p["epoch"], p["number_b"], p["epoch"], strict=True))
+    elif c.kind in ("drop", "gain"):
+        lr = float(c.lr)
+        used = epochs.runs(design)
+        numbers = used.loc[used["lr"] == lr, "number"]
+        ea, eb = int(c.a.removeprefix("epoch ")), int(c.b.removeprefix("epoch "))
+        sides = [(n, ea, n, eb) for n in numbers]
+    else:
+        return math.nan
+    if len(sides) < 2 or any(int(na) not in correct or int(nb) not in correct for na, _, nb, _ in sides):
+        return math.nan
+    table = np.stack([correct[int(na)][int(ea) - 1].astype(np.float32) - correct[int(nb)][int(eb) - 1] for na, ea, nb, eb in sides])
+    n_pairs, n_images = table.shape
+    grand = table.mean()
+    ss_images = n_pairs * float(((table.mean(axis=0) - grand) ** 2).sum())
+    ss_pairs = n_images * float(((table.mean(axis=1) - grand) ** 2).sum())
+    ss_residual = max(0.0, float(((table - grand) ** 2).sum()) - ss_pairs - ss_images)
+    ms_images, ms_residual = ss_images / (n_images - 1), ss_residual / ((n_pairs - 1) * (n_images - 1))
+    var_image = max(0.0, (ms_images - ms_residual) / n_pairs)
+    return 100.0 * math.sqrt(var_image / n_images)
+
+
+def _correct_images(frames: Frames) -> dict[int, np.ndarray]:
+    """Trial number -> (epochs run, images) bool: right or wrong on each test image, from the stored predictions."""
+    if frames.labels is None:
+        return {}
+    labels = np.asarray(frames.labels)
+    return {int(n): np.asarray(p) == labels[None, :] for n, p in frames.predictions.items() if np.shape(p)[-1:] == labels.shape}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The report's section
+
+
+def sequential_section(frames: Frames, plan: RoundPlan) -> Section:
+    """The report's account of the sequential design: when each question was answered, what is open and what it would cost.
+
+    The header line compares the trials spent with the fixed design of ``max_repeats`` replicates of every grid point, and
+    with the smallest fixed design that gives every answered comparison the replicates it needed.
+    """
+    s = Section("How the study spent its trials (sequential design)")
+    decided = [o for o in plan.outcomes if o.decided]
+    deepest = max((o.replicates for o in decided), default=1)
+    fixed_same = plan.grid_points * deepest
+    s.add(
+        f"**{plan.trials} trials** in {plural(plan.looks, 'round')}, against {plan.fixed_trials} for the fixed design of "
+        f"{plan.max_repeats} replicates of every one of the {plan.grid_points} grid points "
+        f"({_saving(plan.trials, plan.fixed_trials)}), and {fixed_same} for a fixed design of {deepest} "
+        f"replicate{'s' if deepest != 1 else ''} (the most any answered comparison needed) "
+        f"({_saving(plan.trials, fixed_same)}). {_stopped(plan)}",
+        "Round 0 trained every grid point once; each later round trained one more replicate of the grid points that an open "
+        "comparison needed. Every comparison was looked at after every round, so each is a group-sequential test over at "
+        f"most {plan.max_repeats} looks with its error spent equally over them: its p-value is the smallest over the looks of "
+        f"{plan.max_repeats} × its p-value at that look, and its interval the t interval at level 1 − 0.05/{plan.max_repeats} "
+        f"({100 - 5 / plan.max_repeats:.0f}%), so the report's error control and its 95% coverage hold however the study "
+        'stopped (README, "The sequential design").',
+    )
+    rows = []
+    for question in ("activation", "loss", "learning rate", "epochs"):
+        mine = [o for o in plan.outcomes if o.question == question and o.outcome not in (GATE,)]
+        if not mine:
+            continue
+        answered = [o for o in mine if o.decided]
+        counts = {name: sum(o.outcome == name for o in mine) for name in (*DECIDED, OPEN)}
+        when = sorted({o.replicates for o in answered})
+        rows.append(
+            {
+                "question": question,
+                "comparisons": str(len([o for o in mine if o.outcome not in (POOLED, NOT_POOLED)])),
+                "differences": str(counts[DIFFERENCE]),
+                "within the margin": str(counts[EQUIVALENCE]),
+                "no option learns": str(counts[NO_LEARNING]),
+                "more test images": str(counts[IMAGES]),
+                "open": str(counts[OPEN]),
+                "answered after (replicates: trials)": ", ".join(
+                    f"{r}: {sum(o.replicates == r for o in answered)} at {min(o.trials for o in answered if o.replicates == r)} trials"
+                    for r in when
+                )
+                or "–",
+            }
+        )
+    if rows:
+        s.add(Table(pd.DataFrame(rows)))
+    still = plan.open
+    if still:
+        lines = []
+        for o in still:
+            need = len(o.needs)
+            lines.append(
+                f"- {o.name}: {o.diff:+.1f} points [{o.low:.1f}, {o.high:.1f}] after {o.replicates} "
+                f"replicate{'s' if o.replicates != 1 else ''} ({o.n_pairs} pairs); one more replicate of it costs {need} trials"
+            )
+        budget = len({p for o in still for p in o.needs})
+        s.add(
+            f"Still open ({len(still)}), with the trials one more replicate of each would cost ({budget} for all of them in one round; "
+            "rerun the study with a larger --max-repeats or --trials to buy them):",
+            "\n".join(lines),
+        )
+    images = [o for o in plan.outcomes if o.outcome == IMAGES]
+    if images:
+        s.add(
+            f"Closed as **more test images** ({len(images)}): the test images alone keep them from deciding (their standard error "
+            f"from the images, e.g. ±{max(o.se_images for o in images):.1f} points, stays whatever the replicates); a larger "
+            "--test-size, not more replicates, can answer them: " + "; ".join(o.name for o in images) + "."
+        )
+    return s
+
+
+def _saving(spent: int, fixed: int) -> str:
+    if fixed <= 0:
+        return "–"
+    change = 1 - spent / fixed
+    return f"{change:.0%} fewer" if change >= 0 else f"{-change:.0%} more"
+
+
+def _stopped(plan: RoundPlan) -> str:
+    return {
+        "answered": "It stopped because every comparison had an outcome.",
+        "max repeats": f"It stopped at the most rounds allowed (--max-repeats {plan.max_repeats}) with {len(plan.open)} comparisons open.",
+        "trials": f"It stopped when its trial budget was spent, with {len(plan.open)} comparisons open.",
+        "": f"It is still running: round {plan.round} has {plural(len(plan.points), 'trial')} to go.",
+    }.get(plan.stop, "")

@@ -1,0 +1,249 @@
+"""Simulated sequential studies with a known truth: the error rate, coverage and trials of ``reports.sequential``.
+
+A simulated study is the real grid (3 activations x 3 losses x 4 learning rates, 2 epochs) with every grid point
+trained up to ``MAX_REPEATS`` times, generated up front; the sequential design then "trains" only what
+``plan_round`` asks for, round by round, and the fixed design of every point ``MAX_REPEATS`` times is analysed
+on the same data. Each trial answers every one of ``IMAGES`` test images, right or wrong:
+
+    right(trial, image) = L < Φ⁻¹(p_trial),  L = √ρ u_image + √γ v_(option, image) + √(1 − ρ − γ) e_(trial, image)
+
+``p_trial`` is the trial's accuracy on the population of images: its cell's mean (activation x loss x lr, the
+truth) plus a seed effect shared by every trial of its replicate (cancels in pairs) plus the trial's own noise.
+``u`` is how hard an image is for every network, ``v`` how well it suits one activation or loss (the part of
+the test set that replicates share and cannot average away), ``e`` the trial's own luck on it: two trials of one
+option near 55% disagree on about a quarter of the images, as real ones do. A cell at chance (10%) predicts
+one class for every image, as the real diverged runs do. Epoch 1 is epoch 2 three points lower on the same images
+(a curve still rising), epoch 2 is the compare epoch.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+
+import numpy as np
+import pandas as pd
+from reports_tests.conftest import paired_settings
+from scipy import stats as scistats
+
+from reports import sequential
+from reports.frames import EPOCH_COLUMNS, TRIAL_COLUMNS, Frames
+
+ACTIVATIONS = ("leaky_relu", "relu", "tanh")
+LOSSES = ("bce_with_logits", "cross_entropy", "mse")
+LRS = (0.0001, 0.001, 0.01, 0.1)
+MAX_REPEATS = 5
+IMAGES = 2000
+EPOCHS = 2
+CHANCE = 10.0
+RISE = 3.0  # points gained from epoch 1 to epoch 2 (every cell that learns)
+BASE = {0.0001: 30.0, 0.001: 55.0, 0.01: 50.0, 0.1: CHANCE}  # mean accuracy by learning rate: too low, good, good, diverges
+
+
+def flat(activation, loss, lr) -> float:
+    """No effect anywhere: every cell at 45%."""
+    return 45.0
+
+
+def relu_ahead(activation, loss, lr) -> float:
+    """One main effect: relu 3 points ahead of the other activations wherever the network learns."""
+    return BASE[lr] + (3.0 if activation == "relu" and BASE[lr] > CHANCE else 0.0)
+
+
+FLIP = {0.0001: -4.0, 0.001: 1.0, 0.01: 8.0, 0.1: 0.0}  # tanh − relu by learning rate: the sign flips
+
+
+def tanh_flips(activation, loss, lr) -> float:
+    """A sign-flipping interaction: tanh behind relu at 1e-4, ahead at 1e-2 (and leaky_relu with relu)."""
+    return BASE[lr] + (FLIP[lr] if activation == "tanh" else 0.0)
+
+
+def relu_small(activation, loss, lr) -> float:
+    """A small effect, inside the 2-point margin: relu 1 point ahead wherever the network learns."""
+    return BASE[lr] + (1.0 if activation == "relu" and BASE[lr] > CHANCE else 0.0)
+
+
+SCENARIOS = {
+    "no effect anywhere (every cell 45%)": flat,
+    "one main effect (relu +3 points)": relu_ahead,
+    "sign-flipping interaction (tanh − relu: −4, +1, +8 by lr)": tanh_flips,
+    "a small effect (relu +1 point, inside the margin)": relu_small,
+}
+
+
+class World:
+    """Every grid point trained ``MAX_REPEATS`` times, with its per-image answers: the population behind one study."""
+
+    def __init__(self, rng: np.random.Generator, cell, *, seed_sd=3.0, trial_sd=1.0, rho=0.6, gamma=0.1, images=IMAGES):
+        self.cell = cell
+        self.grid = list(itertools.product(ACTIVATIONS, LOSSES, LRS))
+        self.means = np.array([cell(a, lo, lr) for a, lo, lr in self.grid])  # the truth, percent
+        labels = rng.integers(0, 10, images)
+        u = rng.standard_normal(images)
+        v = {o: rng.standard_normal(images) for o in (*ACTIVATIONS, *LOSSES)}
+        seed = rng.normal(0, seed_sd, MAX_REPEATS)
+        rows, predictions = [], {}
+        number = 0
+        for r in range(MAX_REPEATS):  # replicate-major, as the study runs
+            for (a, lo, lr), mean in zip(self.grid, self.means, strict=True):
+                if mean <= CHANCE:  # a run that diverged: one class for every image
+                    guess = np.full(images, rng.integers(0, 10), dtype=np.uint8)
+                    pred = np.stack([guess, guess])
+                else:
+                    p = np.clip((mean + seed[r] + rng.normal(0, trial_sd)) / 100, 0.12, 0.95)
+                    own = rng.standard_normal(images)  # the trial's own luck on each image
+                    latent = math.sqrt(rho) * u + math.sqrt(gamma / 2) * (v[a] + v[lo]) + math.sqrt(1 - rho - gamma) * own
+                    wrong = (labels + rng.integers(1, 10, images)) % 10
+                    right = np.stack([latent < scistats.norm.ppf(max(p - RISE / 100, 0.11)), latent < scistats.norm.ppf(p)])
+                    pred = np.where(right, labels[None, :], wrong[None, :]).astype(np.uint8)
+                acc = 100.0 * (pred == labels[None, :]).mean(axis=1)
+                rows.append((number, a, lo, lr, r, acc))
+                predictions[number] = pred
+                number += 1
+        self.labels = labels.astype(np.uint8)
+        self.rows, self.predictions = rows, predictions
+
+    def frames(self, trained: set[tuple[str, str, float, int]] | None = None) -> Frames:
+        """The study that trained ``trained`` (activation, loss, lr, replicate); every trial when None."""
+        rows = [row for row in self.rows if trained is None or (row[1], row[2], row[3], row[4]) in trained]
+        n = len(rows)
+        number, act, loss, lr, rep = (np.array(c, dtype=object) for c in list(zip(*rows, strict=True))[:5]) if n else [np.array([])] * 5
+        acc = np.array([row[5] for row in rows]).reshape(n, EPOCHS)
+        trials = pd.DataFrame(
+            {
+                "number": number.astype(int), "state": "complete", "activation": act, "loss": loss, "lr": lr.astype(float),
+                "replicate": rep.astype(int), "seed": rep.astype(int), "value": acc[:, -1], "final_test_acc": acc[:, -1],
+                "final_train_acc": acc[:, -1] + 5, "final_test_loss": 0.9, "gap": 5.0, "peak_test_acc": acc.max(axis=1),
+                "epochs_run": EPOCHS, "diverged": False, "baseline": False, "seconds": 1.0, "device": "cpu", "precision": "float32",
+            },
+            columns=TRIAL_COLUMNS,
+        )  # fmt: skip
+        epochs = pd.DataFrame(
+            {
+                "number": np.repeat(number.astype(int), EPOCHS), "state": "complete", "activation": np.repeat(act, EPOCHS),
+                "loss": np.repeat(loss, EPOCHS), "lr": np.repeat(lr.astype(float), EPOCHS), "replicate": np.repeat(rep.astype(int), EPOCHS),
+                "diverged": False, "epoch": np.tile(np.arange(1, EPOCHS + 1), n), "train_loss": np.tile([1.0, 0.8], n),
+                "train_acc": acc.ravel() + 5, "test_loss": np.tile([1.0, 0.9], n), "test_acc": acc.ravel(),
+            },
+            columns=EPOCH_COLUMNS,
+        )  # fmt: skip
+        space = {"activations": list(ACTIVATIONS), "losses": list(LOSSES), "lr_min": min(LRS), "lr_max": max(LRS), "grid_lrs": len(LRS)}
+        settings = paired_settings(epochs=EPOCHS, repeats=MAX_REPEATS, search_space=space, test_size=len(self.labels), margin=2.0)
+        predictions = {int(k): self.predictions[int(k)] for k in trials["number"]}
+        return Frames("sim", settings, trials, epochs, {}, predictions, self.labels)
+
+    def truth(self, o: sequential.Outcome) -> float:
+        """The population value of what outcome ``o`` estimates (its ``diff``, in its orientation)."""
+        c = o.comparison
+        cells = dict(zip(self.grid, self.means, strict=True))
+        if c.question == "epochs":
+            return RISE if c.kind in ("gain", "drop") and c.a != c.b else 0.0
+        if c.question == "learning rate":
+            loss = c.subset.removeprefix("loss=")
+            x, y = float(c.a.removeprefix("lr ")), float(c.b.removeprefix("lr "))
+            return float(np.mean([cells[a, loss, x] - cells[a, loss, y] for a in ACTIVATIONS]))
+
+        def at(lr):
+            if c.question == "activation":
+                return float(np.mean([cells[c.a, lo, lr] - cells[c.b, lo, lr] for lo in LOSSES]))
+            return float(np.mean([cells[a, c.a, lr] - cells[a, c.b, lr] for a in ACTIVATIONS]))
+
+        if c.lr == "pooled":
+            return float(np.mean([at(lr) for lr in LRS]))
+        if c.lr == "interaction":
+            return float(np.ptp([at(lr) for lr in LRS]))
+        return at(float(c.lr))
+
+
+def false_claims(world: World, outcomes, margin: float = 2.0) -> int:
+    """Claims the truth contradicts: a difference where there is none or of the other sign, "within the margin" where it is not."""
+    wrong = 0
+    for o in outcomes:
+        c = o.comparison
+        true = world.truth(o)
+        if c.kind == "interaction":
+            wrong += c.claims_difference and abs(true) < 1e-9
+            continue
+        if c.kind == "loss rise":
+            continue
+        wrong_sign = abs(true) < 1e-9 or math.copysign(1, true) != math.copysign(1, c.diff)
+        wrong += bool((c.claims_difference and wrong_sign) or (c.claims_equivalence and abs(true) >= margin))
+    return wrong
+
+
+def run_study(world: World, max_repeats: int = MAX_REPEATS) -> sequential.RoundPlan:
+    """Run the sequential design on ``world``: train what each plan asks, round by round, until it stops."""
+    trained: set = set()
+    cache: dict = {}
+    while True:
+        plan = sequential.plan_round(world.frames(trained), max_repeats, cache=cache)
+        if plan.done:
+            return plan
+        trained |= {(*p, plan.round) for p in plan.points}
+
+
+def run_scenario(cell, studies: int = 500, seed: int = 0, max_repeats: int = MAX_REPEATS, fixed: bool = True) -> dict:
+    """Simulate ``studies`` sequential studies (and, with ``fixed``, the fixed design on the same data) and count.
+
+    Returns:
+        ``{"studies", "false_reports": share of reports with a false claim, "false_per_report", "covered": share of
+        the intervals shown (per-lr, pooled, learning-rate and epochs rows) that cover the truth, "intervals",
+        "trials": mean trials spent, "decided": mean comparisons decided (difference, within the margin, no option
+        learns, more test images), "open": mean left open, "images": mean closed as more test images, "fixed_*": the
+        same for the fixed design of every point ``max_repeats`` times}``.
+    """
+    rng = np.random.default_rng(seed)
+    out = {"studies": studies, "false": 0, "false_reports": 0, "covered": 0, "intervals": 0, "trials": 0, "decided": 0, "open": 0,
+           "images": 0, "fixed_false": 0, "fixed_false_reports": 0, "fixed_covered": 0, "fixed_intervals": 0, "fixed_decided": 0,
+           "fixed_open": 0, "seconds": 0.0}  # fmt: skip
+    start = time.perf_counter()
+    for _ in range(studies):
+        world = World(rng, cell)
+        runs = [("", run_study(world, max_repeats))]
+        if fixed:
+            runs.append(("fixed_", sequential.decide_fixed(world.frames())))
+        for prefix, plan in runs:
+            wrong = false_claims(world, plan.outcomes)
+            out[prefix + "false"] += wrong
+            out[prefix + "false_reports"] += wrong > 0
+            for o in plan.outcomes:
+                if o.comparison.kind in ("interaction", "loss rise") or not math.isfinite(o.low):
+                    continue
+                out[prefix + "intervals"] += 1
+                out[prefix + "covered"] += o.low - 1e-9 <= world.truth(o) <= o.high + 1e-9
+            out[prefix + "decided"] += sum(o.decided for o in plan.outcomes)
+            out[prefix + "open"] += len(plan.open)
+            if not prefix:
+                out["trials"] += plan.trials
+                out["images"] += sum(o.outcome == sequential.IMAGES for o in plan.outcomes)
+    out["seconds"] = time.perf_counter() - start
+    for prefix in ("", "fixed_"):
+        if not fixed and prefix:
+            continue
+        out[prefix + "false_per_report"] = out[prefix + "false"] / studies
+        out[prefix + "false_reports"] /= studies
+        out[prefix + "covered"] = out[prefix + "covered"] / max(out[prefix + "intervals"], 1)
+        out[prefix + "decided"] /= studies
+        out[prefix + "open"] /= studies
+    out["trials"] /= studies
+    out["images"] /= studies
+    out["fixed_trials"] = len(ACTIVATIONS) * len(LOSSES) * len(LRS) * max_repeats
+    return out
+
+
+def table_row(name: str, r: dict) -> str:
+    return (
+        f"| {name} | {r['studies']} | {r['false_reports']:.1%} | {r['false_per_report']:.3f} | {r['covered']:.1%} | "
+        f"{r['trials']:.0f} ({r['trials'] / r['fixed_trials']:.0%}) | {r['decided']:.1f} / {r['open']:.1f} / {r['images']:.1f} | "
+        f"{r['fixed_false_reports']:.1%} | {r['fixed_covered']:.1%} | {r['fixed_decided']:.1f} / {r['fixed_open']:.1f} |"
+    )
+
+
+if __name__ == "__main__":  # the README's figures: PYTHONPATH=tests python -m reports_tests.simulate_sequential [studies]
+    import sys
+
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 500
+    for seed, (name, cell) in enumerate(SCENARIOS.items(), 1):
+        r = run_scenario(cell, n, seed=seed)
+        print(table_row(name, r), f"<!-- {r['seconds']:.0f} s -->", flush=True)

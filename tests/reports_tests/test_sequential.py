@@ -1,0 +1,144 @@
+"""The sequential design's plan (reports.sequential): rounds, resume, stopping, intervals, and a seeded slice of its simulation.
+
+The full simulation (500 studies per scenario; the README's table) runs with
+``PYTHONPATH=tests python -m reports_tests.simulate_sequential`` or ``make simulate-sequential``.
+"""
+
+import math
+
+import numpy as np
+import pytest
+from reports_tests import simulate_sequential as sim
+from scipy import stats as scistats
+
+from reports import sequential
+from reports.blocks import Table, Text
+
+
+@pytest.fixture(scope="module")
+def world() -> sim.World:
+    return sim.World(np.random.default_rng(7), sim.relu_ahead)
+
+
+def _round0(world: sim.World) -> set:
+    return {(*p, 0) for p in world.grid}
+
+
+def test_plan_round_of_a_new_study_is_the_whole_grid_at_replicate_0(world):
+    plan = sequential.plan_round(world.frames(set()))
+    assert plan.round == 0 and not plan.stop and not plan.resuming
+    assert plan.points == tuple(sorted(world.grid))
+    assert plan.fixed_trials == len(world.grid) * sequential.MAX_REPEATS
+
+
+def test_plan_round_resumes_a_round_with_its_missing_points_only(world):
+    missing = sorted(world.grid)[:3]
+    trained = _round0(world) - {(*p, 0) for p in missing}
+    plan = sequential.plan_round(world.frames(trained))
+    assert plan.round == 0 and plan.resuming
+    assert plan.points == tuple(missing)
+
+
+def test_plan_round_after_round_0_trains_what_open_comparisons_need(world):
+    plan = sequential.plan_round(world.frames(_round0(world)))
+    assert plan.round == 1 and plan.looks == 1 and plan.trials == len(world.grid)
+    needed = {p for o in plan.outcomes if o.outcome == sequential.OPEN for p in o.needs}
+    assert set(plan.points) == needed and needed
+    # Decided and gate rows ask for nothing; the blocks hold every point once, in report order.
+    assert all(not o.needs for o in plan.outcomes if o.outcome != sequential.OPEN)
+    assert sorted(p for block in plan.blocks for p in block) == sorted(plan.points)
+
+
+def test_plan_round_is_deterministic_and_the_cache_changes_nothing(world):
+    frames = world.frames(_round0(world))
+    cache: dict = {}
+    first, cached, again = (sequential.plan_round(frames, cache=cache), sequential.plan_round(frames, cache=cache),
+                            sequential.plan_round(frames))  # fmt: skip
+    assert first.points == cached.points == again.points
+    assert [(o.name, o.outcome, o.p_adjusted) for o in first.outcomes] == [(o.name, o.outcome, o.p_adjusted) for o in again.outcomes]
+
+
+def test_plan_round_names_are_unique(world):
+    plan = sequential.plan_round(world.frames(_round0(world)))
+    names = [o.name for o in plan.outcomes]
+    assert len(names) == len(set(names))
+
+
+def test_plan_round_stops_at_max_repeats_and_at_the_trial_budget(world):
+    frames = world.frames(_round0(world))
+    assert sequential.plan_round(frames, max_repeats=1).stop == "max repeats"
+    budget = sequential.plan_round(frames, max_trials=len(world.grid))
+    assert budget.stop == "trials" and budget.done
+
+
+def test_plan_round_take_fits_whole_blocks_into_a_budget(world):
+    plan = sequential.plan_round(world.frames(_round0(world)))
+    taken = plan.take(len(plan.blocks[0]))
+    assert taken == plan.blocks[0]
+    assert plan.take(None) == plan.points
+
+
+def test_plan_round_refuses_a_bad_max_repeats(world):
+    with pytest.raises(ValueError, match="max repeats must be at least 1 but got 0"):
+        sequential.plan_round(world.frames(set()), max_repeats=0)
+
+
+def test_repeated_interval_is_the_t_interval_at_level_1_minus_alpha_over_the_looks(world):
+    frames = world.frames(_round0(world))
+    frames.labels = None  # seed-only: the interval is the pairs' t interval, exactly
+    frames.predictions = {}
+    seq = {o.name: o for o in sequential.plan_round(frames, max_repeats=5).outcomes}
+    fixed = {o.name: o for o in sequential.decide_fixed(frames).outcomes}
+    checked = 0
+    for name, o in seq.items():
+        f = fixed[name]
+        if not math.isfinite(o.low) or o.se_seeds == 0:
+            continue
+        df = o.n_pairs - 1
+        ratio = scistats.t.ppf(1 - 0.05 / 10, df) / scistats.t.ppf(0.975, df)
+        assert (o.high - o.low) == pytest.approx(ratio * (f.high - f.low), rel=1e-9)
+        checked += 1
+    assert checked > 10
+
+
+def test_repeated_p_values_never_claim_more_than_the_fixed_look_on_the_same_trials(world):
+    frames = world.frames(_round0(world))
+    seq = {o.name: o.comparison for o in sequential.plan_round(frames).outcomes}
+    fixed = {o.name: o.comparison for o in sequential.decide_fixed(frames).outcomes}
+    # One look: the sequential p-value is 5 times the fixed one, so its claims are a subset.
+    assert all(fixed[n].claims_difference for n, c in seq.items() if c.claims_difference)
+    assert sum(c.claims for c in seq.values()) < sum(c.claims for c in fixed.values())
+
+
+def test_a_comparison_the_test_images_keep_open_is_closed_as_more_test_images():
+    # 200 test images that suit each option very differently: the images' part alone is several points.
+    world = sim.World(np.random.default_rng(3), sim.relu_small, rho=0.2, gamma=0.7, images=200)
+    plan = sequential.plan_round(world.frames(_round0(world)))
+    closed = [o for o in plan.outcomes if o.outcome == sequential.IMAGES]
+    assert closed and all(o.se_images > 0.5 for o in closed)
+    assert all(not o.needs for o in closed)
+
+
+def test_sequential_section_compares_trials_with_the_fixed_design(world):
+    plan = sim.run_study(world)
+    section = sequential.sequential_section(world.frames(), plan)
+    text = "\n".join(b.text for b in section.blocks if isinstance(b, Text))
+    assert f"**{plan.trials} trials**" in text and f"{plan.fixed_trials} for the fixed design" in text
+    assert any(isinstance(b, Table) for b in section.blocks)
+    if plan.open:
+        assert "Still open" in text
+
+
+# A seeded slice of the README's simulation (500 studies per scenario there): a few studies of two scenarios.
+def test_simulated_studies_without_effects_make_no_false_claim_and_cover_the_truth():
+    r = sim.run_scenario(sim.flat, studies=3, seed=11)
+    assert r["false_reports"] == 0
+    assert r["covered"] >= 0.95
+    assert r["trials"] <= r["fixed_trials"]
+
+
+def test_simulated_sign_flipping_interaction_spends_fewer_trials_than_the_fixed_design():
+    r = sim.run_scenario(sim.tanh_flips, studies=3, seed=12)
+    assert r["false_reports"] == 0
+    assert r["covered"] >= 0.95
+    assert r["trials"] < r["fixed_trials"]
