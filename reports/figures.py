@@ -161,6 +161,20 @@ def sample_grid(images, labels, classes: list[str], per_class: int = 3) -> plt.F
     return fig
 
 
+def image_grid(images, titles: list[str], title: str, columns: int = 8) -> plt.Figure:
+    """Images (N, 3, H, W) uint8 in a grid, each with its title (true and predicted class, say)."""
+    rows = max(1, -(-len(titles) // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.9 * rows), squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if k < len(titles):
+            ax.imshow(images[k].permute(1, 2, 0).numpy())
+            ax.set_title(titles[k], fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def optimization_history(trials: pd.DataFrame) -> plt.Figure:
     """Each finished trial's accuracy in the order it ran, with the best complete value so far."""
     data = finished(trials).sort_values("number")

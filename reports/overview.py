@@ -4,6 +4,7 @@ the mistakes of the best and the baseline trial, and the study itself (best tria
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from cnn import DataError, load_data
@@ -135,8 +136,8 @@ def population_text(family: Family) -> str:
     return (
         f"**What the claims are about: these {n} test images.** This study's trials stored no per-image predictions (a study "
         "written before they were stored), so every interval counts the seeds only: it says what new seeds would do on these "
-        "same images, not on new CIFAR-10 test images, and is narrower than an interval about new images would be. A study "
-        "run by this release stores them, and its report counts both."
+        "same images, not on new CIFAR-10 test images: the test set's own variance is not in it. A study run by this release "
+        "stores them, and its report counts both."
     )
 
 
@@ -164,7 +165,9 @@ def data_section(frames: Frames, samples: bool) -> Section:
     if samples:
         _samples(section, frames)
     else:
-        section.add("Sample images are left out of this report (built with `--no-samples`).")
+        section.add(
+            "Sample images, and the grid of test images the trials get wrong, are left out of this report (built with `--no-samples`)."
+        )
     baseline_params = frames.settings.baseline
     best, baseline = analysis.best_and_baseline(frames.trials, baseline_params)
     n_test = frames.settings.test_size
@@ -246,6 +249,112 @@ def _samples(section: Section, frames: Frames) -> None:
         "Training images with their class names (the notebook's own cell for this failed with `Numpy is not available`):",
         Figure("samples", "sample training images", lambda: figures.sample_grid(data.train.images, data.train.labels, list(data.classes))),
     )
+    _mistakes(section, frames)
+
+
+GRID = 8  # test images shown per grid
+
+
+@dataclass
+class Mistakes:
+    """Test images the trials that learned get wrong: every one of them, or every trial of some options only."""
+
+    trials: int  # trials that learned (their predictions after their last epoch are used)
+    everyone: list[int]  # test images (indices in the study's order) every one of them gets wrong
+    split: list[
+        tuple[int, str, list[str]]
+    ]  # (test image, factor, options all of whose trials get it right) where another option's all get it wrong
+    said: dict[int, int]  # test image -> the class the trials predicted most often for it
+
+
+def mistakes(frames: Frames, learned_points: float = 5.0) -> Mistakes | None:
+    """The images of :class:`Mistakes`, from the stored predictions of the finished trials that learned; None without them.
+
+    A trial learned when its last accuracy is more than ``learned_points`` above chance (a trial at chance gets most
+    images wrong and would say nothing of which are hard). For each factor (activation, loss), an image is *split* when
+    every trial of some option gets it right and every trial of another gets it wrong.
+    """
+    if frames.labels is None or not frames.predictions:
+        return None
+    t = analysis.finished(frames.trials)
+    t = t[(t["final_test_acc"] > frames.chance + learned_points) & t["number"].isin(list(frames.predictions))]
+    if not len(t):
+        return None
+    last = np.stack([frames.predictions[int(n)][-1] for n in t["number"]])  # (trials, test images)
+    right = last == frames.labels[None, :]
+    everyone = np.flatnonzero(~right.any(axis=0))
+    split = []
+    for factor in ("activation", "loss"):
+        options = sorted(t[factor].dropna().unique())
+        if len(options) < 2:
+            continue
+        by = {o: right[(t[factor] == o).to_numpy()] for o in options}
+        all_right = np.stack([by[o].all(axis=0) for o in options])  # (options, test images)
+        none_right = np.stack([~by[o].any(axis=0) for o in options])
+        for i in np.flatnonzero(all_right.any(axis=0) & none_right.any(axis=0)):
+            split.append((int(i), factor, [o for o, r in zip(options, all_right[:, i], strict=True) if r]))
+    shown = [*everyone[:GRID].tolist(), *(i for i, _, _ in split[:GRID])]
+    said = {i: int(np.bincount(last[:, i], minlength=len(frames.classes)).argmax()) for i in shown}
+    return Mistakes(len(t), everyone.tolist(), split, said)
+
+
+def _reload_test(frames: Frames):
+    """The study's test images, drawn again as the study drew them (same folder, sizes and seed); None when they differ."""
+    s = frames.settings
+    train = s.train_size + s.val_size if s.val_split > 0 else s.train_size
+    for train_size, test_size in ((train, s.test_size), (None, s.test_size), (train, None), (None, None)):
+        try:
+            data = load_data(s.data_path, train_size=train_size, test_size=test_size, val_split=s.val_split, seed=s.seed, download=False)
+        except (DataError, TypeError, ValueError):
+            return None
+        if np.array_equal(data.test.labels.numpy(), frames.labels):
+            return data.test
+    return None
+
+
+def _mistakes(section: Section, frames: Frames) -> None:
+    found = mistakes(frames)
+    if found is None:
+        section.add(
+            "No grid of the test images the trials get wrong: this study's trials stored no per-image predictions, or none learned."
+        )
+        return
+    test = _reload_test(frames)
+    if test is None:
+        section.add(
+            f"The test images drawn again from `{frames.settings.data_path}` (same sizes and seed) do not match the labels the "
+            "study stored: the data folder differs from the one the study used, so no grid of its mistakes is shown."
+        )
+        return
+    classes = frames.classes
+    n = len(frames.labels)
+    section.add(
+        f"The test images drawn again from the data folder match the labels the study stored ({n} images). Of the {found.trials} "
+        f"trials that learned, every one gets {len(found.everyone)} test images wrong ({pct(100 * len(found.everyone) / n, 1)}); "
+        f"{len({i for i, _, _ in found.split})} more are got right by every trial of some option and by none of another's."
+    )
+    if found.everyone:
+        shown = found.everyone[:GRID]
+        titles = [f"true {classes[frames.labels[i]]}\nsaid {classes[found.said[i]]}" for i in shown]
+        section.add(
+            Figure(
+                "hard_images",
+                "test images every trial gets wrong",
+                lambda: figures.image_grid(test.images[shown], titles, "Every trial gets these wrong (most predicted: said)"),
+            )
+        )
+    if found.split:
+        shown = found.split[:GRID]
+        titles = [f"true {classes[frames.labels[i]]}, said {classes[found.said[i]]}\nright: {', '.join(o)}" for i, _, o in shown]
+        section.add(
+            Figure(
+                "split_images",
+                "test images only some options get right",
+                lambda: figures.image_grid(
+                    test.images[[i for i, _, _ in shown]], titles, "Right for every trial of one option, wrong for every trial of another"
+                ),
+            )
+        )
 
 
 def study_section(frames: Frames, importance: list | None = None) -> Section:

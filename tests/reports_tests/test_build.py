@@ -62,6 +62,9 @@ def test_every_linked_figure_exists_and_is_a_png(real_study, tmp_path):
     assert {"activation_by_lr.png", "activation_differences.png", "loss_by_lr.png", "lr_accuracy.png", "samples.png"} <= set(links)
     for link in links:
         assert (tmp_path / link).read_bytes()[:8] == PNG, link
+    # The test images drawn again from the data folder are the study's, and some are wrong for every trial that learned.
+    assert "The test images drawn again from the data folder match the labels the study stored (200 images)." in markdown
+    assert "hard_images.png" in links
     for heading in ("## 1. ", "## 2. ", "## 3. ", "## 4. "):
         assert heading in markdown
 
@@ -83,6 +86,12 @@ def _accuracy(study, **params) -> float:
     """The last recorded test accuracy of the one trial with these parameters."""
     (trial,) = [t for t in study.trials if all(t.params[k] == v for k, v in params.items())]
     return trial.user_attrs["history"][-1]["test_acc"]
+
+
+def _number(study, **params) -> int:
+    """The number of the one trial with these parameters."""
+    (trial,) = [t for t in study.trials if all(t.params[k] == v for k, v in params.items())]
+    return trial.number
 
 
 @pytest.mark.slow  # a real study
@@ -113,13 +122,17 @@ def test_comparisons_recompute_from_the_database(real_study, tmp_path):
         mine = diffs(row, float(row.lr))
         # The mean paired difference, a minus b, over the blocks at this lr: 2 other options x 2 replicates.
         assert row.n_pairs == len(mine) == 4 and row.diff == pytest.approx(sum(mine) / 4)
-        assert row.p == pytest.approx(stats.ttest_1samp(mine, 0.0).pvalue)
+        # Its t test: the seeds' part is the pairs' own spread; the images' part is checked in the test below.
+        se = (row.se_seeds**2 + row.se_images**2) ** 0.5
+        assert row.se_seeds == pytest.approx(stats.tstd(mine) / 2)
+        assert row.p == pytest.approx(2 * stats.t.sf(abs(row.diff) / se, row.df))
         assert row.ci_low <= row.diff <= row.ci_high and f"({row.n_pairs} pairs" in row.verdict
     for row in options[options["lr"] == "pooled"].itertuples():
         # Pooled: every pair at both learning rates, with a t test over them (the interaction pooled into the error).
         every = [d for lr in lrs for d in diffs(row, lr)]
         assert row.n_pairs == 8 and row.diff == pytest.approx(sum(every) / 8)
-        assert row.p == pytest.approx(stats.ttest_1samp(every, 0.0).pvalue)
+        assert row.se_seeds == pytest.approx(stats.tstd(every) / 8**0.5)
+        assert row.p == pytest.approx(2 * stats.t.sf(abs(row.diff) / (row.se_seeds**2 + row.se_images**2) ** 0.5, row.df))
     # One family for the report: every p-value adjusted together, never below its raw value.
     tested = rows[rows["p"].notna()]
     assert (tested["p_adjusted"] >= tested["p"] - 1e-12).all()
@@ -256,3 +269,52 @@ def test_margin_and_compare_epoch_flags(db, tmp_path, capsys):
     assert main(["--storage", db, "--study-name", "paired", "--out", str(tmp_path / "bad"), "--margin", "-1"]) == 2
     assert "--margin must be a positive number of accuracy points but got -1.0" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.slow  # a real study
+def test_intervals_count_the_seeds_and_the_stored_test_images(real_study, tmp_path):
+    import numpy as np
+    from statsmodels.formula.api import ols
+    from statsmodels.stats.anova import anova_lm
+
+    from study.record import decode_classes
+
+    storage, _ = real_study
+    assert main(["--storage", storage, "--study-name", "cnn-study", "--out", str(tmp_path), "--no-samples"]) == 0
+    study = optuna.load_study(study_name="cnn-study", storage=storage)
+    labels = decode_classes(study.user_attrs["labels"]["test"])
+    right = {}
+    for t in study.trials:
+        predicted = decode_classes(t.user_attrs["predictions"]["test"])
+        right[t.number] = predicted == labels[None, :]
+        # The stored predictions reproduce the trial's recorded accuracy at every epoch and its last confusion matrix.
+        assert [100.0 * r.sum() / len(labels) for r in right[t.number]] == [h["test_acc"] for h in t.user_attrs["history"]]
+        confusion = np.zeros((10, 10), dtype=int)
+        np.add.at(confusion, (labels, predicted[-1]), 1)
+        assert confusion.tolist() == t.user_attrs["confusion"]
+    rows = pd.read_csv(tmp_path / "comparisons.csv")
+    assert {"se_seeds", "se_images", "df", "n_images"} <= set(rows.columns)
+    others = {"activation": ("loss", ("cross_entropy", "bce_with_logits")), "loss": ("activation", ("relu", "tanh"))}
+    options = rows[rows["question"].isin(["activation", "loss"]) & ~rows["lr"].isin(["pooled", "interaction"])]
+    for row in options.itertuples():
+        other, values = others[row.factor]
+        blocks = [{other: v, "lr": float(row.lr), "replicate": r} for v in values for r in (0, 1)]
+        # Each pair's difference on each of the 200 test images at epoch 2, in points: a 4 x 200 table.
+        table = np.array([100.0 * (right[_number(study, **{row.factor: row.a}, **k)][1].astype(float)
+                                   - right[_number(study, **{row.factor: row.b}, **k)][1]) for k in blocks])  # fmt: skip
+        long = pd.DataFrame({"y": table.ravel(), "pair": np.repeat(np.arange(4), 200), "image": np.tile(np.arange(200), 4)})
+        ms = anova_lm(ols("y ~ C(pair) + C(image)", long).fit(), typ=1)["mean_sq"]
+        var_seeds = table.mean(axis=1).var(ddof=1) / 4
+        var_images = max(0.0, (ms["C(image)"] - ms["Residual"]) / 4) / 200
+        assert row.n_images == 200 and row.diff == pytest.approx(table.mean())
+        assert row.se_seeds == pytest.approx(var_seeds**0.5) and row.se_images == pytest.approx(var_images**0.5, abs=1e-9)
+        if var_images > 0:  # Satterthwaite's df of var_seeds + (MS_image − MS_residual) / (4 × 200)
+            terms = [(var_seeds, 3), (ms["C(image)"] / 800, 199), (ms["Residual"] / 800, 3 * 199)]
+            assert row.df == pytest.approx((var_seeds + var_images) ** 2 / sum(v**2 / d for v, d in terms))
+        else:
+            assert row.df == 3
+        half = stats.t.ppf(0.975, row.df) * (var_seeds + var_images) ** 0.5
+        assert (row.ci_low, row.ci_high) == pytest.approx((row.diff - half, row.diff + half))
+    assert (options["se_images"] > 0).any()  # 200 test images: the images' part is there, and counted
+    markdown = (tmp_path / "report.md").read_text()
+    assert "What the claims are about: new CIFAR-10 test images drawn like these 200, and new seeds." in markdown

@@ -155,3 +155,12 @@ def test_importance_puts_the_loss_far_above_zero(rebuilt):
     (sentence,) = [line for line in markdown.splitlines() if "percent of its variance" in line or "fANOVA" in line]
     share = float(re.search(r"\bloss (\d+)%", sentence).group(1))
     assert share >= 10, sentence
+
+
+def test_a_study_without_stored_predictions_says_its_intervals_are_seed_only(rebuilt):
+    _, _, rows, markdown = rebuilt
+    assert "**What the claims are about: these 2,000 test images.**" in markdown
+    # Seeds only: no row measured the test images, and each interval is its pairs' t interval.
+    assert (rows["n_images"] == 0).all() and rows["se_images"].isna().all()
+    tested = rows.dropna(subset=["df"])
+    assert len(tested) and (tested["df"] == tested["n_pairs"] - 1).all()
