@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: setup study test bench lint faults
+.PHONY: setup study test bench lint faults simulate-sequential
 
 setup: $(VENV)/.installed
 
@@ -29,3 +29,8 @@ bench: setup
 # Every fault-injection variant (CI runs a slice of them); PostgreSQL ones need CNN_STUDY_POSTGRES_URL, as for make test.
 faults: setup
 	CNN_STUDY_FAULTS=all $(BIN)/python -m pytest -s tests/study_tests/test_fault_injection.py $(ARGS)
+
+# The README's figures of the sequential design: 500 simulated studies per scenario (about an hour per scenario on one
+# core; ARGS="100 2" runs 100 studies of the second scenario). CI runs a seeded slice (tests/reports_tests/test_sequential.py).
+simulate-sequential: setup
+	PYTHONPATH=tests nice $(BIN)/python -m reports_tests.simulate_sequential $(ARGS)

@@ -59,12 +59,14 @@ DIFFERENCE = "difference"  # a difference claimed (Holm over the report, repeate
 EQUIVALENCE = "equivalence"  # shown within the margin (or a claimed difference that is negligible)
 NO_LEARNING = "no option learns"  # both sides within LEARNS_POINTS of chance: replicates would compare noise
 IMAGES = "more test images"  # the test images alone keep it open: only a larger --test-size can decide it
+BEYOND = "beyond max repeats"  # open, but even max_repeats replicates would not decide it (futility): no replicate is run
 # Rows that never call for replicates on their own:
 POOLED = "see pooled"  # a per-lr row of an option pair whose pooled row answers the question (no interaction)
 NOT_POOLED = "not pooled"  # a pooled row withheld over an interaction: its per-lr rows answer
 GATE = "gate"  # an interaction test that is not claimed, a test-loss rise not shown, a learning-rate pair not with the best
 OPEN = "open"  # needs another replicate
 DECIDED = (DIFFERENCE, EQUIVALENCE, NO_LEARNING, IMAGES)
+OPTIMISM = 0.9  # futility plans with the lower 90% confidence bound of a comparison's spread: only a hopeless one is left
 
 
 @dataclass(frozen=True)
@@ -89,12 +91,18 @@ class Outcome:
     p_equiv_adjusted: float
     se_seeds: float  # points: what more replicates shrink
     se_images: float  # points: what they do not (NaN: not measured, seed-only)
-    needs: tuple[Point, ...] = ()  # grid points one more replicate of this comparison would train (open rows only)
+    needs: tuple[Point, ...] = ()  # grid points one more replicate of it trains (OPEN rows; BEYOND rows: what it would)
+    more: float = math.nan  # OPEN and BEYOND rows: replicates more it would need (planned at the margin, 80% power)
     comparison: Comparison | None = field(default=None, compare=False, repr=False)  # the settled row, for the report
 
     @property
     def decided(self) -> bool:
         return self.outcome in DECIDED
+
+    @property
+    def verdict(self) -> str:
+        """The report's sentence for it (with its repeated interval and p-values)."""
+        return claims.verdict(self.comparison) if self.comparison is not None else ""
 
 
 @dataclass(frozen=True)
@@ -107,15 +115,16 @@ class RoundPlan:
     - ``resuming``: round ``round`` was started but some of its planned points have no finished trial; ``points``
       are those (and only those). Recompute after a restart: the plan of a round is a function of the earlier
       rounds only, so every machine and every restart gets the same one.
-    - ``points`` empty means done: ``stop`` is "answered" (nothing open), "max repeats" (the next round would be
-      replicate ``max_repeats``) or "trials" (the budget is spent). ``take(budget)`` gives whole blocks of the
+    - ``points`` empty means done: ``stop`` is "answered" (nothing open), "beyond max repeats" (what is open would
+      need more rounds than ``max_repeats`` allows: futility), "max repeats" (the next round would be replicate
+      ``max_repeats``) or "trials" (the budget is spent). ``take(budget)`` gives whole blocks of the
       next round that fit a smaller budget.
     """
 
     round: int
     points: tuple[Point, ...]
     outcomes: tuple[Outcome, ...]
-    stop: str  # "" (go on), "answered", "max repeats", "trials"
+    stop: str  # "" (go on), "answered", "beyond max repeats", "max repeats", "trials"
     looks: int  # rounds analysed (complete or not)
     trials: int  # finished trials of the design (one per grid point and replicate)
     grid_points: int
@@ -212,7 +221,7 @@ def decide_fixed(frames: Frames, margin: float | None = None, compare_epoch: int
     sequential design decided with what a fixed design of the same grid decides (the simulations, the report's header).
     """
     margin = frames.settings.margin if margin is None else margin
-    seq = _Sequence(frames, 1, margin, compare_epoch)
+    seq = _Sequence(frames, 1, margin, compare_epoch, spending=(1.0,))
     last = max(seq.trained, default=0)
     look = seq.look(last)
     return RoundPlan(last + 1, (), tuple(look.outcomes), "fixed", 1, seq.trials_upto(last), len(seq.grid), last + 1)
@@ -250,10 +259,15 @@ class _Look:
 class _Sequence:
     """The looks of one study, round by round, each settled with the repeated p-values of every earlier look."""
 
-    def __init__(self, frames: Frames, max_repeats: int, margin: float, compare_epoch: int | None, cache: dict | None = None):
+    def __init__(
+        self, frames: Frames, max_repeats: int, margin: float, compare_epoch: int | None, cache: dict | None = None, spending=None
+    ):
         if not frames.settings.paired:
             raise ValueError("the sequential design needs a paired grid study (--sampler grid)")
         self.frames, self.k, self.margin = frames, max_repeats, margin
+        # The share of the error each look spends (look j of max_repeats): equal shares. A sum above 1 gives up the
+        # guarantee; simulations use (1, 1, ...) to show what looking without spending does.
+        self.spending = tuple(spending) if spending is not None else (1.0 / max_repeats,) * max_repeats
         self.compare_epoch = frames.settings.compare_epoch if compare_epoch is None else compare_epoch
         self.grid = grid_points(frames)
         self.levels = {
@@ -266,7 +280,8 @@ class _Sequence:
         self.trained: dict[int, set[Point]] = {}
         for a, lo, lr, r in zip(done["activation"], done["loss"], done["lr"], done["replicate"], strict=True):
             self.trained.setdefault(int(r), set()).add((a, lo, float(lr)))
-        self.best: dict[tuple, tuple[float, float, int]] = {}  # key -> (repeated p, repeated p_equiv, sign of the difference)
+        # key -> (repeated p, repeated p_equiv, sign of the difference, its data at the last look, the share that look spent)
+        self.best: dict[tuple, tuple] = {}
         self.first: dict[tuple, tuple[str, int]] = {}  # key -> (its outcome, the first look it had it)
         self.correct = _correct_images(frames)  # trial number -> (epochs, images) bool, where predictions were stored
         self.cache = {} if cache is None else cache
@@ -289,10 +304,12 @@ class _Sequence:
             if budget_spent:
                 return self._plan(looks, r + 1, (), "trials")
             last = looks[-1]
-            if not last.needs:
+            if not any(o.outcome in (OPEN, BEYOND) for o in last.outcomes):
                 return self._plan(looks, r + 1, (), "answered")
             if r + 1 >= self.k:
                 return self._plan(looks, r + 1, (), "max repeats")
+            if not last.needs:
+                return self._plan(looks, r + 1, (), "beyond max repeats")
             planned = last.needs
             r += 1
 
@@ -315,7 +332,8 @@ class _Sequence:
 
     def _cached_look(self, r: int) -> _Look:
         """:meth:`look` at round ``r``, from the cache while the trials of rounds 0..r and the arguments are unchanged."""
-        signature = (self.k, self.margin, self.compare_epoch, frozenset((j, p) for j in range(r + 1) for p in self.trained.get(j, ())))
+        trials = frozenset((j, p) for j in range(r + 1) for p in self.trained.get(j, ()))
+        signature = (self.k, self.spending, self.margin, self.compare_epoch, trials)
         hit = self.cache.get(r)
         if hit is not None and hit[0] == signature:
             _, look, best, first = hit
@@ -365,20 +383,26 @@ class _Sequence:
 
     # -- settling one look ------------------------------------------------------------------------------------
 
+    def _share(self, r: int) -> float:
+        return self.spending[min(r, len(self.spending) - 1)]
+
     def _settle(self, look: _Look, lr_result) -> None:
-        k = self.k
         settled: list[Comparison] = []
         for row in look.rows:
             c = row.comparison
-            sign = 1 if not (c.diff < 0) else -1
-            p_look, q_look = _times(row.p, k), _times(row.p_equiv, k)
+            sign = _oriented_sign(c, 1 if not (c.diff < 0) else -1)
+            data = (c.n_pairs, round(c.diff, 9), round(row.se_seeds, 9) if math.isfinite(row.se_seeds) else None)
             best = self.best.get(row.key)
-            if best is not None and best[2] == _oriented_sign(c, sign):
+            # A look whose data did not change since the comparison's last look repeats the same test: its share of the
+            # error adds to the share that test had (one event, tested at the sum), so an unchanged comparison loses nothing.
+            share = self._share(look.round) + (best[4] if best is not None and best[3] == data else 0.0)
+            p_look, q_look = _times(row.p, 1 / share), _times(row.p_equiv, 1 / share)
+            if best is not None and best[2] == sign:
                 p_look, q_look = _nanmin(p_look, best[0]), _nanmin(q_look, best[1])
             elif best is not None:  # the difference changed sides: only its equivalence carries over
                 q_look = _nanmin(q_look, best[1])
-            self.best[row.key] = (p_look, q_look, _oriented_sign(c, sign))
-            low, high = _repeated_interval(c.diff, row, k) if c.kind != "interaction" else (math.nan, math.nan)
+            self.best[row.key] = (p_look, q_look, sign, data, share)
+            low, high = _repeated_interval(c.diff, row, share) if c.kind != "interaction" else (math.nan, math.nan)
             settled.append(replace(c, p=p_look, p_equiv=q_look, ci_low=low, ci_high=high, verdict="", withheld=""))
         by_id = {id(row.comparison): s for row, s in zip(look.rows, settled, strict=True)}
         for row, s in zip(look.rows, settled, strict=True):
@@ -390,7 +414,6 @@ class _Sequence:
             s.withheld = ""
             if s.gate is not None and (s.gate.claims_difference or row.gate_p < stats.ALPHA):
                 s.withheld = "the difference may depend on the learning rate (the interaction row), so one number over them could mislead"
-            s.verdict = claims.verdict(s)
         look.outcomes, look.needs, look.blocks = self._outcomes(look, settled, lr_result)
 
     def _outcomes(self, look: _Look, settled: list[Comparison], lr_result) -> tuple[list[Outcome], set, list]:
@@ -400,11 +423,17 @@ class _Sequence:
             if s.kind == "pooled":
                 pooled_answers[(s.question, tuple(sorted((s.a, s.b))))] = not s.withheld
         means = _cell_means(look.design)
-        level = settled[0].plan_alpha / self.k if settled else stats.ALPHA
+        # The level the next claim is tested at: Holm's next step, at the next look's share of the error.
+        level = (settled[0].plan_alpha if settled else stats.ALPHA) * self._share(look.round + 1)
         outcomes, needs, blocks, seen = [], set(), [], set()
         for row, s in zip(look.rows, settled, strict=True):
             outcome = self._outcome(row, s, versus_best, pooled_answers, means, level)
+            more = self._more(row, s, level) if outcome == OPEN else math.nan
+            if outcome == OPEN and look.round + 1 + more > self.k:
+                outcome = BEYOND
             need: tuple[Point, ...] = ()
+            if outcome == BEYOND:
+                need = tuple(sorted(self._needs(s)))  # for the report's "what it would cost"; not trained
             if outcome == OPEN:
                 need = tuple(sorted(self._needs(s)))
                 new = tuple(p for p in need if p not in seen)
@@ -412,12 +441,14 @@ class _Sequence:
                     blocks.append(new)
                     seen.update(new)
                 needs.update(need)
-            decided_at = self._decided_at(row.key, outcome, look.round)
+            first = self._decided_at(row.key, outcome, look.round)
+            decided_at = first if outcome in DECIDED else look.round
             outcomes.append(
                 Outcome(
                     name=_name(s), question=s.question, kind=s.kind, outcome=outcome, diff=s.diff, low=s.ci_low, high=s.ci_high,
                     n_pairs=s.n_pairs, replicates=decided_at + 1, trials=self.trials_upto(decided_at), p_adjusted=s.p_adjusted,
-                    p_equiv_adjusted=s.p_equiv_adjusted, se_seeds=row.se_seeds, se_images=row.se_images, needs=need, comparison=s,
+                    p_equiv_adjusted=s.p_equiv_adjusted, se_seeds=row.se_seeds, se_images=row.se_images, needs=need, more=more,
+                    comparison=s,
                 )
             )  # fmt: skip
         return outcomes, needs, blocks
@@ -450,6 +481,35 @@ class _Sequence:
         if math.isfinite(row.se_images) and not _replicates_can_decide(row.se_images, self.margin, level):
             return IMAGES
         return OPEN
+
+    def _more(self, row: _Row, c: Comparison, level: float) -> float:
+        """Replicates more that would decide ``c`` (a margin-sized question, 80% power, at ``level``); 0 below 3 pairs.
+
+        Planned with the lower 90% bound of its spread (``OPTIMISM``), so that a spread guessed too high from a few pairs
+        does not give up on a comparison that more replicates would decide; ``inf`` when the test images are the floor.
+        """
+        n = c.n_pairs
+        if n < claims.MIN_PAIRS or not math.isfinite(c.sd):
+            return 0.0
+        sd = c.sd * math.sqrt((n - 1) / scistats.chi2.ppf(OPTIMISM, n - 1))
+        floor = row.se_images if math.isfinite(row.se_images) else 0.0
+        try:
+            need = stats.pairs_to_decide(sd, self.margin, level, se_images=floor)
+        except TypeError:  # a stats module without the images' floor (before issue 18)
+            need = stats.pairs_to_decide(sd, self.margin, level)
+        if not math.isfinite(need):
+            return math.inf
+        return float(max(math.ceil((need - n) / self._pairs_per_replicate(c)), 0))
+
+    def _pairs_per_replicate(self, c: Comparison) -> int:
+        """Pairs (trials, for the epochs question) one more replicate of ``c``'s grid points adds."""
+        acts, losses, lrs = (len(self.levels[f]) for f in ("activation", "loss", "lr"))
+        if c.question in ("activation", "loss"):
+            other = losses if c.question == "activation" else acts
+            return other * (lrs if c.kind == "pooled" else 1)
+        if c.question == "learning rate":
+            return acts
+        return acts * losses
 
     def _no_learning(self, c: Comparison, means: dict) -> bool:
         chance = self.frames.chance + LEARNS_POINTS
@@ -550,12 +610,12 @@ def _tests(diff: float, se: float, df: float, margin: float | None) -> tuple[flo
     return p, p_equiv
 
 
-def _repeated_interval(diff: float, row: _Row, k: int) -> tuple[float, float]:
-    """The 95% repeated confidence interval over ``k`` looks: the t interval at level 1 − 0.05 / k at this look."""
+def _repeated_interval(diff: float, row: _Row, share: float) -> tuple[float, float]:
+    """The 95% repeated confidence interval at a look that spends ``share`` of the error: the t interval at 1 − 0.05 × share."""
     if not math.isfinite(row.df) or row.comparison.n_pairs < claims.MIN_PAIRS:
         return math.nan, math.nan
     se = math.hypot(row.se_seeds, row.se_images if math.isfinite(row.se_images) else 0.0)
-    half = float(scistats.t.ppf(1 - (1 - stats.LEVEL) / (2 * k), row.df)) * se if se > 0 else 0.0
+    half = float(scistats.t.ppf(1 - (1 - stats.LEVEL) * min(share, 1.0) / 2, row.df)) * se if se > 0 else 0.0
     return diff - half, diff + half
 
 
@@ -636,75 +696,96 @@ def _correct_images(frames: Frames) -> dict[int, np.ndarray]:
 def sequential_section(frames: Frames, plan: RoundPlan) -> Section:
     """The report's account of the sequential design: when each question was answered, what is open and what it would cost.
 
-    The header line compares the trials spent with the fixed design of ``max_repeats`` replicates of every grid point, and
-    with the smallest fixed design that gives every answered comparison the replicates it needed.
+    Its first line compares the trials spent with the fixed design of ``max_repeats`` replicates of every grid point, and
+    with the fixed design of as many replicates as the most any answered comparison needed.
+
+    Args:
+        frames: the study (for the trials of each round).
+        plan: :func:`plan_round` of the same frames (the runner's last plan, or one computed for the report).
     """
     s = Section("How the study spent its trials (sequential design)")
+    per_round = _trials_per_round(frames)
     decided = [o for o in plan.outcomes if o.decided]
     deepest = max((o.replicates for o in decided), default=1)
-    fixed_same = plan.grid_points * deepest
+    rounds = ", ".join(f"{n}" for n in per_round)
     s.add(
-        f"**{plan.trials} trials** in {plural(plan.looks, 'round')}, against {plan.fixed_trials} for the fixed design of "
-        f"{plan.max_repeats} replicates of every one of the {plan.grid_points} grid points "
-        f"({_saving(plan.trials, plan.fixed_trials)}), and {fixed_same} for a fixed design of {deepest} "
-        f"replicate{'s' if deepest != 1 else ''} (the most any answered comparison needed) "
-        f"({_saving(plan.trials, fixed_same)}). {_stopped(plan)}",
-        "Round 0 trained every grid point once; each later round trained one more replicate of the grid points that an open "
-        "comparison needed. Every comparison was looked at after every round, so each is a group-sequential test over at "
-        f"most {plan.max_repeats} looks with its error spent equally over them: its p-value is the smallest over the looks of "
-        f"{plan.max_repeats} × its p-value at that look, and its interval the t interval at level 1 − 0.05/{plan.max_repeats} "
-        f"({100 - 5 / plan.max_repeats:.0f}%), so the report's error control and its 95% coverage hold however the study "
-        'stopped (README, "The sequential design").',
+        f"**{plan.trials} trials** in {plural(len(per_round), 'round')} ({rounds} trials), against {plan.fixed_trials} for the fixed "
+        f"design of {plan.max_repeats} replicates of each of the {plan.grid_points} grid points "
+        f"({_saving(plan.trials, plan.fixed_trials)}) "
+        f"and {plan.grid_points * deepest} for a fixed design of {plural(deepest, 'replicate')}, the most any answered comparison "
+        f"needed ({_saving(plan.trials, plan.grid_points * deepest)}). {_stopped(plan)}",
+        "Round 0 trained every grid point once; each later round trained one more replicate of only the grid points that an open "
+        "comparison needed. Every comparison was looked at after every round, so each is a group-sequential test over at most "
+        f"{plan.max_repeats} looks with the error spent equally over them: its p-value is the smallest, over the looks, of "
+        f"{plan.max_repeats} × its p-value at that look, and its interval is the t interval at level 1 − 0.05/{plan.max_repeats} "
+        f"({100 - 5 / plan.max_repeats:g}%) on the seeds' degrees of freedom. The report's error control (5% for any false claim) and "
+        'its 95% coverage then hold however and whenever the study stopped (README, "The sequential design").',
     )
     rows = []
     for question in ("activation", "loss", "learning rate", "epochs"):
-        mine = [o for o in plan.outcomes if o.question == question and o.outcome not in (GATE,)]
+        mine = [o for o in plan.outcomes if o.question == question and o.outcome not in (GATE, POOLED, NOT_POOLED)]
         if not mine:
             continue
+        count = {name: sum(o.outcome == name for o in mine) for name in (*DECIDED, OPEN, BEYOND)}
         answered = [o for o in mine if o.decided]
-        counts = {name: sum(o.outcome == name for o in mine) for name in (*DECIDED, OPEN)}
-        when = sorted({o.replicates for o in answered})
-        rows.append(
-            {
-                "question": question,
-                "comparisons": str(len([o for o in mine if o.outcome not in (POOLED, NOT_POOLED)])),
-                "differences": str(counts[DIFFERENCE]),
-                "within the margin": str(counts[EQUIVALENCE]),
-                "no option learns": str(counts[NO_LEARNING]),
-                "more test images": str(counts[IMAGES]),
-                "open": str(counts[OPEN]),
-                "answered after (replicates: trials)": ", ".join(
-                    f"{r}: {sum(o.replicates == r for o in answered)} at {min(o.trials for o in answered if o.replicates == r)} trials"
-                    for r in when
-                )
-                or "–",
-            }
-        )
+        when = "; ".join(
+            f"{plural(r, 'replicate')} ({min(o.trials for o in answered if o.replicates == r)} trials): "
+            f"{sum(o.replicates == r for o in answered)}"
+            for r in sorted({o.replicates for o in answered})
+        )  # fmt: skip
+        rows.append({
+            "question": question, "comparisons": str(len(mine)), "differences": str(count[DIFFERENCE]),
+            "within the margin": str(count[EQUIVALENCE]), "no option learns": str(count[NO_LEARNING]),
+            "more test images": str(count[IMAGES]), "open": str(count[OPEN] + count[BEYOND]), "answered after": when or "–",
+        })  # fmt: skip
     if rows:
-        s.add(Table(pd.DataFrame(rows)))
-    still = plan.open
-    if still:
-        lines = []
-        for o in still:
-            need = len(o.needs)
-            lines.append(
-                f"- {o.name}: {o.diff:+.1f} points [{o.low:.1f}, {o.high:.1f}] after {o.replicates} "
-                f"replicate{'s' if o.replicates != 1 else ''} ({o.n_pairs} pairs); one more replicate of it costs {need} trials"
-            )
-        budget = len({p for o in still for p in o.needs})
         s.add(
-            f"Still open ({len(still)}), with the trials one more replicate of each would cost ({budget} for all of them in one round; "
-            "rerun the study with a larger --max-repeats or --trials to buy them):",
+            "Per question, the comparisons that call for replicates (pooled rows, per-learning-rate rows where a pair is not "
+            "pooled, each learning rate against the best, the epochs rows), what they ended as, and after how many replicates "
+            "(and trials of the study) each was answered:",
+            Table(pd.DataFrame(rows)),
+        )
+    still = [o for o in plan.outcomes if o.outcome in (OPEN, BEYOND)]
+    if still:
+        lines, more = [], []
+        for o in still:
+            m = max(int(o.more), 1) if math.isfinite(o.more) else None
+            cost = (
+                "the test images would have to shrink first"
+                if m is None
+                else f"about {plural(m, 'more replicate')} ({m * len(o.needs)} trials) would decide a {_margin(o):g}-point difference "
+                "with 80% probability"
+            )
+            interval = f"[{o.low:.1f}, {o.high:.1f}]" if math.isfinite(o.low) else "(no interval yet)"
+            lines.append(f"- {o.name}: {o.diff:+.1f} points {interval} after {plural(o.replicates, 'replicate')}; {cost}")
+            if m is not None:
+                more.append((m, o.needs))
+        total = sum(len({p for m, needs in more if m >= k for p in needs}) for k in range(1, max((m for m, _ in more), default=0) + 1))
+        s.add(
+            f"Still open ({len(still)}), with what would answer each (rounds of replicates where they are open would cost about "
+            f"{total} trials in all; run the study again with a larger --max-repeats or --trials):",
             "\n".join(lines),
         )
     images = [o for o in plan.outcomes if o.outcome == IMAGES]
     if images:
         s.add(
-            f"Closed as **more test images** ({len(images)}): the test images alone keep them from deciding (their standard error "
-            f"from the images, e.g. ±{max(o.se_images for o in images):.1f} points, stays whatever the replicates); a larger "
-            "--test-size, not more replicates, can answer them: " + "; ".join(o.name for o in images) + "."
+            f"Closed as **more test images** ({len(images)}): the test images alone keep them from deciding (up to "
+            f"±{max(o.se_images for o in images):.1f} points of standard error come from which test images were drawn, and every "
+            "replicate shares them); a larger --test-size, not more replicates, can answer: " + "; ".join(o.name for o in images) + "."
         )
     return s
+
+
+def _margin(o: Outcome) -> float:
+    return o.comparison.margin if o.comparison is not None else claims.DEFAULT_MARGIN
+
+
+def _trials_per_round(frames: Frames) -> list[int]:
+    t = frames.trials
+    done = t[t["state"].isin(["complete", "pruned"]) & (t["epochs_run"] > 0) & t["replicate"].notna()]
+    points = done.drop_duplicates(["activation", "loss", "lr", "replicate"])
+    counts = points.groupby("replicate").size()
+    return [int(counts.get(r, 0)) for r in range(int(counts.index.max()) + 1)] if len(counts) else []
 
 
 def _saving(spent: int, fixed: int) -> str:
@@ -715,9 +796,12 @@ def _saving(spent: int, fixed: int) -> str:
 
 
 def _stopped(plan: RoundPlan) -> str:
+    beyond = sum(o.outcome == BEYOND for o in plan.outcomes)
+    left = f" ({beyond} open would need more replicates than --max-repeats allows)" if beyond else ""
     return {
         "answered": "It stopped because every comparison had an outcome.",
+        "beyond max repeats": f"It stopped because nothing was left open that its rounds could decide{left}.",
         "max repeats": f"It stopped at the most rounds allowed (--max-repeats {plan.max_repeats}) with {len(plan.open)} comparisons open.",
-        "trials": f"It stopped when its trial budget was spent, with {len(plan.open)} comparisons open.",
+        "trials": f"It stopped when its trial budget was spent, with {len(plan.open)} comparisons open{left}.",
         "": f"It is still running: round {plan.round} has {plural(len(plan.points), 'trial')} to go.",
     }.get(plan.stop, "")

@@ -172,78 +172,179 @@ def false_claims(world: World, outcomes, margin: float = 2.0) -> int:
     return wrong
 
 
-def run_study(world: World, max_repeats: int = MAX_REPEATS) -> sequential.RoundPlan:
-    """Run the sequential design on ``world``: train what each plan asks, round by round, until it stops."""
+def run_study(world: World, max_repeats: int = MAX_REPEATS, spending=None) -> sequential.RoundPlan:
+    """Run the sequential design on ``world``: train what each plan asks, round by round, until it stops.
+
+    ``spending``: the share of the error each look spends (default: ``plan_round``'s equal shares); (1, 1, ...) looks
+    without spending anything, which is what a study that reran the fixed-sample analysis after every round would do.
+    """
     trained: set = set()
     cache: dict = {}
     while True:
-        plan = sequential.plan_round(world.frames(trained), max_repeats, cache=cache)
+        frames = world.frames(trained)
+        if spending is None:
+            plan = sequential.plan_round(frames, max_repeats, cache=cache)
+        else:
+            plan = sequential._Sequence(frames, max_repeats, frames.settings.margin, None, cache, spending).plan(None)
         if plan.done:
             return plan
         trained |= {(*p, plan.round) for p in plan.points}
 
 
-def run_scenario(cell, studies: int = 500, seed: int = 0, max_repeats: int = MAX_REPEATS, fixed: bool = True) -> dict:
-    """Simulate ``studies`` sequential studies (and, with ``fixed``, the fixed design on the same data) and count.
+def fixed_design(world: World, replicates: int) -> sequential.RoundPlan:
+    """The fixed design of every grid point ``replicates`` times, analysed once (95% intervals, the report's Holm)."""
+    trained = {(*p, r) for p in world.grid for r in range(replicates)}
+    return sequential.decide_fixed(world.frames(trained))
+
+
+FIELDS = ("false", "false_reports", "covered", "intervals", "claims", "answered", "open", "trials", "images")
+
+
+def _count(out: dict, prefix: str, world: World, plan: sequential.RoundPlan) -> None:
+    wrong = false_claims(world, plan.outcomes)
+    out[prefix + "false"] += wrong
+    out[prefix + "false_reports"] += wrong > 0
+    for o in plan.outcomes:
+        if o.comparison.kind in ("interaction", "loss rise") or not math.isfinite(o.low):
+            continue
+        out[prefix + "intervals"] += 1
+        out[prefix + "covered"] += o.low - 1e-9 <= world.truth(o) <= o.high + 1e-9
+    out[prefix + "claims"] += sum(o.comparison.claims for o in plan.outcomes if o.comparison.kind not in ("interaction", "loss rise"))
+    out[prefix + "answered"] += sum(o.decided for o in plan.outcomes)
+    out[prefix + "open"] += sum(o.outcome in (sequential.OPEN, sequential.BEYOND) for o in plan.outcomes)
+    out[prefix + "trials"] += plan.trials
+    out[prefix + "images"] += sum(o.outcome == sequential.IMAGES for o in plan.outcomes)
+
+
+def run_scenario(
+    cell, studies: int = 500, seed: int = 0, max_repeats: int = MAX_REPEATS, variants: dict | None = None, curve: int = 0
+) -> dict:
+    """Simulate ``studies`` sequential studies, and the fixed design of ``max_repeats`` replicates on the same data; count.
+
+    Args:
+        cell: the truth, (activation, loss, lr) -> mean accuracy (percent).
+        studies: simulated studies.
+        seed: of the random generator.
+        max_repeats: the sequential design's most rounds, and the fixed design's replicates.
+        variants: other spendings to run on the same studies, name -> shares per look (``run_study``).
+        curve: the first ``curve`` studies also get fixed designs of 1 .. max_repeats - 1 replicates (``fixed<R>_*``), to
+            find the smallest fixed design that claims as much as the sequential one.
 
     Returns:
-        ``{"studies", "false_reports": share of reports with a false claim, "false_per_report", "covered": share of
-        the intervals shown (per-lr, pooled, learning-rate and epochs rows) that cover the truth, "intervals",
-        "trials": mean trials spent, "decided": mean comparisons decided (difference, within the margin, no option
-        learns, more test images), "open": mean left open, "images": mean closed as more test images, "fixed_*": the
-        same for the fixed design of every point ``max_repeats`` times}``.
+        Per design (prefix ``""`` sequential, ``fixed_``, ``<variant>_``, ``fixed<R>_``), means per study of: ``false``
+        claims and ``false_reports`` (share of reports with one), ``claims`` (differences and equivalences claimed, the
+        interaction and test-loss tests left out), ``answered`` (comparisons that call for replicates and got an outcome:
+        a difference, within the margin, no option learns, more test images), ``open`` (those left open or beyond max
+        repeats), ``trials``,
+        ``images`` (closed as more test images); ``covered``: the share of the intervals shown (per-lr, pooled,
+        learning-rate and epochs rows) that cover the truth, of ``intervals``. And ``studies``, ``seconds``.
     """
     rng = np.random.default_rng(seed)
-    out = {"studies": studies, "false": 0, "false_reports": 0, "covered": 0, "intervals": 0, "trials": 0, "decided": 0, "open": 0,
-           "images": 0, "fixed_false": 0, "fixed_false_reports": 0, "fixed_covered": 0, "fixed_intervals": 0, "fixed_decided": 0,
-           "fixed_open": 0, "seconds": 0.0}  # fmt: skip
+    variants = variants or {}
+    prefixes = ["", "fixed_", *(f"{v}_" for v in variants)]
+    curve_prefixes = [f"fixed{r}_" for r in range(1, max_repeats)]
+    out = {p + f: 0 for p in (*prefixes, *curve_prefixes) for f in FIELDS}
     start = time.perf_counter()
-    for _ in range(studies):
+    for i in range(studies):
         world = World(rng, cell)
-        runs = [("", run_study(world, max_repeats))]
-        if fixed:
-            runs.append(("fixed_", sequential.decide_fixed(world.frames())))
-        for prefix, plan in runs:
-            wrong = false_claims(world, plan.outcomes)
-            out[prefix + "false"] += wrong
-            out[prefix + "false_reports"] += wrong > 0
-            for o in plan.outcomes:
-                if o.comparison.kind in ("interaction", "loss rise") or not math.isfinite(o.low):
-                    continue
-                out[prefix + "intervals"] += 1
-                out[prefix + "covered"] += o.low - 1e-9 <= world.truth(o) <= o.high + 1e-9
-            out[prefix + "decided"] += sum(o.decided for o in plan.outcomes)
-            out[prefix + "open"] += len(plan.open)
-            if not prefix:
-                out["trials"] += plan.trials
-                out["images"] += sum(o.outcome == sequential.IMAGES for o in plan.outcomes)
+        _count(out, "", world, run_study(world, max_repeats))
+        _count(out, "fixed_", world, fixed_design(world, max_repeats))
+        for name, spending in variants.items():
+            _count(out, f"{name}_", world, run_study(world, max_repeats, spending))
+        if i < curve:
+            for r in range(1, max_repeats):
+                _count(out, f"fixed{r}_", world, fixed_design(world, r))
+    for p in (*prefixes, *curve_prefixes):
+        n = studies if p in prefixes else max(min(curve, studies), 1)
+        out[p + "covered"] = out[p + "covered"] / max(out[p + "intervals"], 1)
+        for f in ("false", "false_reports", "claims", "answered", "open", "trials", "images"):
+            out[p + f] /= n
+        out[p + "false_per_report"] = out[p + "false"]
+    out["studies"], out["curve"] = studies, min(curve, studies)
     out["seconds"] = time.perf_counter() - start
-    for prefix in ("", "fixed_"):
-        if not fixed and prefix:
-            continue
-        out[prefix + "false_per_report"] = out[prefix + "false"] / studies
-        out[prefix + "false_reports"] /= studies
-        out[prefix + "covered"] = out[prefix + "covered"] / max(out[prefix + "intervals"], 1)
-        out[prefix + "decided"] /= studies
-        out[prefix + "open"] /= studies
-    out["trials"] /= studies
-    out["images"] /= studies
     out["fixed_trials"] = len(ACTIVATIONS) * len(LOSSES) * len(LRS) * max_repeats
     return out
 
 
+def matching_fixed(r: dict, max_repeats: int = MAX_REPEATS) -> tuple[int, float]:
+    """The smallest fixed design (replicates, its trials) that answers on average at least as many comparisons as the sequential one."""
+    grid = len(ACTIVATIONS) * len(LOSSES) * len(LRS)
+    for reps in range(1, max_repeats):
+        if r.get(f"fixed{reps}_answered", -1) >= r["answered"]:
+            return reps, grid * reps
+    return max_repeats, grid * max_repeats
+
+
 def table_row(name: str, r: dict) -> str:
+    reps, trials = matching_fixed(r) if r.get("curve") else (MAX_REPEATS, r["fixed_trials"])
+    curve = " / ".join(f"{r[f'fixed{k}_answered']:.1f}" for k in range(1, MAX_REPEATS) if f"fixed{k}_answered" in r)
     return (
         f"| {name} | {r['studies']} | {r['false_reports']:.1%} | {r['false_per_report']:.3f} | {r['covered']:.1%} | "
-        f"{r['trials']:.0f} ({r['trials'] / r['fixed_trials']:.0%}) | {r['decided']:.1f} / {r['open']:.1f} / {r['images']:.1f} | "
-        f"{r['fixed_false_reports']:.1%} | {r['fixed_covered']:.1%} | {r['fixed_decided']:.1f} / {r['fixed_open']:.1f} |"
+        f"{r['trials']:.0f} | {r['answered']:.1f} | {r['open']:.1f} | {r['images']:.1f} | {r['claims']:.1f} | "
+        f"{r['fixed_false_reports']:.1%} | {r['fixed_false_per_report']:.3f} | {r['fixed_covered']:.1%} | {r['fixed_answered']:.1f} | "
+        f"{r['fixed_claims']:.1f} | {curve} | {reps} × {trials / reps:.0f} = {trials:.0f} |"
     )
 
 
-if __name__ == "__main__":  # the README's figures: PYTHONPATH=tests python -m reports_tests.simulate_sequential [studies]
+def variant_row(name: str, variant: str, r: dict) -> str:
+    v = f"{variant}_"
+    return (
+        f"| {name} | {variant} | {r['studies']} | {r[v + 'false_reports']:.1%} | {r[v + 'false']:.3f} | {r[v + 'covered']:.1%} | "
+        f"{r[v + 'trials']:.0f} | {r[v + 'answered']:.1f} | {r[v + 'claims']:.1f} |"
+    )
+
+
+VARIANTS = {  # other ways to spend the error over the looks, run on the same studies for the README
+    "no spending (fixed-sample tests after every round)": (1.0,) * MAX_REPEATS,
+    "late spending (0.1, 0.1, 0.1, 0.1, 0.6)": (0.1, 0.1, 0.1, 0.1, 0.6),
+}
+
+if __name__ == "__main__":  # the README's figures: PYTHONPATH=tests python -m reports_tests.simulate_sequential [studies] [scenario]
     import sys
 
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 500
+    only = sys.argv[2:]
     for seed, (name, cell) in enumerate(SCENARIOS.items(), 1):
-        r = run_scenario(cell, n, seed=seed)
+        if only and str(seed) not in only:
+            continue
+        r = run_scenario(cell, n, seed=seed, variants=VARIANTS if n <= 200 else None, curve=min(n, 100))
         print(table_row(name, r), f"<!-- {r['seconds']:.0f} s -->", flush=True)
+        for variant in VARIANTS if n <= 200 else ():
+            print(variant_row(name, variant, r), flush=True)
+
+
+def t_mixture_radius(n: int, alpha: float, phi: float = 1.0) -> float:
+    """Half-width, in standard errors, of the anytime-valid t confidence sequence for a mean after ``n`` values.
+
+    The Gaussian-mixture t test of Lindon, Ham, Tingley & Bojinov (2024, "Anytime-valid linear models"), as ``savvi``
+    0.3.1's ``LinearRegression.calculate_conf_int`` computes it for an intercept-only model (nu = n - 2, z^2 = n); the
+    same family as Lai (1976) and Wang & Ramdas (2023). Infinite when ``n`` values cannot exclude anything at ``alpha``.
+    """
+    nu = n - 2
+    if nu <= 0:
+        return math.inf
+    r = phi / (phi + n)
+    q = (r * alpha**2) ** (1 / (nu + 1))
+    return math.sqrt(nu * (1 - q) / (q - r)) if q > r else math.inf
+
+
+def pocock_z(alpha: float, looks: int = MAX_REPEATS, draws: int = 2_000_000, seed: int = 0) -> float:
+    """Pocock's constant: the z every one of ``looks`` equally spaced looks uses so that any crossing has chance ``alpha``."""
+    rng = np.random.default_rng(seed)
+    walk = np.cumsum(rng.standard_normal((draws, looks)), axis=1) / np.sqrt(np.arange(1, looks + 1))
+    return float(np.quantile(np.abs(walk).max(axis=1), 1 - alpha))
+
+
+def interval_widths(pairs=(3, 6, 9, 12, 15, 30), alphas=(0.05, 0.05 / 60), looks: int = MAX_REPEATS) -> list[str]:
+    """README rows: half-widths (in standard errors) of the fixed t interval, the repeated one, and the t-mixture sequence."""
+    rows = []
+    for alpha in alphas:
+        z_pocock, z_bonferroni = pocock_z(alpha, looks), scistats.norm.ppf(1 - alpha / (2 * looks))
+        for n in pairs:
+            best = min(t_mixture_radius(n, alpha, phi) for phi in (0.1, 0.3, 1.0, 3.0, 10.0))
+            fixed, repeated = scistats.t.ppf(1 - alpha / 2, n - 1), scistats.t.ppf(1 - alpha / (2 * looks), n - 1)
+            rows.append(
+                f"| {alpha:.2g} | {n} | {fixed:.2f} | {repeated:.2f} | {t_mixture_radius(n, alpha):.2f} | {best:.2f} | "
+                f"{z_pocock:.2f} vs {z_bonferroni:.2f} |"
+            )
+    return rows
