@@ -21,6 +21,7 @@ KEEP_WEIGHTS = ("all", "complete", "none")
 # --fuse auto: on CUDA, where one small trial leaves the GPU mostly idle, 16 trials per fused network (HFTA's
 # range; not yet measured on our GPU figures); on CPUs grouped convolutions ran at 0.5-0.8x the speed of separate
 # ones (cnn.bench --fuse), so trials run one at a time.
+MAX_REPEATS = 5  # the sequential design's default --max-repeats
 AUTO_FUSE = {"cuda": 16}  # --keep-weights: finished trials, complete trials only, no weights
 
 # TrainConfig fields that are flags of study.run; activation, loss, lr and seed are per trial.
@@ -34,7 +35,9 @@ class StudyConfig:
     train: TrainConfig = field(default_factory=TrainConfig)  # shared by every trial; seed is the base seed
     space: SearchSpace = field(default_factory=SearchSpace)
     trials: int | None = None  # finished trials the study ends with; None: the grid's size, or 50
-    repeats: int = 1  # replicates of every grid point, seeds base + 0 ... base + repeats - 1
+    repeats: int | None = None  # --repeats R: the fixed design, R replicates of every grid point (seeds base + 0 ... base + R - 1);
+    # None: the grid runs the sequential design (other samplers: 1)
+    max_repeats: int | None = None  # the sequential design's most replicates of a grid point; None: MAX_REPEATS
     study_name: str = "cnn-study"
     storage: str = DEFAULT_STORAGE
     data_dir: str = "./data"
@@ -57,7 +60,7 @@ class StudyConfig:
     command: str = "python -m study.run"  # how this run was started, password masked
 
     def __post_init__(self):
-        for name in ("trials", "repeats", "workers", "min_epochs", "train_size", "test_size", "fuse"):
+        for name in ("trials", "repeats", "max_repeats", "workers", "min_epochs", "train_size", "test_size", "fuse"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1 but got {value}")
@@ -74,7 +77,14 @@ class StudyConfig:
             lookup(PRUNERS, self.pruner, "pruner")
         if self.keep_weights not in KEEP_WEIGHTS:
             raise ValueError(f"unknown --keep-weights {self.keep_weights!r}; choose one of: {', '.join(KEEP_WEIGHTS)}")
-        if self.repeats > 1 and self.sampler != "grid":
+        if self.repeats is not None and self.max_repeats is not None:
+            raise ValueError(
+                f"--repeats {self.repeats} runs the fixed design and --max-repeats {self.max_repeats} bounds the sequential one: "
+                "give one of them"
+            )
+        if self.max_repeats is not None and self.sampler != "grid":
+            raise ValueError("--max-repeats needs --sampler grid: the sequential design is the paired grid's")
+        if self.repeats is not None and self.repeats > 1 and self.sampler != "grid":
             raise ValueError(
                 f"--repeats {self.repeats} needs --sampler grid: replicates belong to the paired design "
                 f"(the {self.sampler} sampler hunts for the best configuration; its trials all train from seed --seed)"
@@ -95,9 +105,21 @@ class StudyConfig:
         return AUTO_PRUNER.get(self.sampler, "median") if self.pruner == "auto" else self.pruner
 
     @property
+    def sequential(self) -> bool:
+        """Whether the grid runs the sequential design (rounds of replicates where comparisons are open; see study.rounds)."""
+        return self.sampler == "grid" and self.repeats is None
+
+    @property
+    def grid_repeats(self) -> int:
+        """Replicates the grid holds: --repeats (fixed design), --max-repeats (sequential), 1 for other samplers."""
+        if self.sequential:
+            return self.max_repeats or MAX_REPEATS
+        return self.repeats or 1
+
+    @property
     def design_repeats(self) -> int | None:
         """The replicates of the paired design, or None when the sampler runs no design."""
-        return self.repeats if self.sampler == "grid" else None
+        return self.grid_repeats if self.sampler == "grid" else None
 
     @property
     def baseline_on_grid(self) -> bool:
@@ -119,7 +141,7 @@ class StudyConfig:
     @property
     def grid_trials(self) -> int:
         """Trials a full grid study runs: every grid point of every replicate, plus the baseline when it is off the grid."""
-        return self.space.grid_size(self.repeats) + self.enqueue_baseline
+        return self.space.grid_size(self.grid_repeats) + self.enqueue_baseline
 
     @property
     def target(self) -> int:
@@ -148,14 +170,16 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m study.run",
         description=(
             "Run an Optuna study of the lecture notebook's CIFAR-10 CNN over activation, loss and learning rate. "
-            "By default it runs the paired design: every activation x loss x learning rate of a grid, each trained "
-            "from the same seed per replicate, so that the report can compare options pair by pair. Every epoch of "
-            "every trial is stored in the study database. Rerun the same command to resume."
+            "By default it runs the sequential paired design: every activation x loss x learning rate of a grid trained "
+            "once from the same seed (round 0), then, round by round, another replicate (seed + 1, + 2, ...) only of "
+            "the grid points whose comparisons the report cannot decide yet, until every question is answered, "
+            "--max-repeats is reached or --trials / --timeout run out. Every epoch of every trial is stored in the "
+            "study database. Rerun the same command to resume."
         ),
         epilog=(
             "examples:\n"
             "  python -m study.run --trials 50\n"
-            "  python -m study.run --repeats 3 --grid-lrs 4 --lr-min 1e-4    # a replicated paired design\n"
+            "  python -m study.run --repeats 3                                # the fixed design: 3 replicates of every point\n"
             "  python -m study.run --sampler tpe --trials 100                 # hunt for the best configuration\n"
             "  optuna-dashboard sqlite:///runs/cnn-study.db                   # browse the study while it runs\n"
             "\n"
@@ -169,7 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--trials",
         type=int,
-        help="finished (complete or pruned) trials to end with (default: the grid's size; other samplers: 50)",
+        help="the most finished (complete or pruned) trials to end with (default: the grid's size times its replicates; "
+        "other samplers: 50); the sequential design stops earlier when every question is answered",
     )
     run.add_argument("--study-name", default=study.study_name, help="study name in the storage (default: %(default)s)")
     run.add_argument("--storage", default=study.storage, help="Optuna storage URL (default: %(default)s)")
@@ -183,9 +208,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--repeats",
         type=int,
-        default=study.repeats,
-        help="replicates of every grid point: replicate r trains from seed --seed + r, so options compared within "
-        "a replicate start from the same weights and see the same batches (default: %(default)s; grid sampler only)",
+        help="run the fixed design instead: R replicates of every grid point. Replicate r trains from seed --seed + r, "
+        "so options compared within a replicate start from the same weights and see the same batches (grid sampler only)",
+    )
+    run.add_argument(
+        "--max-repeats",
+        type=int,
+        help=f"the sequential design's most replicates of a grid point (default: {MAX_REPEATS})",
     )
     run.add_argument(
         "--pruner",

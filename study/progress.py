@@ -6,6 +6,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
+from study import rounds
 from study.artifacts import IN_DATABASE, weights_size
 from study.record import FINISHED, StudySettings
 from study.storage import mask_password
@@ -26,13 +27,15 @@ def fmt_seconds(seconds: float) -> str:
 class Progress:
     """A bar over the study's target trials, one line per finished trial, and a time estimate."""
 
-    def __init__(self, study: optuna.Study, target: int, epochs: int):
-        self.target, self.epochs = target, epochs
+    def __init__(self, study: optuna.Study, target: int, epochs: int, sequential: bool = False, parallel: int = 1):
+        """``sequential``: show the design's rounds; ``parallel``: trials that train at once (for the round's time)."""
+        self.target, self.epochs, self.sequential, self.parallel = target, epochs, sequential, parallel
         trials = study.get_trials(deepcopy=False)
         self.finished = sum(t.state in FINISHED for t in trials)
         self.seen = {t.number for t in trials if t.state.is_finished()}
         self.bar = tqdm(total=target, initial=min(self.finished, target), unit="trial", dynamic_ncols=True, disable=None)
         self.estimated = False
+        self.rounds_seen = len(rounds.stored_rounds(study.user_attrs)) if sequential else 0
         self._describe(study)
 
     def _describe(self, study: optuna.Study) -> None:
@@ -40,7 +43,21 @@ class Progress:
         pruned = sum(t.state == TrialState.PRUNED for t in trials)
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
         best = f", best {max(t.value for t in complete):.2f}%" if complete else ""
-        self.bar.set_description(f"{len(trials)} done, {pruned} pruned{best}")
+        where = ""
+        if self.sequential:
+            stored = rounds.stored_rounds(study.user_attrs)
+            for number in range(self.rounds_seen + 1, len(stored) + 1):
+                tqdm.write(rounds.describe(number, stored[number - 1]) + self._round_time(complete, stored[number - 1]))
+            self.rounds_seen = len(stored)
+            where = f"round {len(stored)}" + (f" ({stored[-1]['open']} open)" if stored else "") + ": "
+        self.bar.set_description(f"{where}{len(trials)} done, {pruned} pruned{best}")
+
+    def _round_time(self, complete: list[FrozenTrial], plan: dict) -> str:
+        """About how long a round of ``plan`` takes, from the finished trials' times."""
+        seconds = [sum(row.get("seconds") or 0 for row in t.user_attrs.get("history", [])) for t in complete]
+        if not plan["points"] or not seconds:
+            return ""
+        return f", about {fmt_seconds(sum(seconds) / len(seconds) * len(plan['points']) / self.parallel)}"
 
     def epoch(self, trial: optuna.Trial, row: dict) -> None:
         self.bar.set_postfix_str(f"trial {trial.number} epoch {row['epoch']}/{self.epochs} test {row['test_acc']:.1f}%")

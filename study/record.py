@@ -52,6 +52,12 @@ class StudySettings:
     format: int = FORMAT
     margin: float = 2.0  # accuracy points: the report's practical margin (a smaller difference is negligible)
     compare_epoch: int | None = None  # the epoch questions 1-3 compare at (None: 10, the notebook's, or the last)
+    design: str = "fixed"  # "sequential": rounds of replicates where comparisons are open (study.rounds); "fixed": every
+    # point gets `repeats` replicates (studies stored before the sequential design: fixed)
+
+    @property
+    def sequential(self) -> bool:
+        return self.paired and self.design == "sequential"
 
     # Settings that must match when a study is resumed: a mix would compare unlike trials. (A study of format 2
     # resumes: its new trials store predictions, and its report uses them where every trial of a comparison has them.)

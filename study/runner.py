@@ -25,6 +25,7 @@ from optuna.trial import TrialState
 from cnn import Data, load_data, resolve_device, train, train_many
 from cnn.registry import lookup
 from cnn.train import bind_device
+from study import rounds
 from study.artifacts import IN_DATABASE, artifact_store
 from study.config import StudyConfig
 from study.objective import TrialRun
@@ -43,6 +44,8 @@ from study.storage import (
     open_storage,
     worker_id,
 )
+
+ROUND_POLL_SECONDS = 2.0  # how often a process with nothing to run looks whether the round's last trials have finished
 
 
 def quiet_optuna(verbose: bool) -> None:
@@ -84,11 +87,12 @@ def study_settings(config: StudyConfig, data: Data) -> StudySettings:
         pruner=config.resolved_pruner,
         min_epochs=config.min_epochs,
         seed=config.seed,
-        repeats=config.repeats,
+        repeats=config.grid_repeats,
         baseline=config.baseline_params,
         command=config.command,
         margin=config.margin,
         compare_epoch=config.compare_epoch,
+        design="sequential" if config.sequential else "fixed",
     )
 
 
@@ -105,11 +109,30 @@ def _check_compatible(study: optuna.Study, settings: StudySettings, storage_url:
             "(python -m reports.build), but resuming it would mix two seeding schemes: choose a new --study-name"
         )
     diffs = stored.differences(settings)
+    if stored.design != settings.design and not diffs:
+        _check_design(study, stored, settings, where)
     if diffs:
         raise StudyError(
             f"{where} was created with other settings: {'; '.join(diffs)}. "
             "Rerun with its settings to resume it, or choose a new --study-name"
         )
+
+
+def _check_design(study: optuna.Study, stored: StudySettings, settings: StudySettings, where: str) -> None:
+    """A fixed-design study that holds replicate 0 only may go on sequentially (it is round 0); nothing else switches."""
+    if settings.design == "sequential" and stored.sampler == "grid":
+        replicates = {t.params.get("replicate") for t in study.get_trials(deepcopy=False, states=FINISHED)}
+        if replicates <= {0}:
+            study.set_user_attr("settings", {**study.user_attrs["settings"], "design": "sequential"})
+            print(f"{where} holds replicate 0 only: it goes on with the sequential design (its trials are round 0)")
+            return
+    if settings.design == "sequential":
+        raise StudyError(
+            f"{where} runs the fixed design with {stored.repeats} replicates: rerun with --repeats {stored.repeats} to resume it"
+        )
+    raise StudyError(
+        f"{where} runs the sequential design: rerun without --repeats (--max-repeats {stored.repeats}) to resume it"
+    )
 
 
 def open_study(storage: optuna.storages.BaseStorage, config: StudyConfig, settings: StudySettings) -> optuna.Study:
@@ -191,7 +214,10 @@ def _optimize(study: optuna.Study, config: StudyConfig, data: Data, worker: int 
     """
     fuse = config.fuse_for(resolve_device(config.train.device).type)
     stream = len(study.get_trials(deepcopy=False)) + 10_007 * worker  # another stream of draws per resume and worker
-    study.sampler = lookup(SAMPLERS, config.sampler, "sampler")(config.space, config.repeats, config.seed, stream)
+    study.sampler = lookup(SAMPLERS, config.sampler, "sampler")(config.space, config.grid_repeats, config.seed, stream)
+    if config.sequential:
+        sampler = study.sampler
+        sampler.allowed = lambda s: _allowed(s, sampler, config.target)
     study.pruner = lookup(PRUNERS, config.resolved_pruner, "pruner")(config.train.epochs, config.min_epochs)
     store = None if config.keep_weights == "none" else artifact_store(study, create=True)
     metric = "val_acc" if data.val is not None else "test_acc"
@@ -204,6 +230,14 @@ def _optimize(study: optuna.Study, config: StudyConfig, data: Data, worker: int 
             wanted = config.target - sum(s in FINISHED for s in states) - states.count(TrialState.RUNNING)
             if wanted <= 0:
                 return
+            if config.sequential:
+                step = rounds.next_step(study, study.sampler, config.grid_repeats, config.target)
+                if step.action == "done":
+                    return
+                if step.action == "wait":  # the round's last trials run elsewhere; then its plan names the next points
+                    time.sleep(ROUND_POLL_SECONDS)
+                    continue
+                wanted = min(wanted, step.free + states.count(TrialState.WAITING))  # queued trials hold points of their own
             runs: list[TrialRun] = []
             try:
                 for _ in range(min(fuse, wanted)):
@@ -228,6 +262,11 @@ def _optimize(study: optuna.Study, config: StudyConfig, data: Data, worker: int 
                 raise
             finally:
                 heartbeats.track([])
+
+
+def _allowed(study: optuna.Study, sampler, target: int) -> set[int]:
+    stored = rounds.stored_rounds(study.user_attrs)
+    return rounds.allowed(sampler, stored, rounds.round_budget(study, target, stored))
 
 
 def _train_and_tell(study: optuna.Study, runs: list[TrialRun], data: Data, store, keep_weights: str, progress: Progress | None) -> None:
@@ -320,7 +359,7 @@ def _run_workers(study: optuna.Study, config: StudyConfig) -> None:
     """Run ``config.workers`` processes on the study; this process shows the whole study's progress."""
     from joblib import Parallel, delayed
 
-    progress = Progress(study, config.target, config.train.epochs)
+    progress = Progress(study, config.target, config.train.epochs, config.sequential, config.workers)
     pool = ThreadPoolExecutor(1)
     jobs = pool.submit(Parallel(n_jobs=config.workers, backend="loky"), (delayed(_worker_main)(config, k) for k in range(config.workers)))
     try:
@@ -389,13 +428,16 @@ def run_study(config: StudyConfig, download: bool = False) -> optuna.Study:
         print(f"study {config.study_name!r} already has {finished} finished trials (target {config.target}); nothing to run")
         return study
     where = f"{config.workers} workers" if config.workers > 1 else str(device)
-    print(f"study {config.study_name!r} in {mask_password(config.storage)}: {finished} finished, running {remaining} more on {where}")
+    more = f"up to {remaining} more in rounds of the sequential design" if config.sequential else f"{remaining} more"
+    print(f"study {config.study_name!r} in {mask_password(config.storage)}: {finished} finished, running {more} on {where}")
     if config.workers == 1:
-        progress = Progress(study, config.target, config.train.epochs)
+        progress = Progress(study, config.target, config.train.epochs, config.sequential, config.workers)
         try:
             _optimize(study, config, data, progress=progress)
         finally:
             progress.close()
     else:
         _run_workers(study, config)
+    if config.sequential:
+        print(rounds.summary(study, config.grid_repeats))
     return study

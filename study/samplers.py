@@ -53,6 +53,8 @@ class DesignGridSampler(optuna.samplers.GridSampler):
 
     def __init__(self, search_space: dict[str, list]):
         super().__init__(search_space, seed=0)
+        # The sequential design sets this: the grid ids trials may run now (its rounds); None: every point.
+        self.allowed: Callable[[optuna.Study], set[int]] | None = None
         names = self._param_names  # sorted: activation, loss, lr, replicate
         axes = [names.index(name) for name in ("replicate", "lr", "loss", "activation") if name in names]
         position = {name: {value: i for i, value in enumerate(self._search_space[name])} for name in names}
@@ -66,7 +68,8 @@ class DesignGridSampler(optuna.samplers.GridSampler):
         grid_id = self.index(trial.params)  # a trial queued again with its parameters runs exactly them
         if grid_id is None:
             taken, choosing = self._holders(study)
-            free = [g for g in range(len(self._all_grids)) if g not in taken]
+            allowed = self.allowed(study) if self.allowed is not None else None
+            free = [g for g in range(len(self._all_grids)) if g not in taken and (allowed is None or g in allowed)]
             # The lowest free point; trials of other processes choosing at this moment (asked, no point yet) take the
             # next ones, in order of their numbers, so that none draws the same point. -1: every point is finished,
             # running or queued (the driver fails that trial untrained).
@@ -81,6 +84,23 @@ class DesignGridSampler(optuna.samplers.GridSampler):
         key = tuple(params.get(name) for name in self._param_names)
         return self._index.get(key)
 
+    def points(self) -> list[dict]:
+        """Every grid point as ``{parameter: value}``, in grid-id order."""
+        return [dict(zip(self._param_names, point, strict=True)) for point in self._all_grids]
+
+    def finished_ids(self, study: optuna.Study) -> set[int]:
+        """Grid ids of the points a finished (complete or pruned) trial holds."""
+        finished = (TrialState.COMPLETE, TrialState.PRUNED)
+        ids = (self._grid_id(t) for t in study._storage.get_all_trials(study._study_id, deepcopy=False, states=finished))
+        return {g for g in ids if g is not None and g >= 0}
+
+    def _grid_id(self, t: optuna.trial.FrozenTrial) -> int | None:
+        grid_id = self.index(t.params)
+        attrs = t.system_attrs  # another process may be writing them this instant: any may be missing
+        if grid_id is None and attrs.get("grid_order") == GRID_ORDER and self._same_search_space(attrs.get("search_space", {})):
+            grid_id = attrs.get("grid_id")
+        return grid_id
+
     def _holders(self, study: optuna.Study) -> tuple[set[int], set[int]]:
         """Grid points that a trial holds (finished, running or queued), and the numbers of running trials with no point yet.
 
@@ -91,10 +111,7 @@ class DesignGridSampler(optuna.samplers.GridSampler):
         for t in study._storage.get_all_trials(study._study_id, deepcopy=False):
             if t.state not in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING):
                 continue
-            grid_id = self.index(t.params)
-            attrs = t.system_attrs  # another process may be writing them this instant: any may be missing
-            if grid_id is None and attrs.get("grid_order") == GRID_ORDER and self._same_search_space(attrs.get("search_space", {})):
-                grid_id = attrs.get("grid_id")
+            grid_id, attrs = self._grid_id(t), t.system_attrs
             if grid_id is not None and grid_id >= 0:
                 taken.add(grid_id)
             elif t.state == TrialState.RUNNING and "grid_id" not in attrs and "fixed_params" not in attrs:

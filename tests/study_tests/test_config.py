@@ -10,7 +10,7 @@ from study.space import SearchSpace
 def test_defaults_come_from_the_dataclasses():
     config, download = parse_config([])
     assert config.train == TrainConfig() and config.space == SearchSpace()
-    assert (config.sampler, config.pruner, config.repeats, config.trials) == (StudyConfig.sampler, "auto", 1, None)
+    assert (config.sampler, config.pruner, config.repeats, config.trials) == (StudyConfig.sampler, "auto", None, None)
     assert download and config.data_dir == StudyConfig.data_dir
 
 
@@ -30,12 +30,16 @@ def test_training_flags_land_in_the_train_config():
     assert set(TRAIN_FLAGS) <= {f for f in TrainConfig.__dataclass_fields__}
 
 
-def test_default_study_is_the_paired_grid_and_fits_the_design_card():
+def test_default_study_is_the_sequential_paired_grid_and_fits_the_design_card():
     config, _ = parse_config([])
-    # 3 activations x 3 losses x 6 learning rates; the notebook's configuration is on the grid.
-    assert config.grid_trials == 54 and config.target == 54 and not config.enqueue_baseline
-    assert config.resolved_pruner == "none" and config.design_repeats == 1
+    # 3 activations x 3 losses x 4 learning rates, up to 5 replicates; the notebook's configuration is on the grid.
+    assert config.sequential and config.space.grid_size(1) == 36 and config.grid_repeats == 5
+    assert config.grid_trials == 180 and config.target == 180 and not config.enqueue_baseline
+    assert config.resolved_pruner == "none" and config.design_repeats == 5
     assert parse_config(["--trials", "50"])[0].target == 50
+    fixed = parse_config(["--repeats", "2"])[0]
+    assert not fixed.sequential and fixed.grid_trials == 72 and fixed.design_repeats == 2
+    assert parse_config(["--max-repeats", "3"])[0].grid_repeats == 3
 
 
 def test_baseline_off_the_grid_is_one_extra_trial():
@@ -59,7 +63,10 @@ def test_other_samplers_prune_with_the_median_and_enqueue_the_baseline():
         (["--epochs", "0"], "--epochs must be at least 1 but got 0"),
         (["--batch-size", "-2"], "--batch-size must be at least 1 but got -2"),
         (["--pruner", "auto-ish"], "unknown pruner 'auto-ish'"),
-        (["--trials", "55"], "--trials 55 is more than the grid's 54 trials; use --trials 54"),
+        (["--trials", "181"], "--trials 181 is more than the grid's 180 trials; use --trials 180"),
+        (["--repeats", "2", "--max-repeats", "3"], "--repeats 2 runs the fixed design and --max-repeats 3 bounds the sequential one"),
+        (["--max-repeats", "3", "--sampler", "tpe"], "--max-repeats needs --sampler grid"),
+        (["--max-repeats", "0"], "--max-repeats must be at least 1 but got 0"),
         (["--fuse", "x"], "argument --fuse: invalid value 'x': use auto or a number of trials"),
         (["--fuse", "0"], "--fuse must be at least 1 but got 0"),
         (["--keep-weights", "some"], "unknown --keep-weights 'some'; choose one of: all, complete, none"),

@@ -25,17 +25,24 @@ import pytest
 from helpers import REPO, load, postgresql, spawn, wait_for
 from optuna.trial import TrialState
 
-from study import load_model
+from study import load_model, rounds
 
 pytestmark = pytest.mark.slow
 
 GRID = ["--activations", "relu,tanh", "--losses", "cross_entropy,mse", "--grid-lrs", "2", "--lr-min", "1e-3", "--lr-max", "1e-2"]
+REPEATS = 2  # replicates (fixed design) or the most replicates (sequential design)
 POINTS = 16  # 2 activations x 2 losses x 2 learning rates x 2 replicates: enough work to take every fault
 FAULTS = 5  # signals per study, at least
 SIGNALS = (signal.SIGKILL, signal.SIGTERM, signal.SIGINT)
-# (storage, workers, fuse): every combination under `make faults`; CI runs SLICE.
-VARIANTS = [(storage, workers, fuse) for storage in ("sqlite", "postgresql") for workers in (1, 2) for fuse in (1, 2)]
-SLICE = [("sqlite", 1, 1), ("postgresql", 2, 2)]
+# (storage, workers, fuse, design): every combination under `make faults`; CI runs SLICE.
+VARIANTS = [
+    (storage, workers, fuse, design)
+    for design in ("fixed", "sequential")
+    for storage in ("sqlite", "postgresql")
+    for workers in (1, 2)
+    for fuse in (1, 2)
+]
+SLICE = [("sqlite", 1, 1, "sequential"), ("postgresql", 2, 2, "sequential")]
 ALL = os.environ.get("CNN_STUDY_FAULTS") == "all"
 
 
@@ -84,26 +91,41 @@ def run_with_faults(args: list[str], db: str, name: str, seed: int, restart_serv
     return {"signals": dict(sent), "faults": sum(sent.values()), "restarts": restarts, "resumes": sum(sent.values())}
 
 
-def check_invariant(db: str, name: str) -> dict:
-    """Every grid point COMPLETE exactly once, nothing RUNNING or WAITING, every finished trial's weights load."""
+def planned_points(db: str, name: str, design: str) -> set[tuple]:
+    """The (activation, loss, lr, replicate) points the study had to train: the whole grid, or its rounds' plans."""
+    study = load(db, name)
+    grid = {tuple(t.params[k] for k in ("activation", "loss", "lr")) for t in study.trials if "lr" in t.params}
+    if design == "fixed":
+        return {(*p, r) for p in grid for r in range(REPEATS)}
+    planned = {(*p, 0) for p in grid}
+    for number, plan in enumerate(rounds.stored_rounds(study.user_attrs), start=1):
+        planned |= {(*p, number) for p in map(tuple, plan["points"])}
+    return planned
+
+
+def check_invariant(db: str, name: str, design: str = "fixed") -> dict:
+    """Every planned grid point COMPLETE exactly once, nothing RUNNING or WAITING, every finished trial's weights load."""
     study = load(db, name)
     keys = ("activation", "loss", "lr", "replicate")
     complete = study.get_trials(states=(TrialState.COMPLETE,))
     points = Counter(tuple(t.params[k] for k in keys) for t in complete)
+    planned = planned_points(db, name, design)
     left = [t.number for t in study.trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     for trial in complete:
         load_model(db, name, trial=trial.number)
     return {
+        "planned": len(planned),
         "points_once": sum(n == 1 for n in points.values()),
-        "lost": POINTS - len(points),
+        "lost": len(planned - set(points)),
+        "unplanned": len(set(points) - planned),
         "duplicated": sum(n > 1 for n in points.values()),
         "left_running": len(left),
         "failed_trials": sum(t.state == TrialState.FAIL for t in study.trials),
     }
 
 
-@pytest.mark.parametrize(("storage", "workers", "fuse"), VARIANTS if ALL else SLICE, ids=lambda v: str(v))
-def test_faults_never_leave_a_hole_in_the_grid(storage, workers, fuse, small_args, tmp_path, request):
+@pytest.mark.parametrize(("storage", "workers", "fuse", "design"), VARIANTS if ALL else SLICE, ids=lambda v: str(v))
+def test_faults_never_leave_a_hole_in_the_grid(storage, workers, fuse, design, small_args, tmp_path, request):
     name = f"faults-{uuid.uuid4().hex[:6]}"
     if storage == "postgresql":
         db = request.getfixturevalue("postgres_url")
@@ -111,11 +133,14 @@ def test_faults_never_leave_a_hole_in_the_grid(storage, workers, fuse, small_arg
             pytest.skip("restarting the server needs pg_ctlcluster (Debian's PostgreSQL, as .ci/postgres.sh installs)")
     else:
         db = f"sqlite:///{tmp_path / 'study.db'}"
-    args = [*small_args, *GRID, "--storage", db, "--study-name", name, "--repeats", "2", "--epochs", "3"]
+    replicates = ["--repeats", str(REPEATS)] if design == "fixed" else ["--max-repeats", str(REPEATS)]
+    args = [*small_args, *GRID, "--storage", db, "--study-name", name, *replicates, "--epochs", "3"]
     args += ["--workers", str(workers), "--fuse", str(fuse)]
-    seed = VARIANTS.index((storage, workers, fuse))
+    seed = VARIANTS.index((storage, workers, fuse, design))
     figures = run_with_faults(args, db, name, seed, restart_server=storage == "postgresql")
-    invariant = check_invariant(db, name)
-    print(f"\nfaults {storage} workers={workers} fuse={fuse} seed={seed}: {figures} -> {invariant}")
+    invariant = check_invariant(db, name, design)
+    print(f"\nfaults {storage} workers={workers} fuse={fuse} {design} seed={seed}: {figures} -> {invariant}")
     assert figures["faults"] >= FAULTS, figures
-    assert invariant == {**invariant, "points_once": POINTS, "lost": 0, "duplicated": 0, "left_running": 0}
+    expected = {"points_once": invariant["planned"], "lost": 0, "unplanned": 0, "duplicated": 0, "left_running": 0}
+    assert invariant == {**invariant, **expected}
+    assert design == "sequential" or invariant["planned"] == POINTS

@@ -1,0 +1,81 @@
+"""The sequential design in a study: rounds of replicates only where the report's comparisons are open."""
+
+from collections import Counter
+
+import optuna
+import pytest
+from helpers import FINISHED, load
+from optuna.trial import TrialState
+
+from reports.frames import frames_from_study
+from reports.sequential import plan_round
+from study import rounds
+from study.run import main
+from study.samplers import SAMPLERS
+from study.space import SearchSpace
+
+SPACE = SearchSpace(("relu", "tanh"), ("cross_entropy", "mse"), 1e-3, 1e-1, 2)
+DESIGN = ["--activations", "relu,tanh", "--losses", "cross_entropy,mse", "--grid-lrs", "2", "--lr-min", "1e-3", "--lr-max", "1e-1"]
+KEYS = ("activation", "loss", "lr", "replicate")
+
+
+def test_allowed_points_are_replicate_0_and_each_rounds_plan_in_whole_blocks():
+    sampler = SAMPLERS["grid"](SPACE, 3, 0, 0)
+    points = sampler.points()
+    assert len(rounds.allowed(sampler, [])) == 8 and all(points[g]["replicate"] == 0 for g in rounds.allowed(sampler, []))
+    a, b, c = ["relu", "mse", 0.1], ["tanh", "mse", 0.1], ["relu", "cross_entropy", 0.001]
+    plan = {"points": [a, b, c], "blocks": [[a, b], [c]]}
+    chosen = [points[g] for g in rounds.allowed(sampler, [plan]) if points[g]["replicate"] == 1]
+    assert sorted((p["activation"], p["loss"], p["lr"]) for p in chosen) == sorted(map(tuple, [a, b, c]))
+    # A budget of 2 trials buys the first whole block; 1 trial buys the next block that fits, not half of the first.
+    for budget, want in ((2, [a, b]), (1, [c]), (0, [])):
+        chosen = [points[g] for g in rounds.allowed(sampler, [plan], budget) if points[g]["replicate"] == 1]
+        assert sorted((p["activation"], p["loss"], p["lr"]) for p in chosen) == sorted(map(tuple, want)), budget
+
+
+def _trained(study: optuna.Study) -> Counter:
+    return Counter(tuple(t.params[k] for k in KEYS) for t in study.get_trials(states=FINISHED))
+
+
+def _check_rounds(study: optuna.Study, max_repeats: int) -> list[dict]:
+    """Every finished trial is a planned point of its round, trained once; each plan is the report's plan of its time."""
+    stored = rounds.stored_rounds(study.user_attrs)
+    trained = _trained(study)
+    assert max(trained.values()) == 1  # no replicate of a grid point ran twice
+    planned = {(*p, 0) for p in {k[:3] for k in trained}}
+    for number, plan in enumerate(stored, start=1):
+        planned |= {(*p, number) for p in map(tuple, plan["points"])}
+    assert set(trained) == planned  # every planned point finished, and nothing else ran
+    assert len({k[:3] for k in trained if k[3] == 0}) == 8  # round 0: the whole grid
+    # The latest plan is what the report's analysis says now: the study ran until it said stop.
+    final = plan_round(frames_from_study(study), max_repeats)
+    assert final.done and final.stop in ("answered", "max repeats")
+    return stored
+
+
+@pytest.mark.slow
+def test_a_sequential_study_trains_replicates_only_where_a_comparison_is_open(db, small_args, capsys):
+    args = [*small_args, *DESIGN, "--epochs", "3", "--max-repeats", "3", "--storage", db]
+    assert main(args) == 0
+    study = load(db)
+    stored = _check_rounds(study, 3)
+    out = capsys.readouterr().out
+    assert "sequential design: " in out
+    assert len(study.get_trials(states=FINISHED)) == 8 + sum(len(plan["points"]) for plan in stored)
+    # The same command again has nothing left to do: the rounds are stored.
+    assert main(args) == 0 and len(load(db).trials) == len(study.trials)
+
+
+@pytest.mark.slow
+def test_workers_and_fused_trials_end_in_the_same_rounds_as_one_process(tmp_path, small_args):
+    # SGD in float32: fused members and workers follow the single process's runs (see test_fused_study.py).
+    args = [*small_args, *DESIGN, "--epochs", "2", "--max-repeats", "3", "--optimizer", "sgd", "--precision", "fp32"]
+    studies = {}
+    for name, extra in {"one": [], "workers": ["--workers", "2"], "fused": ["--fuse", "2"]}.items():
+        db = f"sqlite:///{tmp_path / f'{name}.db'}"
+        assert main([*args, *extra, "--storage", db]) == 0
+        studies[name] = load(db)
+    plans = {name: [plan["points"] for plan in _check_rounds(study, 3)] for name, study in studies.items()}
+    assert plans["workers"] == plans["one"] and plans["fused"] == plans["one"]
+    assert {name: set(_trained(s)) for name, s in studies.items()} == {name: set(_trained(studies["one"])) for name in studies}
+    assert all(t.state != TrialState.FAIL for s in studies.values() for t in s.trials)
