@@ -428,7 +428,7 @@ class _Sequence:
         outcomes, needs, blocks, seen = [], set(), [], set()
         for row, s in zip(look.rows, settled, strict=True):
             outcome = self._outcome(row, s, versus_best, pooled_answers, means, level)
-            more = self._more(row, s, level) if outcome == OPEN else math.nan
+            more = self._more(row, s, level, look.round) if outcome == OPEN else math.nan
             if outcome == OPEN and look.round + 1 + more > self.k:
                 outcome = BEYOND
             need: tuple[Point, ...] = ()
@@ -482,24 +482,33 @@ class _Sequence:
             return IMAGES
         return OPEN
 
-    def _more(self, row: _Row, c: Comparison, level: float) -> float:
+    def _more(self, row: _Row, c: Comparison, level: float, round_: int) -> float:
         """Replicates more that would decide ``c`` (a margin-sized question, 80% power, at ``level``); 0 below 3 pairs.
 
-        Planned with the lower 90% bound of its spread (``OPTIMISM``), so that a spread guessed too high from a few pairs
-        does not give up on a comparison that more replicates would decide; ``inf`` when the test images are the floor.
+        The power of both of its tests (the difference two-sided, the TOST one-sided with power 90% each side) after r
+        more replicates, approximated by t quantiles on the pairs' df plus a normal power term, for each r the rounds
+        left allow; beyond them the normal approximation's count. Planned with the lower 90% bound of its spread
+        (``OPTIMISM``), so that a spread guessed too high from a few pairs does not give up on a comparison more
+        replicates would decide; ``inf`` when the test images alone are too wide.
         """
         n = c.n_pairs
         if n < claims.MIN_PAIRS or not math.isfinite(c.sd):
             return 0.0
         sd = c.sd * math.sqrt((n - 1) / scistats.chi2.ppf(OPTIMISM, n - 1))
         floor = row.se_images if math.isfinite(row.se_images) else 0.0
-        try:
-            need = stats.pairs_to_decide(sd, self.margin, level, se_images=floor)
-        except TypeError:  # a stats module without the images' floor (before issue 18)
-            need = stats.pairs_to_decide(sd, self.margin, level)
-        if not math.isfinite(need):
+        z = scistats.norm.ppf
+        two, one = z(stats.POWER), z((1 + stats.POWER) / 2)
+        per = self._pairs_per_replicate(c)
+        for more in range(1, self.k - round_):
+            m = n + more * per
+            se = math.sqrt(sd**2 / m + floor**2)
+            if max((scistats.t.ppf(1 - level / 2, m - 1) + two), (scistats.t.ppf(1 - level, m - 1) + one)) * se <= self.margin:
+                return float(more)
+        se_needed = self.margin / max(z(1 - level / 2) + two, z(1 - level) + one)
+        if floor >= se_needed:
             return math.inf
-        return float(max(math.ceil((need - n) / self._pairs_per_replicate(c)), 0))
+        need = sd**2 / (se_needed**2 - floor**2)  # pairs, normal approximation
+        return float(max(self.k - round_, math.ceil((need - n) / per)))
 
     def _pairs_per_replicate(self, c: Comparison) -> int:
         """Pairs (trials, for the epochs question) one more replicate of ``c``'s grid points adds."""

@@ -18,6 +18,7 @@ one class for every image, as the real diverged runs do. Epoch 1 is epoch 2 thre
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import time
@@ -216,6 +217,48 @@ def _count(out: dict, prefix: str, world: World, plan: sequential.RoundPlan) -> 
     out[prefix + "images"] += sum(o.outcome == sequential.IMAGES for o in plan.outcomes)
 
 
+class _UnfrozenT:
+    """``scipy.stats.t(df)`` as ``reports.stats`` uses it (ppf, sf, cdf), without building a frozen distribution.
+
+    Building one costs about 2 ms (scipy formats its docstring); the analysis builds two per comparison and look, a
+    quarter of a simulated study's time. The numbers are scipy's own, unchanged.
+    """
+
+    def __init__(self, df):
+        self.df = df
+
+    def ppf(self, q):
+        return scistats.t.ppf(q, self.df)
+
+    def sf(self, x):
+        return scistats.t.sf(x, self.df)
+
+    def cdf(self, x):
+        return scistats.t.cdf(x, self.df)
+
+
+class _Scipy:
+    """``scipy.stats`` with ``t(df)`` unfrozen (:class:`_UnfrozenT`)."""
+
+    t = _UnfrozenT
+
+    def __getattr__(self, name):
+        return getattr(scistats, name)
+
+
+@contextlib.contextmanager
+def _fast_t():
+    """Within it, ``reports.stats`` builds :class:`_UnfrozenT` instead of frozen t distributions (same numbers)."""
+    from reports import stats
+
+    kept = stats.stats
+    stats.stats = _Scipy()
+    try:
+        yield
+    finally:
+        stats.stats = kept
+
+
 def run_scenario(
     cell, studies: int = 500, seed: int = 0, max_repeats: int = MAX_REPEATS, variants: dict | None = None, curve: int = 0
 ) -> dict:
@@ -245,15 +288,8 @@ def run_scenario(
     curve_prefixes = [f"fixed{r}_" for r in range(1, max_repeats)]
     out = {p + f: 0 for p in (*prefixes, *curve_prefixes) for f in FIELDS}
     start = time.perf_counter()
-    for i in range(studies):
-        world = World(rng, cell)
-        _count(out, "", world, run_study(world, max_repeats))
-        _count(out, "fixed_", world, fixed_design(world, max_repeats))
-        for name, spending in variants.items():
-            _count(out, f"{name}_", world, run_study(world, max_repeats, spending))
-        if i < curve:
-            for r in range(1, max_repeats):
-                _count(out, f"fixed{r}_", world, fixed_design(world, r))
+    with _fast_t():
+        _run(out, cell, rng, studies, max_repeats, variants, curve)
     for p in (*prefixes, *curve_prefixes):
         n = studies if p in prefixes else max(min(curve, studies), 1)
         out[p + "covered"] = out[p + "covered"] / max(out[p + "intervals"], 1)
@@ -264,6 +300,18 @@ def run_scenario(
     out["seconds"] = time.perf_counter() - start
     out["fixed_trials"] = len(ACTIVATIONS) * len(LOSSES) * len(LRS) * max_repeats
     return out
+
+
+def _run(out: dict, cell, rng, studies: int, max_repeats: int, variants: dict, curve: int) -> None:
+    for i in range(studies):
+        world = World(rng, cell)
+        _count(out, "", world, run_study(world, max_repeats))
+        _count(out, "fixed_", world, fixed_design(world, max_repeats))
+        for name, spending in variants.items():
+            _count(out, f"{name}_", world, run_study(world, max_repeats, spending))
+        if i < curve:
+            for r in range(1, max_repeats):
+                _count(out, f"fixed{r}_", world, fixed_design(world, r))
 
 
 def matching_fixed(r: dict, max_repeats: int = MAX_REPEATS) -> tuple[int, float]:
@@ -289,7 +337,8 @@ def table_row(name: str, r: dict) -> str:
 def variant_row(name: str, variant: str, r: dict) -> str:
     v = f"{variant}_"
     return (
-        f"| {name} | {variant} | {r['studies']} | {r[v + 'false_reports']:.1%} | {r[v + 'false']:.3f} | {r[v + 'covered']:.1%} | "
+        f"| {name} | {variant} | {r.get(v + 'n', r['studies'])} | {r[v + 'false_reports']:.1%} | {r[v + 'false']:.3f} | "
+        f"{r[v + 'covered']:.1%} | "
         f"{r[v + 'trials']:.0f} | {r[v + 'answered']:.1f} | {r[v + 'claims']:.1f} |"
     )
 
@@ -298,19 +347,79 @@ VARIANTS = {  # other ways to spend the error over the looks, run on the same st
     "no spending (fixed-sample tests after every round)": (1.0,) * MAX_REPEATS,
     "late spending (0.1, 0.1, 0.1, 0.1, 0.6)": (0.1, 0.1, 0.1, 0.1, 0.6),
 }
+CHUNK = 25  # studies per saved chunk of the full run, so that a run cut short still counts what it did
 
-if __name__ == "__main__":  # the README's figures: PYTHONPATH=tests python -m reports_tests.simulate_sequential [studies] [scenario]
+
+def run_chunks(path: str, scenario: int, studies: int = 500, curve: int = 100, variants: int = 0) -> None:
+    """Append chunks of ``CHUNK`` studies of scenario ``scenario`` (1-based) to the JSON-lines file ``path``, seeded per chunk.
+
+    The first ``curve`` studies also get the fixed designs of 1 .. MAX_REPEATS - 1 replicates, the first ``variants`` the
+    other spendings (``VARIANTS``). Chunks already in ``path`` are skipped: a rerun resumes.
+    """
+    import json
+    from pathlib import Path
+
+    name, cell = list(SCENARIOS.items())[scenario - 1]
+    done = {(r["scenario"], r["chunk"]) for r in map(json.loads, Path(path).read_text().splitlines())} if Path(path).exists() else set()
+    for chunk in range(math.ceil(studies / CHUNK)):
+        if (scenario, chunk) in done:
+            continue
+        first = chunk * CHUNK
+        n = min(CHUNK, studies - first)
+        r = run_scenario(cell, n, seed=1000 * scenario + chunk, curve=max(0, min(n, curve - first)),
+                         variants=VARIANTS if first < variants else None)  # fmt: skip
+        r.update(scenario=scenario, name=name, chunk=chunk)
+        with open(path, "a") as f:
+            f.write(json.dumps(r) + "\n")
+
+
+def combine(path: str) -> dict[str, dict]:
+    """The chunks of ``path`` per scenario: means weighted by studies (coverage by intervals), as ``run_scenario`` returns."""
+    import json
+    from pathlib import Path
+
+    chunks: dict[str, list] = {}
+    for r in map(json.loads, Path(path).read_text().splitlines()):
+        chunks.setdefault(r["name"], []).append(r)
+    out = {}
+    for name, rs in chunks.items():
+        total: dict = {key: sum(r[key] for r in rs) for key in ("studies", "curve", "seconds")}
+        prefixes = {k[: -len("answered")] for r in rs for k in r if k.endswith("answered")}
+        for p in prefixes:
+            counted = [r for r in rs if p + "answered" in r and (not p.startswith("fixed") or p == "fixed_" or r["curve"])]
+            weight = {id(r): r["curve"] if p.startswith("fixed") and p != "fixed_" else r["studies"] for r in counted}
+            n = sum(weight.values())
+            if not n:
+                continue
+            for f in ("false", "false_reports", "claims", "answered", "open", "trials", "images"):
+                total[p + f] = sum(r[p + f] * weight[id(r)] for r in counted) / n
+            intervals = sum(r[p + "intervals"] for r in counted)
+            total[p + "covered"] = sum(r[p + "covered"] * r[p + "intervals"] for r in counted) / max(intervals, 1)
+            total[p + "intervals"], total[p + "false_per_report"], total[p + "n"] = intervals, total[p + "false"], n
+        total["fixed_trials"] = rs[0]["fixed_trials"]
+        out[name] = total
+    return out
+
+
+if __name__ == "__main__":  # the README's figures (from the repository root):
+    # PYTHONPATH=tests python -m reports_tests.simulate_sequential [studies]: every scenario, printed (about an hour each)
+    # ... run FILE SCENARIO [studies curve variants]: one scenario in saved chunks; ... table FILE: the README's rows
     import sys
 
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 500
-    only = sys.argv[2:]
-    for seed, (name, cell) in enumerate(SCENARIOS.items(), 1):
-        if only and str(seed) not in only:
-            continue
-        r = run_scenario(cell, n, seed=seed, variants=VARIANTS if n <= 200 else None, curve=min(n, 100))
-        print(table_row(name, r), f"<!-- {r['seconds']:.0f} s -->", flush=True)
-        for variant in VARIANTS if n <= 200 else ():
-            print(variant_row(name, variant, r), flush=True)
+    args = sys.argv[1:]
+    if args and args[0] == "run":
+        run_chunks(args[1], int(args[2]), *map(int, args[3:]))
+    elif args and args[0] == "table":
+        for name, r in combine(args[1]).items():
+            print(table_row(name, r), f"<!-- {r['seconds']:.0f} s -->")
+            for variant in VARIANTS:
+                if f"{variant}_answered" in r:
+                    print(variant_row(name, variant, r), f"<!-- {r[variant + '_n']} studies -->")
+    else:
+        n = int(args[0]) if args else 500
+        for seed, (name, cell) in enumerate(SCENARIOS.items(), 1):
+            r = run_scenario(cell, n, seed=seed, curve=min(n, 100))
+            print(table_row(name, r), f"<!-- {r['seconds']:.0f} s -->", flush=True)
 
 
 def t_mixture_radius(n: int, alpha: float, phi: float = 1.0) -> float:
