@@ -16,20 +16,27 @@ over the looks, Jennison & Turnbull, *Group Sequential Methods*, 2000, ch. 9):
   test). Under its null hypothesis the chance that it ever falls below a level α is at most α, whatever rule
   decided when to stop or which points to train (a union bound over the K looks); so it is a valid p-value at
   any stopping time, and the report's **grouped Holm step-down** over all comparisons (``claims.settle``; Holm
-  needs nothing but valid p-values) keeps the chance of any false claim in the report at 5%;
+  needs nothing but valid p-values) keeps the chance of any false claim in the report at 5%. A look at which a
+  comparison's pairs did not change repeats the same test: its share adds to that test's (one event, at the
+  summed level), so a comparison no round touched loses nothing by the looks;
 - its **interval** is the repeated confidence interval, the t interval at level ``1 - 0.05 / K``: all K
   looks cover together with probability at least 95% (Jennison & Turnbull 1989), so the one shown at the look
-  the study stopped at covers at least 95% of the time, however it stopped.
+  the study stopped at covers at least 95% of the time, however it stopped;
+- the t statistic of both counts the test images' part of the variance and is referred to the seeds' n − 1
+  degrees of freedom (:meth:`_Sequence._row` says why).
 
 With ``K <= 5`` looks and the levels Holm asks of a claim (about 0.05 / 60), the correlation between looks
-buys almost nothing: Pocock's constant for 5 looks at two-sided 0.05 / 60 is z = 3.71 against the Bonferroni
+buys almost nothing: Pocock's constant for 5 looks at two-sided 0.05 / 60 is z = 3.70 against the Bonferroni
 3.76. Anytime-valid confidence sequences (valid at every n, e.g. the t-mixture of Lai 1976, Wang & Ramdas
 2023, Lindon et al. 2024 as ``savvi`` has it) pay for infinitely many looks: at 3 to 6 pairs they are infinite
 at that level and at 12 pairs 1.3 times wider than these (README, "The sequential design").
 
+An open comparison that ``max_repeats`` replicates could not decide even with an optimistic spread gets no
+replicates ("beyond max repeats": a futility stop, which costs the error control nothing).
+
 **The test images.** Replicates share one test set, so a comparison's variance has a part no replicate
-shrinks (``stats.image_components`` where the analysis stored it as ``Comparison.se_images``, else computed
-here from the trials' stored predictions). A comparison that the images alone keep from deciding (more
+shrinks (``Comparison.se_images``, ``stats.image_components``; NaN for a study without stored predictions,
+whose intervals are over the seeds only). A comparison that the images alone keep from deciding (more
 replicates could not decide a margin-sized question at its level: ``stats.replicates_can_decide``) is closed
 as "more test images", and no replicate is run for it.
 
@@ -41,7 +48,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
-import numpy as np
 import pandas as pd
 from scipy import stats as scistats
 
@@ -49,7 +55,7 @@ from reports import claims, epochs, learning_rate, options, stats
 from reports.blocks import Section, Table, lr_text, plural
 from reports.claims import Comparison
 from reports.frames import Frames
-from reports.paired import LEARNS_POINTS, Design, build_design, pairs
+from reports.paired import LEARNS_POINTS, Design, build_design
 
 MAX_REPEATS = 5  # rounds (replicates) a study may run by default: the K looks of the error spending
 Point = tuple[str, str, float]  # a grid point: (activation, loss, lr)
@@ -77,10 +83,10 @@ class Outcome:
     ``p_equiv_adjusted`` the report's Holm adjustment of its repeated p-values.
     """
 
-    name: str  # "activation relu − tanh at lr 0.001", unique within a plan
+    name: str  # "activation: relu vs tanh, at lr 0.001", unique within a plan (its sides sorted)
     question: str  # activation, loss, learning rate, epochs
     kind: str  # claims.KINDS
-    outcome: str  # one of DECIDED, OPEN, POOLED, NOT_POOLED, GATE
+    outcome: str  # one of DECIDED, OPEN, BEYOND, POOLED, NOT_POOLED, GATE
     diff: float  # points (a − b, as the comparison is oriented at the latest look)
     low: float
     high: float
@@ -138,7 +144,8 @@ class RoundPlan:
 
     @property
     def open(self) -> list[Outcome]:
-        return [o for o in self.outcomes if o.outcome == OPEN]
+        """The comparisons not answered: open (their points are in ``points``) or beyond max repeats."""
+        return [o for o in self.outcomes if o.outcome in (OPEN, BEYOND)]
 
     @property
     def fixed_trials(self) -> int:
@@ -200,7 +207,7 @@ def plan_round(
     Returns:
         The :class:`RoundPlan`. Deterministic: a function of the finished trials only.
 
-    Example (the lead's runner, after each round)::
+    Example (a runner, after each round)::
 
         plan = plan_round(load_frames(storage, name), max_repeats=args.max_repeats, max_trials=args.trials)
         for activation, loss, lr in plan.take(trials_left):
@@ -283,7 +290,6 @@ class _Sequence:
         # key -> (repeated p, repeated p_equiv, sign of the difference, its data at the last look, the share that look spent)
         self.best: dict[tuple, tuple] = {}
         self.first: dict[tuple, tuple[str, int]] = {}  # key -> (its outcome, the first look it had it)
-        self.correct = _correct_images(frames)  # trial number -> (epochs, images) bool, where predictions were stored
         self.cache = {} if cache is None else cache
 
     def trials_upto(self, r: int) -> int:
@@ -365,9 +371,7 @@ class _Sequence:
         key = _key(c)
         n = c.n_pairs
         se_seeds = c.sd / math.sqrt(n) if n >= 2 and math.isfinite(c.sd) else math.nan
-        se_images = float(getattr(c, "se_images", math.nan))
-        if not math.isfinite(se_images) and c.kind not in ("interaction", "loss rise"):
-            se_images = _image_se(design, c, self.correct)  # until the analysis stores it itself (issue 18)
+        se_images = c.se_images  # NaN where a trial of the comparison stored no (usable) predictions: seeds only
         if c.kind == "interaction" or n < claims.MIN_PAIRS:
             return _Row(key, c, se_seeds, math.nan, math.nan, c.p, c.p_equiv)
         factor = design.n_epochs - 1 if c.kind in ("drop", "loss rise") else 1  # the epochs' own selection (epochs.py)
@@ -648,54 +652,6 @@ def _cell_means(design: Design) -> dict:
         "lr": t.groupby(["loss", "lr"])["acc"].mean().to_dict(),
     }
     return {k: {(a, float(b)): float(v) for (a, b), v in d.items()} for k, d in out.items()}
-
-
-def _image_se(design: Design, c: Comparison, correct: dict[int, np.ndarray]) -> float:
-    """The test images' standard error of comparison ``c`` (points) from the trials' stored predictions; NaN without them.
-
-    Used until the analysis stores ``Comparison.se_images`` itself (issue 18): the same variance-components estimate,
-    σ²_images / images = (MS_images − MS_residual) / (pairs × images) of the pairs × images table of differences.
-    """
-    correct = getattr(design, "correct", None) or correct
-    if not correct:
-        return math.nan
-    if c.question in ("activation", "loss"):
-        p = pairs(design, c.factor, c.a, c.b)
-        if c.kind != "pooled":
-            p = p[p["lr"] == float(c.lr)]
-        sides = list(zip(p["number_a"], p["epoch"], p["number_b"], p["epoch"], strict=True))
-    elif c.question == "learning rate":
-        loss = c.subset.removeprefix("loss=")
-        sub = Design(design.trials[design.trials["loss"] == loss], design.curves, design.n_epochs, design.compare_epoch, design.chance)
-        p = pairs(sub, "lr", float(c.a.removeprefix("lr ")), float(c.b.removeprefix("lr ")))
-        sides = list(zip(p["number_a"], p["epoch"], p["number_b"], p["epoch"], strict=True))
-    elif c.kind in ("drop", "gain"):
-        lr = float(c.lr)
-        used = epochs.runs(design)
-        numbers = used.loc[used["lr"] == lr, "number"]
-        ea, eb = int(c.a.removeprefix("epoch ")), int(c.b.removeprefix("epoch "))
-        sides = [(n, ea, n, eb) for n in numbers]
-    else:
-        return math.nan
-    if len(sides) < 2 or any(int(na) not in correct or int(nb) not in correct for na, _, nb, _ in sides):
-        return math.nan
-    table = np.stack([correct[int(na)][int(ea) - 1].astype(np.float32) - correct[int(nb)][int(eb) - 1] for na, ea, nb, eb in sides])
-    n_pairs, n_images = table.shape
-    grand = table.mean()
-    ss_images = n_pairs * float(((table.mean(axis=0) - grand) ** 2).sum())
-    ss_pairs = n_images * float(((table.mean(axis=1) - grand) ** 2).sum())
-    ss_residual = max(0.0, float(((table - grand) ** 2).sum()) - ss_pairs - ss_images)
-    ms_images, ms_residual = ss_images / (n_images - 1), ss_residual / ((n_pairs - 1) * (n_images - 1))
-    var_image = max(0.0, (ms_images - ms_residual) / n_pairs)
-    return 100.0 * math.sqrt(var_image / n_images)
-
-
-def _correct_images(frames: Frames) -> dict[int, np.ndarray]:
-    """Trial number -> (epochs run, images) bool: right or wrong on each test image, from the stored predictions."""
-    if frames.labels is None:
-        return {}
-    labels = np.asarray(frames.labels)
-    return {int(n): np.asarray(p) == labels[None, :] for n, p in frames.predictions.items() if np.shape(p)[-1:] == labels.shape}
 
 
 # ---------------------------------------------------------------------------------------------------------------------
