@@ -86,7 +86,8 @@ def header(frames: Frames, note: str | None = None, command: str | None = None, 
             "an interval that excludes zero is not enough on its own. **Practical margin:** "
             f"{family.margin:g} accuracy points (`--margin`). A difference shown but inside the margin reads *negligible*; "
             '"within the margin of each other" is an equivalence test (TOST) at the margin, also Holm-adjusted; "cannot '
-            'tell yet" says how many more replicates would decide a margin-sized difference with 80% probability. For the '
+            'tell yet" says how many more replicates would decide a margin-sized difference with 80% probability (or, where '
+            "the test images are the floor, that more test images would). For the "
             "activation and the loss, the interaction with the learning rate is tested first (a one-way F test of the "
             'paired differences grouped by learning rate); where it is shown the answer is "it depends on the learning '
             'rate" and the per-rate verdicts, and nothing is pooled. Elsewhere a pooled difference is the mean of every '
