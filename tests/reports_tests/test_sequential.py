@@ -8,6 +8,7 @@ import math
 import os
 
 import numpy as np
+import pandas as pd
 import pytest
 from reports_tests import simulate_sequential as sim
 from scipy import stats as scistats
@@ -78,6 +79,20 @@ def test_plan_round_take_fits_whole_blocks_into_a_budget(world):
     taken = plan.take(len(plan.blocks[0]))
     assert taken == plan.blocks[0]
     assert plan.take(None) == plan.points
+
+
+def test_plan_round_leaves_out_a_baseline_trial_off_the_grid(world):
+    # The notebook's configuration at lr 0.003, run as an extra trial of replicate 0 (a copy of the first trial's numbers).
+    frames = world.frames(_round0(world))
+    first = int(frames.trials["number"].iloc[0])
+    extra = frames.trials.iloc[[0]].assign(number=10_000, lr=0.003, baseline=True)
+    epochs = frames.epochs[frames.epochs["number"] == first].assign(number=10_000, lr=0.003)
+    frames.trials = pd.concat([frames.trials, extra], ignore_index=True)
+    frames.epochs = pd.concat([frames.epochs, epochs], ignore_index=True)
+    frames.predictions[10_000] = frames.predictions[first]
+    plan = sequential.plan_round(frames)
+    assert all(lr != 0.003 for _, _, lr in plan.points)
+    assert not any("0.003" in o.name for o in plan.outcomes)
 
 
 def test_plan_round_refuses_a_bad_max_repeats(world):
