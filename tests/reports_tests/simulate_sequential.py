@@ -202,6 +202,7 @@ FIELDS = ("false", "false_reports", "covered", "intervals", "claims", "answered"
 
 
 def _count(out: dict, prefix: str, world: World, plan: sequential.RoundPlan) -> None:
+    out[prefix + "n"] = out.get(prefix + "n", 0) + 1
     wrong = false_claims(world, plan.outcomes)
     out[prefix + "false"] += wrong
     out[prefix + "false_reports"] += wrong > 0
@@ -260,7 +261,13 @@ def _fast_t():
 
 
 def run_scenario(
-    cell, studies: int = 500, seed: int = 0, max_repeats: int = MAX_REPEATS, variants: dict | None = None, curve: int = 0
+    cell,
+    studies: int = 500,
+    seed: int = 0,
+    max_repeats: int = MAX_REPEATS,
+    variants: dict | None = None,
+    curve: int = 0,
+    fixed: int | None = None,
 ) -> dict:
     """Simulate ``studies`` sequential studies, and the fixed design of ``max_repeats`` replicates on the same data; count.
 
@@ -271,7 +278,8 @@ def run_scenario(
         max_repeats: the sequential design's most rounds, and the fixed design's replicates.
         variants: other spendings to run on the same studies, name -> shares per look (``run_study``).
         curve: the first ``curve`` studies also get fixed designs of 1 .. max_repeats - 1 replicates (``fixed<R>_*``), to
-            find the smallest fixed design that claims as much as the sequential one.
+            find the smallest fixed design that answers as much as the sequential one.
+        fixed: the first ``fixed`` studies get the fixed design of ``max_repeats`` replicates (None: every one).
 
     Returns:
         Per design (prefix ``""`` sequential, ``fixed_``, ``<variant>_``, ``fixed<R>_``), means per study of: ``false``
@@ -280,18 +288,19 @@ def run_scenario(
         a difference, within the margin, no option learns, more test images), ``open`` (those left open or beyond max
         repeats), ``trials``,
         ``images`` (closed as more test images); ``covered``: the share of the intervals shown (per-lr, pooled,
-        learning-rate and epochs rows) that cover the truth, of ``intervals``. And ``studies``, ``seconds``.
+        learning-rate and epochs rows) that cover the truth, of ``intervals``; ``n``: the studies behind them. And
+        ``studies``, ``seconds``.
     """
     rng = np.random.default_rng(seed)
     variants = variants or {}
     prefixes = ["", "fixed_", *(f"{v}_" for v in variants)]
     curve_prefixes = [f"fixed{r}_" for r in range(1, max_repeats)]
-    out = {p + f: 0 for p in (*prefixes, *curve_prefixes) for f in FIELDS}
+    out = {p + f: 0 for p in (*prefixes, *curve_prefixes) for f in (*FIELDS, "n")}
     start = time.perf_counter()
     with _fast_t():
-        _run(out, cell, rng, studies, max_repeats, variants, curve)
+        _run(out, cell, rng, studies, max_repeats, variants, curve, studies if fixed is None else fixed)
     for p in (*prefixes, *curve_prefixes):
-        n = studies if p in prefixes else max(min(curve, studies), 1)
+        n = max(out[p + "n"], 1)
         out[p + "covered"] = out[p + "covered"] / max(out[p + "intervals"], 1)
         for f in ("false", "false_reports", "claims", "answered", "open", "trials", "images"):
             out[p + f] /= n
@@ -302,11 +311,12 @@ def run_scenario(
     return out
 
 
-def _run(out: dict, cell, rng, studies: int, max_repeats: int, variants: dict, curve: int) -> None:
+def _run(out: dict, cell, rng, studies: int, max_repeats: int, variants: dict, curve: int, fixed: int) -> None:
     for i in range(studies):
         world = World(rng, cell)
         _count(out, "", world, run_study(world, max_repeats))
-        _count(out, "fixed_", world, fixed_design(world, max_repeats))
+        if i < fixed:
+            _count(out, "fixed_", world, fixed_design(world, max_repeats))
         for name, spending in variants.items():
             _count(out, f"{name}_", world, run_study(world, max_repeats, spending))
         if i < curve:
@@ -350,11 +360,14 @@ VARIANTS = {  # other ways to spend the error over the looks, run on the same st
 CHUNK = 25  # studies per saved chunk of the full run, so that a run cut short still counts what it did
 
 
-def run_chunks(path: str, scenario: int, studies: int = 500, curve: int = 100, variants: int = 0) -> None:
+def run_chunks(
+    path: str, scenario: int, studies: int = 500, curve: int = 100, variants: int = 0, fixed: int = 100, part: int = 0, parts: int = 1
+) -> None:
     """Append chunks of ``CHUNK`` studies of scenario ``scenario`` (1-based) to the JSON-lines file ``path``, seeded per chunk.
 
-    The first ``curve`` studies also get the fixed designs of 1 .. MAX_REPEATS - 1 replicates, the first ``variants`` the
-    other spendings (``VARIANTS``). Chunks already in ``path`` are skipped: a rerun resumes.
+    The first ``fixed`` studies also get the fixed design of MAX_REPEATS replicates, the first ``curve`` those of 1 ..
+    MAX_REPEATS - 1, the first ``variants`` the other spendings (``VARIANTS``). Chunks already in ``path`` are skipped:
+    a rerun resumes. ``parts`` processes may share a scenario, each taking the chunks ``chunk % parts == part``.
     """
     import json
     from pathlib import Path
@@ -362,12 +375,12 @@ def run_chunks(path: str, scenario: int, studies: int = 500, curve: int = 100, v
     name, cell = list(SCENARIOS.items())[scenario - 1]
     done = {(r["scenario"], r["chunk"]) for r in map(json.loads, Path(path).read_text().splitlines())} if Path(path).exists() else set()
     for chunk in range(math.ceil(studies / CHUNK)):
-        if (scenario, chunk) in done:
+        if (scenario, chunk) in done or chunk % parts != part:
             continue
         first = chunk * CHUNK
         n = min(CHUNK, studies - first)
         r = run_scenario(cell, n, seed=1000 * scenario + chunk, curve=max(0, min(n, curve - first)),
-                         variants=VARIANTS if first < variants else None)  # fmt: skip
+                         variants=VARIANTS if first < variants else None, fixed=max(0, min(n, fixed - first)))  # fmt: skip
         r.update(scenario=scenario, name=name, chunk=chunk)
         with open(path, "a") as f:
             f.write(json.dumps(r) + "\n")
@@ -387,7 +400,8 @@ def combine(path: str) -> dict[str, dict]:
         prefixes = {k[: -len("answered")] for r in rs for k in r if k.endswith("answered")}
         for p in prefixes:
             counted = [r for r in rs if p + "answered" in r and (not p.startswith("fixed") or p == "fixed_" or r["curve"])]
-            weight = {id(r): r["curve"] if p.startswith("fixed") and p != "fixed_" else r["studies"] for r in counted}
+            old = {id(r): r["curve"] if p.startswith("fixed") and p != "fixed_" else r["studies"] for r in counted}
+            weight = {id(r): r.get(p + "n", old[id(r)]) for r in counted}  # studies behind the prefix (older chunks: implied)
             n = sum(weight.values())
             if not n:
                 continue
