@@ -313,14 +313,15 @@ def _reload_test(frames: Frames):
     return None
 
 
-def _mistakes(section: Section, frames: Frames) -> None:
+def _mistakes(section: Section, frames: Frames, test=None) -> None:
+    """The grids of the test images the trials get wrong; ``test``: the study's test set (default: drawn again, :func:`_reload_test`)."""
     found = mistakes(frames)
     if found is None:
         section.add(
             "No grid of the test images the trials get wrong: this study's trials stored no per-image predictions, or none learned."
         )
         return
-    test = _reload_test(frames)
+    test = _reload_test(frames) if test is None else test
     if test is None:
         section.add(
             f"The test images drawn again from `{frames.settings.data_path}` (same sizes and seed) do not match the labels the "
@@ -334,25 +335,28 @@ def _mistakes(section: Section, frames: Frames) -> None:
         f"trials that learned, every one gets {len(found.everyone)} test images wrong ({pct(100 * len(found.everyone) / n, 1)}); "
         f"{len({i for i, _, _ in found.split})} more are got right by every trial of some option and by none of another's."
     )
+    # The figures are drawn when the report is written, after both grids are set up: each lambda binds its own values.
     if found.everyone:
-        shown = found.everyone[:GRID]
-        titles = [f"true {classes[frames.labels[i]]}\nsaid {classes[found.said[i]]}" for i in shown]
+        hard = found.everyone[:GRID]
+        hard_titles = [f"true {classes[frames.labels[i]]}\nsaid {classes[found.said[i]]}" for i in hard]
         section.add(
             Figure(
                 "hard_images",
                 "test images every trial gets wrong",
-                lambda: figures.image_grid(test.images[shown], titles, "Every trial gets these wrong (most predicted: said)"),
+                lambda images=test.images[hard], titles=hard_titles: figures.image_grid(
+                    images, titles, "Every trial gets these wrong (most predicted: said)"
+                ),
             )
         )
     if found.split:
-        shown = found.split[:GRID]
-        titles = [f"true {classes[frames.labels[i]]}, said {classes[found.said[i]]}\nright: {', '.join(o)}" for i, _, o in shown]
+        split = found.split[:GRID]
+        split_titles = [f"true {classes[frames.labels[i]]}, said {classes[found.said[i]]}\nright: {', '.join(o)}" for i, _, o in split]
         section.add(
             Figure(
                 "split_images",
                 "test images only some options get right",
-                lambda: figures.image_grid(
-                    test.images[[i for i, _, _ in shown]], titles, "Right for every trial of one option, wrong for every trial of another"
+                lambda images=test.images[[i for i, _, _ in split]], titles=split_titles: figures.image_grid(
+                    images, titles, "Right for every trial of one option, wrong for every trial of another"
                 ),
             )
         )

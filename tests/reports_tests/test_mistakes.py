@@ -7,7 +7,9 @@ import numpy as np
 import torch
 from reports_tests.simulate_images import SCENARIOS, population, simulate
 
-from reports import figures, overview
+from cnn.data import ImageSet
+from reports import blocks, figures, overview
+from reports.blocks import Section
 
 
 def _frames(seed: int = 0):
@@ -47,3 +49,15 @@ def test_image_grid_titles_every_image():
     titled = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert titled == ["true cat\nsaid dog", "a", "b"] and len(fig.axes) == 8
     plt.close(fig)
+
+
+def test_mistakes_grids_both_render(tmp_path):
+    frames = _frames()
+    found = overview.mistakes(frames)
+    assert found.everyone and found.split  # both grids are set up before either is drawn
+    images = torch.randint(0, 256, (len(frames.labels), 3, 32, 32), dtype=torch.uint8)
+    test = ImageSet(images, torch.as_tensor(frames.labels, dtype=torch.int64))
+    section = Section("data")
+    overview._mistakes(section, frames, test=test)
+    blocks.write("t", [], [section], tmp_path)
+    assert (tmp_path / "hard_images.png").is_file() and (tmp_path / "split_images.png").is_file()
