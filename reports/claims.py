@@ -238,7 +238,7 @@ def verdict(c: Comparison) -> str:
 
 def _interaction(c: Comparison) -> str:
     d = c.detail
-    test = f"F({d['df_between']}, {d['df_within']}) = {d['f']:.1f}, adjusted p {p_text(c.p_adjusted)}"
+    test = f"F({d['df_between']}, {d['df_within']:.0f}) = {d['f']:.1f}, adjusted p {p_text(c.p_adjusted)}"
     means = ", ".join(f"{m:+.1f} at {lr:g}" for lr, m in d["means"])
     if math.isnan(c.p):
         return (

@@ -2,7 +2,8 @@
 
 For every two options of the factor: the paired differences at each learning rate of the grid,
 the test of their interaction with the learning rate (one-way F test of the paired differences
-grouped by learning rate), and a pooled difference over the learning rates. Where the interaction
+grouped by learning rate; where the trials stored their per-image predictions, a Wald test whose error also counts
+each learning rate's test-image effects, ``stats.interaction_test``), and a pooled difference over the learning rates. Where the interaction
 is shown, the answer is "it depends on the learning rate" followed by the per-rate verdicts, and
 the pooled row claims nothing. Where it is not, the pooled row is the mean of every pair at every
 learning rate with a t interval over them (the two-way model with the untested interaction pooled
@@ -23,7 +24,7 @@ import pandas as pd
 from reports import claims, figures, stats
 from reports.blocks import Figure, Section, Table, lr_text, pct, pts
 from reports.claims import Comparison
-from reports.paired import LEARNS_POINTS, Design, cell_means, epoch_text, estimate_pairs, pairs
+from reports.paired import LEARNS_POINTS, Design, cell_means, epoch_text, estimate_pairs, image_table, pairs
 
 
 @dataclass
@@ -73,7 +74,7 @@ def compare_pair(design: Design, factor: str, x: str, y: str, question: str, mar
     both = pairs(design, factor, x, y)
     if not len(both):
         return None
-    per_lr, groups, lr_means = [], [], []
+    per_lr, groups, tables, lr_means = [], [], [], []
     for lr, g in both.groupby("lr", sort=True):
         a, b, sign = _oriented(x, y, g["diff"])
         e = estimate_pairs(design, g, margin, sign)
@@ -84,8 +85,10 @@ def compare_pair(design: Design, factor: str, x: str, y: str, question: str, mar
             )
         )  # fmt: skip
         groups.append(g["diff"].to_numpy())
+        tables.append(image_table(design, g["number_a"], g["epoch"], g["number_b"], g["epoch"]))
         lr_means.append((lr, float(g["diff"].mean())))
-    f = stats.interaction_test(groups)
+    # Pairs of one learning rate share its per-image effects: the test counts the images where every trial stored them.
+    f = stats.interaction_test(groups, None if any(t is None for t in tables) else tables)
     interaction = Comparison(
         question=question, factor=factor, a=x, b=y, lr="interaction", epoch=epoch_text(both["epoch"]), n_pairs=len(both),
         diff=float(max(m for _, m in lr_means) - min(m for _, m in lr_means)) if lr_means else float("nan"),

@@ -89,7 +89,8 @@ def header(frames: Frames, note: str | None = None, command: str | None = None, 
             'tell yet" says how many more replicates would decide a margin-sized difference with 80% probability (or, where '
             "the test images are the floor, that more test images would). For the "
             "activation and the loss, the interaction with the learning rate is tested first (a one-way F test of the "
-            'paired differences grouped by learning rate); where it is shown the answer is "it depends on the learning '
+            "paired differences grouped by learning rate; where the trials stored their per-image predictions, its error also "
+            'counts each learning rate\'s test-image effects); where it is shown the answer is "it depends on the learning '
             'rate" and the per-rate verdicts, and nothing is pooled. Elsewhere a pooled difference is the mean of every '
             "pair at every learning rate with a t interval over them: the difference averaged over the grid's learning "
             "rates, the lr-to-lr spread counted in its interval. Every verdict is a row of [comparisons.csv](comparisons.csv), "
