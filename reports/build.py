@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cnn.cli import ArgumentParser
-from reports import analysis, blocks, claims, epochs, importance, learning_rate, observational, options, overview, stats
+from reports import analysis, blocks, claims, epochs, importance, learning_rate, observational, options, overview
 from reports.blocks import Figure, Section
 from reports.claims import Comparison
 from reports.frames import Frames, load_frames
@@ -49,7 +49,7 @@ class Analysis:
             size, self.margin, self.compare_epoch, two_level=len(two_level), seed_only=len(accuracies) - len(two_level),
             n_images=max((c.n_images for c in two_level), default=0) or self.n_images,
             image_dominated=sum(c.image_share > 0.5 for c in two_level),
-            floor=sum(not (c.claims or c.withheld or stats.replicates_can_decide(c.se_images, c.margin, c.plan_alpha)) for c in two_level),
+            floor=sum(claims.advises_images(c) for c in two_level),
         )  # fmt: skip
 
 
@@ -78,7 +78,11 @@ def analyse(frames: Frames, margin: float | None = None, compare_epoch: int | No
         result.matched = observational.matched(frames)
         for factor, matched in result.matched.items():
             result.comparisons.extend(observational.comparisons(matched, factor))
-    claims.settle(result.comparisons, margin, sentences=full)
+    # The advice's bounds: a sequential study runs at most its --max-repeats replicates (stored as repeats); a fixed one has
+    # run its own, and another study can run more.
+    most = settings.repeats if settings.sequential else None
+    images = claims.DATASET_TEST_IMAGES.get(settings.data_source)
+    claims.settle(result.comparisons, margin, sentences=full, max_replicates=most, dataset_images=images)
     return result
 
 

@@ -18,7 +18,7 @@ no                            no                         "cannot tell yet" + rep
 Intervals are per-comparison 95% t intervals; the adjusted p decides the claim. Where the trials stored their
 per-image predictions, an interval counts the test images as well as the seeds (``se_images``, ``se_seeds``;
 ``stats.estimate``): it is about new test images drawn like these, and the replicates advice knows when the test
-set, not the seeds, is what keeps a comparison open (:func:`replicates_can_decide`).
+set, not the seeds, is what keeps a comparison open (:func:`advises_images`).
 """
 
 import math
@@ -33,7 +33,7 @@ DEFAULT_MARGIN = 2.0  # accuracy points: a smaller difference does not matter to
 MIN_PAIRS = 3  # fewer pairs get no interval and no test: a t interval on 2 values is near useless
 COLUMNS = ["question", "factor", "a", "b", "lr", "epoch", "n_pairs", "diff", "ci_low", "ci_high", "verdict", "subset",
            "p", "p_adjusted", "p_equiv", "p_equiv_adjusted", "margin", "se_seeds", "se_images", "df", "n_images"]  # fmt: skip
-DATASET_TEST_IMAGES = 10_000  # CIFAR-10's test set: the most --test-size can give
+DATASET_TEST_IMAGES = {"cifar10": 10_000}  # test images of a data source, the most --test-size can give (an image folder: unknown)
 KINDS = ("difference", "pooled", "interaction", "drop", "gain", "loss rise", "observational")
 
 
@@ -66,6 +66,8 @@ class Comparison:
     p_adjusted: float = math.nan
     p_equiv_adjusted: float = math.nan
     plan_alpha: float = stats.ALPHA  # the level the replicates advice plans at
+    max_replicates: int | None = None  # the most replicates the study may run (a sequential study's --max-repeats); None: no bound
+    dataset_images: int | None = None  # test images the dataset has, the most --test-size can give; None: unknown
     gate: "Comparison | None" = None  # a pooled row's interaction test: when it shows one, the pooled row claims nothing
     withheld: str = ""  # why this comparison claims nothing whatever its p-values (a pooled row over an interaction)
     verdict: str = ""
@@ -89,23 +91,29 @@ class Comparison:
         return self.se_images**2 / total if total > 0 else math.nan
 
 
-def replicates_can_decide(c: Comparison) -> bool:
-    """Whether more replicates can still decide comparison ``c`` (settled, so that ``c.plan_alpha`` is the planned level).
-
-    False when the test images are the floor (:func:`stats.replicates_can_decide` on ``c.se_images``: the images'
-    part alone keeps a margin-sized question open however many replicates run), or when ``c`` is a pooled row
-    whose spread comes mostly from learning rate to learning rate (the per-learning-rate rows answer it). True
-    otherwise, including when ``c.se_images`` was not measured (a study without stored predictions). It does not
-    say whether ``c`` is decided already: that is ``c.claims``.
-
-    >>> c = Comparison("activation", "activation", "relu", "tanh", 1e-3, "10", 4, 1.0, -2.0, 4.0, "", se_images=1.1)
-    >>> c.plan_alpha = 0.001
-    >>> replicates_can_decide(c)
-    False
-    """
+def plan(c: Comparison) -> stats.Plan | None:
+    """What would decide open comparison ``c`` (settled): ``stats.plan_to_decide`` at its planned level; None for a pooled
+    row whose spread comes mostly from learning rate to learning rate (the per-learning-rate rows answer it)."""
     if c.kind == "pooled" and c.detail.get("between", 0.0) > 0.5:
+        return None
+    return stats.plan_to_decide(
+        c.sd, c.n_pairs, c.pairs_per_replicate, c.se_images, c.n_images, c.margin, c.plan_alpha, c.max_replicates, c.dataset_images
+    )
+
+
+def advises_images(c: Comparison) -> bool:
+    """Whether open comparison ``c``'s advice is more test images (a larger --test-size), not more replicates: the one rule
+    of the verdict (:func:`replicates_advice`) and of the header's count. False for a comparison that claims.
+
+    >>> c = Comparison("activation", "activation", "relu", "tanh", 1e-3, "10", 4, 1.0, -2.0, 4.0, "", sd=2.0, se_images=1.1, n_images=2000)
+    >>> c.plan_alpha = 0.001
+    >>> advises_images(c)
+    True
+    """
+    if c.claims or c.withheld:
         return False
-    return stats.replicates_can_decide(c.se_images, c.margin, c.plan_alpha)
+    p = plan(c)
+    return p is not None and p.test_size is not None
 
 
 def from_estimate(e: stats.Estimate, **fields) -> Comparison:
@@ -120,19 +128,23 @@ def from_estimate(e: stats.Estimate, **fields) -> Comparison:
 
 
 def settle(
-    comparisons: list[Comparison], margin: float = DEFAULT_MARGIN, alpha: float = stats.ALPHA, sentences: bool = True
-) -> list[Comparison]:
+    comparisons: list[Comparison], margin: float = DEFAULT_MARGIN, alpha: float = stats.ALPHA, sentences: bool = True,
+    max_replicates: int | None = None, dataset_images: int | None = None,
+) -> list[Comparison]:  # fmt: skip
     """Adjust every p-value of the report together (Holm) and write each comparison's verdict, in place.
 
     ``sentences=False`` leaves the verdicts unwritten (the claims are settled all the same): simulations need no text.
+    ``max_replicates`` (the most replicates the study may run) and ``dataset_images`` (its dataset's test images) bound
+    the advice of the open ones (None: no bound, unknown).
     """
     family = np.array([p for c in comparisons for p in (c.p, c.p_equiv)], dtype=float)
     groups = np.repeat(np.arange(len(comparisons)), 2)  # a comparison's two hypotheses cannot both be true
     adjusted = stats.holm_grouped(family, groups, alpha)
-    plan = stats.next_level(adjusted, groups, alpha)
+    level = stats.next_level(adjusted, groups, alpha)
     for i, c in enumerate(comparisons):
         c.p_adjusted, c.p_equiv_adjusted = float(adjusted[2 * i]), float(adjusted[2 * i + 1])
-        c.margin, c.plan_alpha = margin, plan
+        c.margin, c.plan_alpha = margin, level
+        c.max_replicates, c.dataset_images = max_replicates, dataset_images
     for c in comparisons:
         if c.gate is not None and c.gate.claims_difference:
             c.withheld = "the difference depends on the learning rate (the interaction row above), so one number over them misleads"
@@ -163,41 +175,45 @@ def _ci(c: Comparison, sign: int = 1, digits: int = 1) -> str:
 
 
 def replicates_advice(c: Comparison) -> str:
-    """How many more replicates would decide a margin-sized difference, or why more will not help (and what would)."""
-    if c.kind == "pooled" and c.detail.get("between", 0.0) > 0.5:
+    """How many more replicates would decide a margin-sized difference, or which test size (and replicates) would.
+
+    Replicates and test images are planned together (:func:`plan`, ``stats.plan_to_decide``): more replicates on these
+    test images where the study allows enough of them, else a test size whose images use about half of the variance a
+    margin-sized question allows, with the replicates that the seeds' half then needs.
+    """
+    p = plan(c)
+    if p is None:
         return (
             f"more replicates will not help: most of its spread ({c.detail['between']:.0%}) comes from learning rate to learning "
             "rate (the per-learning-rate verdicts answer it)"
         )
-    if not stats.replicates_can_decide(c.se_images, c.margin, c.plan_alpha):
-        return _images_advice(c)
-    floor = c.se_images if math.isfinite(c.se_images) else 0.0
-    need = stats.pairs_to_decide(c.sd, c.margin, c.plan_alpha, se_images=floor)
-    if not math.isfinite(need):
+    if p.test_size is not None:
+        return _images_advice(c, p)
+    if not math.isfinite(p.replicates):
         return "run more replicates (--repeats)"
-    more = max(math.ceil((math.ceil(need) - c.n_pairs) / max(c.pairs_per_replicate, 1)), 1)
+    more = int(p.replicates)
+    beyond = f", more than the {c.max_replicates} the study may run (--max-repeats)" if p.beyond and c.max_replicates else ""
     return (
         f"about {more} more replicate{'s' if more != 1 else ''} would decide a {c.margin:g}-point difference "
-        f"with {stats.POWER:.0%} probability"
+        f"with {stats.POWER:.0%} probability{beyond}"
     )
 
 
-def _images_advice(c: Comparison) -> str:
-    """The test set is the floor: more test images, up to what the dataset has, or nothing short of a wider margin."""
+def _images_advice(c: Comparison, p: stats.Plan) -> str:
+    """More test images: the test size of the plan and its replicates, or nothing the dataset has."""
     total = math.hypot(c.se_seeds, c.se_images)
-    floor = (
-        f"the test images are the floor (±{c.se_images:.1f} of its ±{total:.1f}-point standard error comes from which "
-        f"{c.n_images} images were drawn, and every replicate shares them)"
+    share = (
+        f"±{c.se_images:.1f} of its ±{total:.1f}-point standard error comes from which {c.n_images:,} test images were drawn, "
+        "and every replicate shares them"
     )
-    need = stats.images_to_decide(c.se_images, c.n_images, c.margin, c.plan_alpha)
-    if need <= DATASET_TEST_IMAGES:
-        return (
-            f"more replicates cannot decide it: {floor}; more test images can (a larger --test-size, at least {need:,}, "
-            f"up to the {DATASET_TEST_IMAGES:,} the dataset has)"
-        )
+    has = f"the {c.dataset_images:,} the dataset has" if c.dataset_images else "as many as the image folder has"
+    if not math.isfinite(p.replicates):
+        return f"more replicates cannot decide it ({share}); even {has} would leave it open at a {c.margin:g}-point margin"
+    reps = int(p.replicates)
     return (
-        f"more replicates cannot decide it: {floor}; even the {DATASET_TEST_IMAGES:,} test images the dataset has would leave "
-        f"it open at a {c.margin:g}-point margin"
+        f"more test images would ({share}): a study with --test-size {p.test_size:,} (up to {has}), where the images take about "
+        f"half of the allowed variance, and {reps} replicate{'s' if reps != 1 else ''} in all would decide a "
+        f"{c.margin:g}-point difference with {stats.POWER:.0%} probability"
     )
 
 

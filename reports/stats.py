@@ -384,6 +384,54 @@ def images_to_decide(se_images: float, n_images: int, margin: float, alpha: floa
     return math.floor(n_images * (se_images / need) ** 2) + 1
 
 
+class Plan(NamedTuple):
+    """What would decide a comparison: more replicates on these test images, or a new test size and its replicates."""
+
+    replicates: float  # test_size None: more replicates on these images; else replicates in all at the new size; inf: none would
+    test_size: int | None = None  # None: keep the test images; else the --test-size to run instead
+    beyond: bool = False  # the replicates exceed the study's most (max_replicates) and more test images would not help
+
+
+def plan_to_decide(
+    sd: float, n_pairs: int, pairs_per_replicate: int, se_images: float, n_images: int, margin: float, alpha: float,
+    max_replicates: int | None = None, dataset_images: int | None = None, power: float = POWER,
+) -> Plan:  # fmt: skip
+    """Replicates and test images planned together to decide a margin-sized comparison with probability ``power``.
+
+    Replicates on the same test images first (:func:`pairs_to_decide` with the images' part as a floor), when they can
+    decide it within ``max_replicates`` replicates in all (None: no bound). Otherwise, where the images' part was measured
+    (``se_images`` over ``n_images``), a larger test set: the size whose images' part is about half of the variance the
+    question allows (the images' variance falls as 1 / images), at most ``dataset_images`` (None: unknown), and the
+    replicates in all that the seeds' half then needs; the larger test set also wins where it needs fewer replicates in
+    all than the same images need more. So the advice moves smoothly through the point where the images become the
+    floor: near it, replicates alone would need very many, and half the variance to the images needs few.
+
+    >>> plan_to_decide(2.0, 3, 3, 0.3, 2000, margin=2.0, alpha=0.05)
+    Plan(replicates=4, test_size=None, beyond=False)
+    >>> plan_to_decide(2.0, 3, 3, 1.1, 2000, margin=2.0, alpha=0.05, dataset_images=10_000)
+    Plan(replicates=7, test_size=10000, beyond=False)
+    """
+    ppr = max(pairs_per_replicate, 1)
+    measured = math.isfinite(se_images) and se_images > 0 and n_images > 0
+    floor = se_images if measured else 0.0
+    need = pairs_to_decide(sd, margin, alpha, power, se_images=floor)
+    more = Plan(max(math.ceil((math.ceil(need) - n_pairs) / ppr), 1) if math.isfinite(need) else math.inf)
+    within = math.isfinite(need) and (max_replicates is None or math.ceil(need / ppr) <= max_replicates)
+    if not measured:
+        return more
+    allowed = min(_se_needed(margin, alpha, power, "two-sided"), _se_needed(margin, alpha, (1 + power) / 2, "larger"))
+    half = math.ceil(n_images * 2 * (floor / allowed) ** 2)  # the test size whose images' variance is half of allowed²
+    size = min(half, dataset_images) if dataset_images else half
+    if size <= n_images:  # no larger test set helps: the images' part is small already, or the dataset has no more
+        if within or math.isfinite(need):
+            return more if within else more._replace(beyond=True)
+        return Plan(math.inf, n_images)  # even these, all the dataset has, leave it open
+    then = pairs_to_decide(sd, margin, alpha, power, se_images=floor * math.sqrt(n_images / size))
+    images = Plan(math.ceil(then / ppr) if math.isfinite(then) else math.inf, size)
+    # Replicates on these images where the study allows them and they cost no more trials than the new test set's plan.
+    return more if within and more.replicates <= images.replicates else images
+
+
 def _smallest_n(effect: float, alpha: float, power: float, alternative: str, most: int = 100_000) -> float:
     """The smallest n whose paired t test reaches ``power`` (``TTestPower.power``), searched up from the normal approximation."""
     z = stats.norm.ppf(1 - alpha / (2 if alternative == "two-sided" else 1)) + stats.norm.ppf(power)

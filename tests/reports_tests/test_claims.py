@@ -108,31 +108,62 @@ def test_frame_has_the_documented_columns():
 def test_advice_is_more_test_images_when_they_are_the_floor():
     # ±1.1 points from the 2,000 shared test images: a 2-point question at the report's level needs under ±0.5.
     floor = _c(0.8, -2.0, 3.6, 0.4, 0.2, se_seeds=0.4, se_images=1.1, n_images=2000)
-    claims.settle([floor, *(_c(5.0, 4.0, 6.0, 0.001, 0.99) for _ in range(9))])
-    assert not claims.replicates_can_decide(floor) and not floor.claims
-    # The least test set whose floor is below the standard error a 2-point question needs at the planned level (normal).
-    z = norm.ppf(1 - floor.plan_alpha) + norm.ppf(0.9)  # the TOST side asks more than the difference's
-    assert z > norm.ppf(1 - floor.plan_alpha / 2) + norm.ppf(0.8)
-    need = math.floor(2000 * (1.1 * z / 2.0) ** 2) + 1
+    claims.settle([floor, *(_c(5.0, 4.0, 6.0, 0.001, 0.99) for _ in range(9))], dataset_images=10_000)
+    assert claims.advises_images(floor) and not floor.claims
+    plan = stats.plan_to_decide(2.0, 9, 3, 1.1, 2000, 2.0, floor.plan_alpha, dataset_images=10_000)
+    assert plan.test_size == 10_000 and math.isfinite(plan.replicates)  # half the allowed variance would need more: all of it
     assert floor.verdict.endswith(
-        "more replicates cannot decide it: the test images are the floor (±1.1 of its ±1.2-point standard error comes from "
-        f"which 2000 images were drawn, and every replicate shares them); more test images can (a larger --test-size, at least "
-        f"{need:,}, up to the 10,000 the dataset has)"
+        "more test images would (±1.1 of its ±1.2-point standard error comes from which 2,000 test images were drawn, and every "
+        f"replicate shares them): a study with --test-size 10,000 (up to the 10,000 the dataset has), where the images take about "
+        f"half of the allowed variance, and {plan.replicates} replicates in all would decide a 2-point difference with 80% probability"
     )
-    assert "replicate" not in claims.replicates_advice(floor).split(";")[-1]
     # The same comparison measured on 10,000 images with the same floor: nothing the dataset has would do.
     full = _c(0.8, -2.0, 3.6, 0.4, 0.2, se_seeds=0.4, se_images=1.1, n_images=10_000)
-    claims.settle([full])
-    assert "even the 10,000 test images the dataset has would leave it open" in full.verdict
+    claims.settle([full], dataset_images=10_000)
+    assert "even the 10,000 the dataset has would leave it open" in full.verdict
+    # An image folder of unknown size: the plan's test size, as far as the folder has images.
+    folder = _c(0.8, -2.0, 3.6, 0.4, 0.2, se_seeds=0.4, se_images=1.1, n_images=2000)
+    claims.settle([folder])
+    assert "(up to as many as the image folder has)" in folder.verdict
 
 
 def test_advice_counts_replicates_over_a_low_image_floor():
     seeds = _c(0.8, -2.0, 3.6, 0.4, 0.2, sd=6.0, se_seeds=1.2, se_images=0.1, n_images=2000)
     claims.settle([seeds])
-    assert claims.replicates_can_decide(seeds) and "more replicates would decide a 2-point difference" in seeds.verdict
+    assert not claims.advises_images(seeds) and "more replicates would decide a 2-point difference" in seeds.verdict
     # The floor costs replicates: the same comparison without one needs fewer.
     assert stats.pairs_to_decide(6.0, 2.0, 0.05, se_images=0.1) > stats.pairs_to_decide(6.0, 2.0, 0.05)
     assert seeds.image_share == pytest.approx(0.01 / 1.45)
     unmeasured = _c(0.8, -2.0, 3.6, 0.4, 0.2)  # a study without stored predictions: no floor known
-    claims.settle([unmeasured])
-    assert claims.replicates_can_decide(unmeasured) and math.isnan(unmeasured.image_share)
+    claims.settle([unmeasured], max_replicates=5)
+    assert not claims.advises_images(unmeasured) and math.isnan(unmeasured.image_share)
+
+
+def test_advice_moves_smoothly_through_the_test_set_floor():
+    # Replicates alone near the floor need hundreds (the seeds' share of the allowed variance goes to 0 there); the plan
+    # puts the images at half of it instead, so the replicates in all stay bounded as the images' part grows.
+    alpha, floor_at = 0.01, 2.0 / (norm.ppf(1 - 0.01) + norm.ppf(0.9))
+    assert stats.pairs_to_decide(3.0, 2.0, alpha, se_images=0.97 * floor_at) > 100
+    plans = [stats.plan_to_decide(3.0, 3, 3, f * floor_at, 2000, 2.0, alpha, max_replicates=5, dataset_images=10_000)
+             for f in (0.5, 0.8, 0.9, 0.97, 0.99, 1.01, 1.1, 1.3)]  # fmt: skip
+    assert all(p.replicates <= 30 for p in plans)
+    assert [p.test_size is not None for p in plans] == [False, True, True, True, True, True, True, True]
+    sizes = [p.test_size for p in plans[1:]]
+    assert sizes == sorted(sizes) and all(s <= 10_000 for s in sizes)
+    # A study that may run 5 replicates: the first is beyond them, and no larger test set helps (its images are half already).
+    assert plans[0].beyond and plans[0].test_size is None
+    # Without a bound on replicates, few enough replicates on these images are still the advice.
+    assert stats.plan_to_decide(3.0, 3, 3, 0.5 * floor_at, 2000, 2.0, alpha).test_size is None
+
+
+def test_the_header_counts_the_rows_whose_advice_is_more_test_images():
+    from reports import build
+
+    floor = _c(0.8, -2.0, 3.6, 0.4, 0.2, se_seeds=0.4, se_images=1.1, n_images=2000)
+    # A pooled row over a floor whose spread is mostly lr to lr: its advice is the per-lr rows, not more test images.
+    pooled = _c(0.8, -2.0, 3.6, 0.4, 0.2, kind="pooled", se_seeds=0.4, se_images=1.1, n_images=2000,
+                detail={"between": 0.8, "lrs": 3})  # fmt: skip
+    seeds = _c(0.8, -2.0, 3.6, 0.4, 0.2, sd=6.0, se_seeds=1.2, se_images=0.1, n_images=2000)
+    rows = claims.settle([floor, pooled, seeds], dataset_images=10_000)
+    family = build.Analysis(2.0, 10, rows, None).family
+    assert family.floor == sum("more test images would" in c.verdict for c in rows) == 1
