@@ -39,6 +39,10 @@ class Analysis:
     epochs: epochs.EpochsResult | None = None
     matched: dict[str, dict] = field(default_factory=dict)  # observational: activation, loss
     n_images: int = 0  # the study's test images
+    mismatched: list[int] = field(default_factory=list)  # trials whose stored predictions do not reproduce their accuracies
+    no_predictions: int = 0  # trials of the design that stored no predictions
+    dataset: str = ""  # the data source's name ("CIFAR-10"; "" for an image folder)
+    dataset_images: int | None = None  # test images the dataset has (None: unknown)
 
     @property
     def family(self) -> overview.Family:
@@ -48,7 +52,8 @@ class Analysis:
         return overview.Family(
             size, self.margin, self.compare_epoch, two_level=len(two_level), seed_only=len(accuracies) - len(two_level),
             n_images=max((c.n_images for c in two_level), default=0) or self.n_images,
-            image_dominated=sum(c.image_share > 0.5 for c in two_level),
+            image_dominated=sum(c.image_share > 0.5 for c in two_level), mismatched=self.mismatched,
+            no_predictions=self.no_predictions, dataset=self.dataset, dataset_images=self.dataset_images,
             floor=sum(claims.advises_images(c) for c in two_level),
         )  # fmt: skip
 
@@ -66,7 +71,8 @@ def analyse(frames: Frames, margin: float | None = None, compare_epoch: int | No
     if settings.paired:
         design = build_design(frames, compare_epoch)
         shares = importance.compute(frames.trials, settings.search_space, design.trials, design.compare_epoch) if full else None
-        result = Analysis(margin, design.compare_epoch, [], shares, n_images=settings.test_size)
+        result = Analysis(margin, design.compare_epoch, [], shares, n_images=settings.test_size, mismatched=design.mismatched)
+        result.no_predictions = int((~design.trials["number"].isin(list(frames.predictions))).sum())
         result.options = {f: options.compute(design, f, margin) for f in ("activation", "loss")}
         result.lr = learning_rate.compute(design, margin)
         result.epochs = epochs.compute(design, margin)
@@ -82,6 +88,7 @@ def analyse(frames: Frames, margin: float | None = None, compare_epoch: int | No
     # run its own, and another study can run more.
     most = settings.repeats if settings.sequential else None
     images = claims.DATASET_TEST_IMAGES.get(settings.data_source)
+    result.dataset, result.dataset_images = claims.DATASET_NAMES.get(settings.data_source, ""), images
     claims.settle(result.comparisons, margin, sentences=full, max_replicates=most, dataset_images=images)
     return result
 

@@ -33,6 +33,7 @@ DEFAULT_MARGIN = 2.0  # accuracy points: a smaller difference does not matter to
 MIN_PAIRS = 3  # fewer pairs get no interval and no test: a t interval on 2 values is near useless
 COLUMNS = ["question", "factor", "a", "b", "lr", "epoch", "n_pairs", "diff", "ci_low", "ci_high", "verdict", "subset",
            "p", "p_adjusted", "p_equiv", "p_equiv_adjusted", "margin", "se_seeds", "se_images", "df", "n_images"]  # fmt: skip
+DATASET_NAMES = {"cifar10": "CIFAR-10"}  # data sources with a name (an image folder has none)
 DATASET_TEST_IMAGES = {"cifar10": 10_000}  # test images of a data source, the most --test-size can give (an image folder: unknown)
 KINDS = ("difference", "pooled", "interaction", "drop", "gain", "loss rise", "observational")
 

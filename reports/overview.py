@@ -2,7 +2,7 @@
 the mistakes of the best and the baseline trial, and the study itself (best trials, importance, history, pruning)."""
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -25,7 +25,11 @@ class Family:
     seed_only: int = 0  # comparisons of accuracies whose interval counts the seeds only (trials without predictions)
     n_images: int = 0  # test images of the study
     image_dominated: int = 0  # two-level comparisons whose variance is mostly the test images'
-    floor: int = 0  # open comparisons that more replicates cannot decide: the test images are the floor
+    floor: int = 0  # open comparisons whose advice is more test images (claims.advises_images)
+    mismatched: list[int] = field(default_factory=list)  # trials whose stored predictions do not reproduce their accuracies
+    no_predictions: int = 0  # trials of the design that stored no per-image predictions
+    dataset: str = ""  # the data source's name where it has one ("CIFAR-10"), else ""
+    dataset_images: int | None = None  # test images the dataset has (None: unknown, an image folder)
 
 
 SOURCES = {"folder": "image folder", "cifar10": "CIFAR-10 (torchvision)"}
@@ -90,7 +94,7 @@ def header(frames: Frames, note: str | None = None, command: str | None = None, 
             "the test images are the floor, that more test images would). For the "
             "activation and the loss, the interaction with the learning rate is tested first (a one-way F test of the "
             "paired differences grouped by learning rate; where the trials stored their per-image predictions, its error also "
-            'counts each learning rate\'s test-image effects); where it is shown the answer is "it depends on the learning '
+            "counts each learning rate's test-image effects); where it is shown the answer is \"it depends on the learning "
             'rate" and the per-rate verdicts, and nothing is pooled. Elsewhere a pooled difference is the mean of every '
             "pair at every learning rate with a t interval over them: the difference averaged over the grid's learning "
             "rates, the lr-to-lr spread counted in its interval. Every verdict is a row of [comparisons.csv](comparisons.csv), "
@@ -113,8 +117,29 @@ def header(frames: Frames, note: str | None = None, command: str | None = None, 
 
 
 def population_text(family: Family) -> str:
-    """What the paired report's claims are about: new test images drawn like these, or (seed-only) these images."""
-    n = f"{family.n_images:,}" if family.n_images else "the"
+    """What the paired report's claims are about: new test images drawn like these, or (seed-only) these images; and which
+    trials' predictions were left out (stored none, or do not reproduce their accuracies)."""
+    text = _population_text(family)
+    left = []
+    if family.mismatched and (family.two_level or family.seed_only):
+        listed = ", ".join(f"#{n}" for n in family.mismatched)
+        left.append(
+            f"{plural(len(family.mismatched), 'trial')} ({listed}) stored predictions that do not reproduce "
+            f"{'its' if len(family.mismatched) == 1 else 'their'} recorded test accuracies: they are left out of the "
+            "test images' part, and the comparisons they enter count the seeds only"
+        )
+    if family.no_predictions and family.two_level:
+        left.append(f"{plural(family.no_predictions, 'trial')} stored no per-image predictions")
+    return text + (" " + "; ".join(left) + "." if left else "")
+
+
+def _population_text(family: Family) -> str:
+    n = f"{family.n_images:,} " if family.n_images else ""
+    dataset = f"{family.dataset} " if family.dataset else ""
+    if family.n_images and family.n_images == family.dataset_images:  # the whole test split: no larger set to draw from
+        new = f"new images drawn like these {n}test images (the whole {dataset}test split)"
+    else:
+        new = f"new {dataset}test images drawn like these {n}"
     if family.two_level and not family.seed_only:
         floor = f"; in {family.floor} open ones they are the floor, so their advice is more test images, not replicates"
         where = (
@@ -122,7 +147,7 @@ def population_text(family: Family) -> str:
             f"{floor if family.floor else ''}; `se_seeds` and `se_images` in comparisons.csv give each comparison's two parts."
         )
         return (
-            f"**What the claims are about: new CIFAR-10 test images drawn like these {n}, and new seeds.** Every trial was scored "
+            f"**What the claims are about: {new.rstrip()}, and new seeds.** Every trial was scored "
             "on the same test images, so which images happened to be drawn moves every pair of a comparison the same way, and "
             "replicates do not average it out. Each interval counts both sources: the seeds (the spread of the pairs) and the test "
             "images (their share of the difference, from each trial's stored prediction for every image: a crossed pairs × images "
@@ -131,15 +156,19 @@ def population_text(family: Family) -> str:
     if family.two_level:
         return (
             f"**What the claims are about.** {family.two_level} comparisons, whose trials all stored their per-image predictions, "
-            f"count the test images as well as the seeds: they are about new CIFAR-10 test images drawn like these {n}. The other "
-            f"{family.seed_only} (some of their trials stored no predictions) count the seeds only: they are about these {n} test "
+            f"count the test images as well as the seeds: they are about {new.rstrip()}. The other {family.seed_only} (some of "
+            f"their trials' predictions are missing or left out) count the seeds only: they are about these {n}test "
             "images, and their intervals leave out which images happened to be drawn."
         )
+    why = (
+        "every comparison holds a trial whose per-image predictions are missing or left out"
+        if family.mismatched
+        else "this study's trials stored no per-image predictions (a study written before they were stored)"
+    )
     return (
-        f"**What the claims are about: these {n} test images.** This study's trials stored no per-image predictions (a study "
-        "written before they were stored), so every interval counts the seeds only: it says what new seeds would do on these "
-        "same images, not on new CIFAR-10 test images: the test set's own variance is not in it. A study run by this release "
-        "stores them, and its report counts both."
+        f"**What the claims are about: these {n}test images.** {why[0].upper() + why[1:]}, so every interval counts the seeds "
+        f"only: it says what new seeds would do on these same images, not on {new.rstrip()}: the test set's own variance is not "
+        "in it. A study run by this release stores them, and its report counts both."
     )
 
 

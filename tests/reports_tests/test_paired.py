@@ -132,3 +132,33 @@ def test_every_paired_question_counts_the_test_images_where_predictions_are_stor
             assert c.n_images == 0 and math.isnan(c.se_images)  # no per-image loss is stored: seeds only
     assert {"difference", "pooled"} <= set(rows) and ({"drop", "gain"} & set(rows))
     assert {c.question for c in result.comparisons if c.n_images} == {"activation", "loss", "learning rate", "epochs"}
+
+
+def test_the_header_names_the_trials_whose_predictions_do_not_reproduce_their_accuracies():
+    from reports import build, overview
+
+    records = [record(i, a, "mse", 1e-3, r, [40.0, 50.0]) for i, (a, r) in enumerate(itertools.product(("relu", "tanh"), range(3)))]
+    frames = _with_predictions(frames_from_records("s", paired_settings(epochs=2), records), 20)
+    frames.predictions[4] = frames.predictions[4].copy()
+    frames.predictions[4][1] = (frames.labels + 1) % 10
+    del frames.predictions[5]  # and one trial that stored none
+    family = build.analyse(frames, full=False).family
+    assert family.mismatched == [4] and family.no_predictions == 1
+    text = overview.population_text(family)
+    assert "1 trial (#4) stored predictions that do not reproduce its recorded test accuracies" in text
+    # Every comparison holds trial 4 or 5 here: all count the seeds only, and say why.
+    assert family.seed_only and not family.two_level
+    assert text.startswith("**What the claims are about: these 10,000 test images.** Every comparison holds a trial")
+
+
+def test_population_text_names_the_dataset_and_its_whole_test_split():
+    from reports.overview import Family, population_text
+
+    first = population_text(Family(10, 2.0, 10, seed_only=5))  # a first-release study: no test size stored
+    assert "these test images" in first and "these the" not in first
+    folder = population_text(Family(10, 2.0, 10, two_level=5, n_images=2000))
+    assert "new test images drawn like these 2,000" in folder and "CIFAR" not in folder
+    cifar = population_text(Family(10, 2.0, 10, two_level=5, n_images=2000, dataset="CIFAR-10", dataset_images=10_000))
+    assert "new CIFAR-10 test images drawn like these 2,000" in cifar
+    whole = population_text(Family(10, 2.0, 10, two_level=5, n_images=10_000, dataset="CIFAR-10", dataset_images=10_000))
+    assert "new images drawn like these 10,000 test images (the whole CIFAR-10 test split)" in whole
