@@ -61,6 +61,15 @@ def test_plan_round_is_deterministic_and_the_cache_changes_nothing(world):
     assert [(o.name, o.outcome, o.p_adjusted) for o in first.outcomes] == [(o.name, o.outcome, o.p_adjusted) for o in again.outcomes]
 
 
+def test_plan_round_to_attrs_is_json_for_the_study_storage(world):
+    import json
+
+    plan = sequential.plan_round(world.frames(_round0(world)))
+    stored = json.loads(json.dumps(plan.to_attrs()))
+    assert stored["round"] == 1 and [tuple(p) for p in stored["points"]] == list(plan.points)
+    assert set(stored["open"]) == {o.name for o in plan.open}
+
+
 def test_plan_round_names_are_unique(world):
     plan = sequential.plan_round(world.frames(_round0(world)))
     names = [o.name for o in plan.outcomes]
