@@ -317,4 +317,5 @@ def test_intervals_count_the_seeds_and_the_stored_test_images(real_study, tmp_pa
         assert (row.ci_low, row.ci_high) == pytest.approx((row.diff - half, row.diff + half))
     assert (options["se_images"] > 0).any()  # 200 test images: the images' part is there, and counted
     markdown = (tmp_path / "report.md").read_text()
-    assert "What the claims are about: new CIFAR-10 test images drawn like these 200, and new seeds." in markdown
+    # An image folder has no dataset name: the population is new test images drawn like these.
+    assert "What the claims are about: new test images drawn like these 200, and new seeds." in markdown
