@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cnn.cli import ArgumentParser
-from reports import analysis, blocks, claims, epochs, importance, learning_rate, observational, options, overview
+from reports import analysis, blocks, claims, epochs, importance, learning_rate, observational, options, overview, sequential
 from reports.blocks import Figure, Section
 from reports.claims import Comparison
 from reports.frames import Frames, load_frames
@@ -91,6 +91,12 @@ def analyse(frames: Frames, margin: float | None = None, compare_epoch: int | No
     result.dataset, result.dataset_images = claims.DATASET_NAMES.get(settings.data_source, ""), images
     claims.settle(result.comparisons, margin, sentences=full, max_replicates=most, dataset_images=images)
     return result
+
+
+def _sequential(frames: Frames, result: Analysis) -> Section:
+    """How a sequential study spent its trials, with the plan its analysis makes now (at the report's margin and epoch)."""
+    plan = sequential.plan_round(frames, frames.settings.repeats, margin=result.margin, compare_epoch=result.compare_epoch)
+    return sequential.sequential_section(frames, plan)
 
 
 def _extra(frames: Frames, factor: str) -> list:
@@ -168,6 +174,7 @@ def build_report(
     else:
         body = [
             *question_sections(frames, result),
+            *([_sequential(frames, result)] if frames.settings.sequential else []),
             overview.data_section(frames, samples),
             overview.study_section(frames, importance.blocks(result.importance)),
         ]

@@ -101,6 +101,15 @@ def header(frames: Frames, note: str | None = None, command: str | None = None, 
             "with its `p` and `p_adjusted`."
         )
         blocks.append(Text(how))
+        if frames.settings.sequential:
+            blocks.append(Text(
+                "**A sequential study.** It looked at its comparisons after every round and trained more replicates only where "
+                "they were open, so an interval looked at that way must pay for the looks. The verdicts and intervals of the "
+                "sections below are computed as for a study that planned its replicates in advance; the ones that stay valid "
+                "however the study stopped (repeated p-values over its looks, with the same Holm family, and intervals at "
+                "level 1 − 0.05/looks) are in the section *How the study spent its trials*, and where the two differ, cite that "
+                "one."
+            ))  # fmt: skip
         how = population_text(family)
     else:
         how = (
@@ -178,6 +187,11 @@ def _design_text(frames: Frames) -> str:
         return "none (observational): every trial is its own sample" if s.format >= 2 else "none (first release: seed from trial number)"
     reps = sorted(frames.trials["replicate"].dropna().unique())
     seeds = ", ".join(str(s.seed + int(r)) for r in reps)
+    if s.sequential:
+        return (
+            f"paired, sequential: round 0 trained the whole grid once, each later round one more replicate of the points open "
+            f"comparisons needed, up to {s.repeats}; seeds {seeds} (seed {s.seed} + replicate)"
+        )
     return f"paired: {s.repeats} replicate{'s' if s.repeats != 1 else ''} of the grid, seeds {seeds} (seed {s.seed} + replicate)"
 
 

@@ -132,6 +132,7 @@ def describe(number: int, plan: dict) -> str:
 STOPS = {
     "answered": "every question is answered",
     "max repeats": "the open comparisons have their --max-repeats replicates",
+    "beyond max repeats": "the open comparisons could not be decided within --max-repeats replicates",
     "trials": "the --trials budget is spent",
 }
 

@@ -7,6 +7,7 @@ import pytest
 from helpers import FINISHED, load
 from optuna.trial import TrialState
 
+from reports.build import build_report
 from reports.frames import frames_from_study
 from reports.sequential import plan_round
 from study import rounds
@@ -54,7 +55,7 @@ def _check_rounds(study: optuna.Study, max_repeats: int) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_a_sequential_study_trains_replicates_only_where_a_comparison_is_open(db, small_args, capsys):
+def test_a_sequential_study_trains_replicates_only_where_a_comparison_is_open(db, small_args, capsys, tmp_path):
     args = [*small_args, *DESIGN, "--epochs", "3", "--max-repeats", "3", "--storage", db]
     assert main(args) == 0
     study = load(db)
@@ -64,6 +65,9 @@ def test_a_sequential_study_trains_replicates_only_where_a_comparison_is_open(db
     assert len(study.get_trials(states=FINISHED)) == 8 + sum(len(plan["points"]) for plan in stored)
     # The same command again has nothing left to do: the rounds are stored.
     assert main(args) == 0 and len(load(db).trials) == len(study.trials)
+    # The report says how the study spent its trials, round by round.
+    text = build_report(frames_from_study(study), tmp_path / "report", samples=False).read_text()
+    assert "## How the study spent its trials (sequential design)" in text and "paired, sequential" in text
 
 
 @pytest.mark.slow
