@@ -58,10 +58,11 @@ def _tiny_archive(cifar_dir: Path, path: Path, per_class: dict[str, int]) -> Pat
 def test_gpu_check_on_the_cpu_brings_back_figures_database_and_report(cifar_dir, tmp_path):
     archive = _tiny_archive(cifar_dir, tmp_path / "tiny.tar.gz", {"train": 20, "test": 10})
     out = tmp_path / "out"
-    # Two activations x two learning rates, one epoch each, fused two at a time: the smallest grid the report analyses.
+    # Two activations x two learning rates, one epoch each, fused two at a time: the smallest grid the report analyses
+    # (the default sequential design, one round).
     study = ["--activations", "relu,tanh", "--losses", "cross_entropy", "--grid-lrs", "2", "--lr-min", "1e-3", "--lr-max", "1e-2"]
     command = [sys.executable, str(SCRIPT), "--data", str(archive), "--out", str(out), "--device", "cpu", "--epochs", "1"]
-    command += ["--fuse-sizes", "2", "--time-limit", "240", "--", *study, "--fuse", "2"]
+    command += ["--fuse-sizes", "2", "--time-limit", "240", "--", *study, "--fuse", "2", "--max-repeats", "1"]
     done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     lines = done.stdout.splitlines()

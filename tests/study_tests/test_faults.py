@@ -21,7 +21,10 @@ from optuna.trial import TrialState
 from study.run import main
 from study.storage import PatientStorage, StudyError, open_storage
 
-GRID = ["--activations", "relu,tanh", "--losses", "cross_entropy,mse", "--grid-lrs", "2", "--lr-min", "1e-3", "--lr-max", "1e-2"]
+GRID = [
+    *("--activations", "relu,tanh", "--losses", "cross_entropy,mse"),
+    *("--grid-lrs", "2", "--lr-min", "1e-3", "--lr-max", "1e-2", "--repeats", "1"),
+]
 POINTS = 8  # 2 activations x 2 losses x 2 learning rates, one replicate
 
 

@@ -15,7 +15,11 @@ from study.run import main
 
 pytestmark = pytest.mark.slow  # every test here trains on real images or starts processes
 
-DESIGN = ["--activations", "relu,tanh", "--losses", "cross_entropy,mse", "--grid-lrs", "2", "--lr-min", "1e-3", "--lr-max", "1e-2"]
+# The fixed design of one replicate (a later --repeats wins): the sequential design's rounds are tested in test_sequential_study.py.
+DESIGN = [
+    *("--activations", "relu,tanh", "--losses", "cross_entropy,mse"),
+    *("--grid-lrs", "2", "--lr-min", "1e-3", "--lr-max", "1e-2", "--repeats", "1"),
+]
 
 
 def _by_point(study) -> dict:
