@@ -9,6 +9,8 @@ import pytest
 from cnn import TrainConfig
 from study import record
 from study.record import FORMAT, StudySettings, TrialRecord
+from study.runner import _check_compatible
+from study.storage import StudyError
 
 
 def _settings(**changes) -> StudySettings:
@@ -52,7 +54,12 @@ def test_a_first_release_study_still_reads():
     assert settings.format == 1 and not settings.paired  # seeds came from trial numbers: no pairs
     assert settings.pruner_text == "median (each trial runs at least 3 epochs)" and settings.seed == 4
     assert settings.baseline == {"activation": "relu", "loss": "cross_entropy", "lr": 1e-3}
-    assert "format 1 (now 2)" in settings.differences(_settings())
+    # Resuming it would mix two seeding schemes: the runner refuses, with the reason.
+    study = optuna.create_study(direction="maximize")
+    for key, value in attrs.items():
+        study.set_user_attr(key, value)
+    with pytest.raises(StudyError, match="made by an earlier release that seeded trials by trial number"):
+        _check_compatible(study, _settings(), "sqlite://")
 
 
 def test_pruner_text():
