@@ -62,7 +62,7 @@ def test_rerun_with_higher_target_resumes_to_exactly_it(db, small_args, capsys):
     main([*small_args, "--storage", db, "--trials", "3", "--epochs", "1"])
     main([*small_args, "--storage", db, "--trials", "5", "--epochs", "1"])
     assert len(_finished(load(db))) == 5
-    assert "3 finished, running 2 more" in capsys.readouterr().out
+    assert "3 finished, running up to 2 more in rounds of the sequential design" in capsys.readouterr().out
     main([*small_args, "--storage", db, "--trials", "5", "--epochs", "1"])
     assert len(load(db).trials) == 5
     assert "nothing to run" in capsys.readouterr().out
