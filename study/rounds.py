@@ -31,9 +31,7 @@ class Step:
     """What a process of a sequential study does next."""
 
     action: str  # "run": free points of the current round; "wait": other processes hold its last trials; "done"
-    free: int = 0  # points of the current round no trial holds yet ("run")
-    round: int = 0  # the current round (its replicate)
-    reason: str = ""  # why the study is done ("done")
+    free: int = 0  # points of the current round no trial holds yet ("run"); why a study is done: summary()
 
 
 def stored_rounds(attrs: dict) -> list[dict]:
@@ -91,17 +89,17 @@ def next_step(study: optuna.Study, sampler: DesignGridSampler, max_repeats: int,
     stored = stored_rounds(study.user_attrs)
     current = len(stored)
     if stored and not stored[-1]["points"]:
-        return Step("done", round=current - 1, reason=stored[-1]["stop"])
+        return Step("done")
     budget = round_budget(study, target, stored) if target is not None else None
     mine = allowed(sampler, stored, budget)
     taken, _ = sampler._holders(study)
     free = mine - taken
     if free:
-        return Step("run", free=len(free), round=current)
+        return Step("run", free=len(free))
     if mine - sampler.finished_ids(study):
-        return Step("wait", round=current)  # the round's last trials run in other processes
+        return Step("wait")  # the round's last trials run in other processes
     if current + 1 >= max_repeats:
-        return Step("done", round=current, reason="max repeats")
+        return Step("done")
     key = f"{PREFIX}{current + 1}"
     if key not in study.user_attrs:  # another process may have stored the same plan a moment ago
         study.set_user_attr(key, _plan(study, max_repeats))
