@@ -43,6 +43,8 @@ class Analysis:
     no_predictions: int = 0  # trials of the design that stored no predictions
     dataset: str = ""  # the data source's name ("CIFAR-10"; "" for an image folder)
     dataset_images: int | None = None  # test images the dataset has (None: unknown)
+    plan: sequential.RoundPlan | None = None  # a sequential study: its plan now (at the report's margin and epoch)
+    repeated: bool = False  # the verdicts are the sequential design's (repeated p-values and intervals over its looks)
 
     @property
     def family(self) -> overview.Family:
@@ -55,6 +57,7 @@ class Analysis:
             image_dominated=sum(c.image_share > 0.5 for c in two_level), mismatched=self.mismatched,
             no_predictions=self.no_predictions, dataset=self.dataset, dataset_images=self.dataset_images,
             floor=sum(claims.advises_images(c) for c in two_level),
+            looks=self.plan.max_repeats if self.plan is not None else 0, repeated=self.repeated,
         )  # fmt: skip
 
 
@@ -89,14 +92,17 @@ def analyse(frames: Frames, margin: float | None = None, compare_epoch: int | No
     most = settings.repeats if settings.sequential else None
     images = claims.DATASET_TEST_IMAGES.get(settings.data_source)
     result.dataset, result.dataset_images = claims.DATASET_NAMES.get(settings.data_source, ""), images
-    claims.settle(result.comparisons, margin, sentences=full, max_replicates=most, dataset_images=images)
+    if settings.paired and settings.sequential:
+        # The study looked after every round and went on where a verdict was open: its claims are the sequential ones.
+        claims.settle(result.comparisons, margin, sentences=False, max_replicates=most, dataset_images=images)
+        result.plan = sequential.plan_round(frames, settings.repeats, margin=margin, compare_epoch=result.compare_epoch)
+        result.repeated = sequential.carry_over(result.plan, result.comparisons)
+        if full:
+            for c in result.comparisons:
+                c.verdict = claims.verdict(c)
+    else:
+        claims.settle(result.comparisons, margin, sentences=full, max_replicates=most, dataset_images=images)
     return result
-
-
-def _sequential(frames: Frames, result: Analysis) -> Section:
-    """How a sequential study spent its trials, with the plan its analysis makes now (at the report's margin and epoch)."""
-    plan = sequential.plan_round(frames, frames.settings.repeats, margin=result.margin, compare_epoch=result.compare_epoch)
-    return sequential.sequential_section(frames, plan)
 
 
 def _extra(frames: Frames, factor: str) -> list:
@@ -174,7 +180,7 @@ def build_report(
     else:
         body = [
             *question_sections(frames, result),
-            *([_sequential(frames, result)] if frames.settings.sequential else []),
+            *([sequential.sequential_section(frames, result.plan)] if result.plan is not None else []),
             overview.data_section(frames, samples),
             overview.study_section(frames, importance.blocks(result.importance)),
         ]

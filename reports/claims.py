@@ -147,18 +147,25 @@ def settle(
         c.margin, c.plan_alpha = margin, level
         c.max_replicates, c.dataset_images = max_replicates, dataset_images
     for c in comparisons:
-        if c.gate is not None and c.gate.claims_difference:
-            c.withheld = "the difference depends on the learning rate (the interaction row above), so one number over them misleads"
-        elif c.gate is not None and c.gate.p < alpha:
-            # Pooling needs the interaction to be absent, not merely unproven: the gate is its own p, uncorrected (the
-            # report's correction protects claims; here it would protect a pooled number over an interaction instead).
-            c.withheld = (
-                f"the difference may depend on the learning rate (the interaction's own p is {p_text(c.gate.p)}, below {alpha:g} "
-                "before the report's correction), so one number over them could mislead"
-            )
+        if c.gate is not None:
+            c.withheld = withheld(c.gate, c.gate.p, alpha)
         if sentences:
             c.verdict = verdict(c)
     return comparisons
+
+
+def withheld(gate: Comparison, own_p: float, alpha: float = stats.ALPHA) -> str:
+    """Why a pooled row claims nothing over its settled interaction test ``gate`` whose own p-value is ``own_p``; "" when
+    it may pool. Pooling needs the interaction to be absent, not merely unproven: the gate is its own p, uncorrected (the
+    report's correction protects claims; here it would protect a pooled number over an interaction instead)."""
+    if gate.claims_difference:
+        return "the difference depends on the learning rate (the interaction row above), so one number over them misleads"
+    if own_p < alpha:
+        return (
+            f"the difference may depend on the learning rate (the interaction's own p is {p_text(own_p)}, below {alpha:g} "
+            "before the report's correction), so one number over them could mislead"
+        )
+    return ""
 
 
 def frame(comparisons: list[Comparison]) -> pd.DataFrame:

@@ -30,6 +30,8 @@ class Family:
     no_predictions: int = 0  # trials of the design that stored no per-image predictions
     dataset: str = ""  # the data source's name where it has one ("CIFAR-10"), else ""
     dataset_images: int | None = None  # test images the dataset has (None: unknown, an image folder)
+    looks: int = 0  # a sequential study: the most looks its error is spent over (--max-repeats); 0: a fixed design
+    repeated: bool = False  # a sequential study whose verdicts below are the repeated ones (sequential.carry_over)
 
 
 SOURCES = {"folder": "image folder", "cifar10": "CIFAR-10 (torchvision)"}
@@ -101,11 +103,24 @@ def header(frames: Frames, note: str | None = None, command: str | None = None, 
             "with its `p` and `p_adjusted`."
         )
         blocks.append(Text(how))
-        if frames.settings.sequential:
+        if family.looks and family.repeated:
+            k = family.looks
+            blocks.append(Text(
+                "**A sequential study: every verdict below holds however the study stopped.** It looked at its comparisons "
+                "after every round and trained more replicates only where they were open; an interval looked at that way "
+                f"must pay for the looks, so each comparison is a test over at most {k} looks (`--max-repeats`) with the error "
+                f"spent equally over them. Its p-value is the smallest over the looks of {k} × its p at that look, and Holm "
+                f"adjusts those over the report as above; its interval is the t interval at level 1 − 0.05/{k} "
+                f"({100 - 5 / k:g}%) on the pairs' n − 1 degrees of freedom, so that its intervals at every look cover together "
+                "at least 95% of the time. A fixed design of as many trials would show narrower intervals; these are the "
+                "ones that stay valid. The section *How the study spent its trials* says when each question was answered."
+            ))  # fmt: skip
+        elif family.looks:
             blocks.append(Text(
                 "**A sequential study.** It looked at its comparisons after every round and trained more replicates only where "
                 "they were open, so an interval looked at that way must pay for the looks. The verdicts and intervals of the "
-                "sections below are computed as for a study that planned its replicates in advance; the ones that stay valid "
+                "sections below are computed as for a study that planned its replicates in advance (the study's trials do not "
+                "match its rounds' plan, so its repeated numbers could not be given to them); the ones that stay valid "
                 "however the study stopped (repeated p-values over its looks, with the same Holm family, and intervals at "
                 "level 1 − 0.05/looks) are in the section *How the study spent its trials*, and where the two differ, cite that "
                 "one."

@@ -234,6 +234,32 @@ def decide_fixed(frames: Frames, margin: float | None = None, compare_epoch: int
     return RoundPlan(last + 1, (), tuple(look.outcomes), "fixed", 1, seq.trials_upto(last), len(seq.grid), last + 1)
 
 
+def carry_over(plan: RoundPlan, comparisons: list[Comparison]) -> bool:
+    """Give the report's settled ``comparisons`` the sequential numbers of ``plan``'s last look, in place.
+
+    Each gets its repeated p-values, their Holm adjustment over the report, its repeated confidence interval (on the
+    seeds' n − 1 degrees of freedom), whether it is withheld from pooling, and the level its replicates advice plans at
+    (Holm's next step at the next look's share): the question sections then say what the section *How the study spent
+    its trials* says, and the verdicts hold however the study stopped. Nothing changes, and False is returned, when
+    the two are not the same family (a comparison of one without its twin in the other, or another difference): the
+    report then shows fixed-sample numbers and says so.
+    """
+    settled = {_key(o.comparison): o.comparison for o in plan.outcomes if o.comparison is not None}
+    twins = [settled.get(_key(c)) for c in comparisons]
+    if len(settled) != len(comparisons) or any(
+        s is None or (s.a, s.b, s.n_pairs) != (c.a, c.b, c.n_pairs) or not math.isclose(s.diff, c.diff, abs_tol=1e-9, rel_tol=0)
+        for c, s in zip(comparisons, twins, strict=True)
+    ):
+        return False
+    for c, s in zip(comparisons, twins, strict=True):
+        c.p, c.p_equiv, c.p_adjusted, c.p_equiv_adjusted = s.p, s.p_equiv, s.p_adjusted, s.p_equiv_adjusted
+        c.ci_low, c.ci_high, c.withheld = s.ci_low, s.ci_high, s.withheld
+        c.plan_alpha = s.plan_alpha / plan.max_repeats
+        if math.isfinite(s.ci_low):
+            c.df = float(c.n_pairs - 1)  # the repeated interval's (``_Sequence._row``)
+    return True
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # The looks
 
@@ -417,9 +443,7 @@ class _Sequence:
                 s.gate = by_id.get(id(row.comparison.gate))
         claims.settle(settled, self.margin, sentences=False)
         for row, s in zip(look.rows, settled, strict=True):
-            s.withheld = ""
-            if s.gate is not None and (s.gate.claims_difference or row.gate_p < stats.ALPHA):
-                s.withheld = "the difference may depend on the learning rate (the interaction row), so one number over them could mislead"
+            s.withheld = claims.withheld(s.gate, row.gate_p) if s.gate is not None else ""  # the gate: this look's own test
         look.outcomes, look.needs, look.blocks = self._outcomes(look, settled, lr_result)
 
     def _outcomes(self, look: _Look, settled: list[Comparison], lr_result) -> tuple[list[Outcome], set, list]:

@@ -207,3 +207,42 @@ def test_simulated_effects_keep_the_reports_error_rate_and_coverage(cell):
     r = sim.run_scenario(cell, studies=500, seed=13)
     assert r["false_reports"] <= MOST_FALSE
     assert r["covered"] >= 0.95
+
+
+
+def _same(x: float, y: float) -> bool:
+    return x == y or (math.isnan(x) and math.isnan(y))
+
+
+def test_a_sequential_report_gives_its_questions_the_repeated_verdicts(world):
+    from dataclasses import replace
+
+    from reports import build
+
+    trained: set = set()
+    while not (plan := sequential.plan_round(world.frames(trained))).done:  # the study the runner would have run
+        trained |= {(*p, plan.round) for p in plan.points}
+    frames = world.frames(trained)
+    frames = replace(frames, settings=replace(frames.settings, design="sequential"))
+    result = build.analyse(frames, full=False)
+    assert result.repeated and result.plan is not None and result.plan.trials == plan.trials
+    by_name = {o.name: o for o in plan.outcomes}
+    fixed = {o.name: o.comparison for o in sequential.decide_fixed(frames).outcomes}
+    assert sorted(by_name) == sorted(sequential._name(c) for c in result.comparisons)
+    paid = 0
+    for c in result.comparisons:
+        o = by_name[sequential._name(c)]
+        # The report's row is the plan's: its repeated p-values, their Holm adjustment, its repeated interval.
+        mine = (c.p, c.p_equiv, c.p_adjusted, c.p_equiv_adjusted, c.ci_low, c.ci_high)
+        plans = (o.comparison.p, o.comparison.p_equiv, o.p_adjusted, o.p_equiv_adjusted, o.low, o.high)
+        assert all(_same(x, y) for x, y in zip(mine, plans, strict=True)), o.name
+        assert c.claims_difference == (o.outcome == sequential.DIFFERENCE) or o.outcome in (sequential.EQUIVALENCE, sequential.GATE), o.name
+        if c.kind not in ("interaction", "loss rise") and math.isfinite(c.ci_low):
+            # The t interval at 1 − 0.05 j/K on the pairs' n − 1 df, j the looks its pairs stayed the same (each spent its
+            # share on the same test): wider than the fixed design's 95% interval on the same trials.
+            se = math.hypot(c.se_seeds, c.se_images if math.isfinite(c.se_images) else 0.0)
+            widths = [2 * se * scistats.t.ppf(1 - 0.05 * j / plan.max_repeats / 2, c.n_pairs - 1) for j in range(1, plan.looks + 1)]
+            assert min(abs(c.ci_high - c.ci_low - w) for w in widths) < 1e-9 and c.df == c.n_pairs - 1, o.name
+            assert c.ci_high - c.ci_low > fixed[o.name].ci_high - fixed[o.name].ci_low, o.name
+            paid += 1
+    assert paid
