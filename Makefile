@@ -30,7 +30,8 @@ bench: setup
 faults: setup
 	CNN_STUDY_FAULTS=all $(BIN)/python -m pytest -s tests/study_tests/test_fault_injection.py $(ARGS)
 
-# The README's figures of the sequential design: 500 simulated studies per scenario (about an hour per scenario on one
-# core; ARGS="100 2" runs 100 studies of the second scenario). CI runs a seeded slice (tests/reports_tests/test_sequential.py).
+# The README's figures of the sequential design: 500 simulated studies of each of the 4 scenarios, in saved chunks that a
+# rerun resumes (about 20 minutes per scenario on one core; ARGS="--scenario 2 --max-repeats 3" runs one scenario with 3
+# looks; ARGS=--help lists the rest). CI runs a seeded slice (tests/reports_tests/test_sequential.py).
 simulate-sequential: setup
 	PYTHONPATH=tests nice $(BIN)/python -m reports_tests.simulate_sequential $(ARGS)

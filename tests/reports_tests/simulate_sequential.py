@@ -308,6 +308,7 @@ def run_scenario(
     out["studies"], out["curve"] = studies, min(curve, studies)
     out["seconds"] = time.perf_counter() - start
     out["fixed_trials"] = len(ACTIVATIONS) * len(LOSSES) * len(LRS) * max_repeats
+    out["max_repeats"] = max_repeats
     return out
 
 
@@ -334,10 +335,11 @@ def matching_fixed(r: dict, max_repeats: int = MAX_REPEATS) -> tuple[int, float]
 
 
 def table_row(name: str, r: dict) -> str:
-    reps, trials = matching_fixed(r) if r.get("curve") else (MAX_REPEATS, r["fixed_trials"])
-    curve = " / ".join(f"{r[f'fixed{k}_answered']:.1f}" for k in range(1, MAX_REPEATS) if f"fixed{k}_answered" in r)
+    most = r.get("max_repeats", MAX_REPEATS)
+    reps, trials = matching_fixed(r, most) if r.get("curve") else (most, r["fixed_trials"])
+    curve = " / ".join(f"{r[f'fixed{k}_answered']:.1f}" for k in range(1, most) if f"fixed{k}_answered" in r)
     return (
-        f"| {name} | {r['studies']} | {r['false_reports']:.1%} | {r['false_per_report']:.3f} | {r['covered']:.1%} | "
+        f"| {name} | {most} | {r['studies']} | {r['false_reports']:.1%} | {r['false_per_report']:.3f} | {r['covered']:.1%} | "
         f"{r['trials']:.0f} | {r['answered']:.1f} | {r['open']:.1f} | {r['images']:.1f} | {r['claims']:.1f} | "
         f"{r['fixed_false_reports']:.1%} | {r['fixed_false_per_report']:.3f} | {r['fixed_covered']:.1%} | {r['fixed_answered']:.1f} | "
         f"{r['fixed_claims']:.1f} | {curve} | {reps} × {trials / reps:.0f} = {trials:.0f} |"
@@ -361,41 +363,54 @@ CHUNK = 25  # studies per saved chunk of the full run, so that a run cut short s
 
 
 def run_chunks(
-    path: str, scenario: int, studies: int = 500, curve: int = 100, variants: int = 0, fixed: int = 100, part: int = 0, parts: int = 1
+    path: str,
+    scenario: int,
+    studies: int = 500,
+    curve: int = 100,
+    variants: int = 0,
+    fixed: int = 500,
+    part: int = 0,
+    parts: int = 1,
+    max_repeats: int = MAX_REPEATS,
 ) -> None:
     """Append chunks of ``CHUNK`` studies of scenario ``scenario`` (1-based) to the JSON-lines file ``path``, seeded per chunk.
 
-    The first ``fixed`` studies also get the fixed design of MAX_REPEATS replicates, the first ``curve`` those of 1 ..
-    MAX_REPEATS - 1, the first ``variants`` the other spendings (``VARIANTS``). Chunks already in ``path`` are skipped:
-    a rerun resumes. ``parts`` processes may share a scenario, each taking the chunks ``chunk % parts == part``.
+    The first ``fixed`` studies also get the fixed design of ``max_repeats`` replicates, the first ``curve`` those of 1
+    .. max_repeats - 1, the first ``variants`` the other spendings (``VARIANTS``, 5 looks only). Chunks already in
+    ``path`` are skipped: a rerun resumes. ``parts`` processes may share a scenario, each taking the chunks
+    ``chunk % parts == part``. The seeds depend on the scenario and chunk only: runs of different ``max_repeats``
+    simulate the same studies.
     """
     import json
     from pathlib import Path
 
     name, cell = list(SCENARIOS.items())[scenario - 1]
-    done = {(r["scenario"], r["chunk"]) for r in map(json.loads, Path(path).read_text().splitlines())} if Path(path).exists() else set()
+    lines = Path(path).read_text().splitlines() if Path(path).exists() else []
+    done = {(r["scenario"], r["chunk"], r.get("max_repeats", MAX_REPEATS)) for r in map(json.loads, lines)}
     for chunk in range(math.ceil(studies / CHUNK)):
-        if (scenario, chunk) in done or chunk % parts != part:
+        if (scenario, chunk, max_repeats) in done or chunk % parts != part:
             continue
         first = chunk * CHUNK
         n = min(CHUNK, studies - first)
-        r = run_scenario(cell, n, seed=1000 * scenario + chunk, curve=max(0, min(n, curve - first)),
-                         variants=VARIANTS if first < variants else None, fixed=max(0, min(n, fixed - first)))  # fmt: skip
-        r.update(scenario=scenario, name=name, chunk=chunk)
+        spendings = VARIANTS if first < variants and max_repeats == MAX_REPEATS else None
+        r = run_scenario(cell, n, seed=1000 * scenario + chunk, max_repeats=max_repeats, curve=max(0, min(n, curve - first)),
+                         variants=spendings, fixed=max(0, min(n, fixed - first)))  # fmt: skip
+        r.update(scenario=scenario, name=name, chunk=chunk, max_repeats=max_repeats)
         with open(path, "a") as f:
             f.write(json.dumps(r) + "\n")
 
 
-def combine(path: str) -> dict[str, dict]:
-    """The chunks of ``path`` per scenario: means weighted by studies (coverage by intervals), as ``run_scenario`` returns."""
+def combine(path: str) -> dict[tuple[str, int], dict]:
+    """The chunks of ``path`` per scenario and most repeats: means weighted by studies (coverage by intervals), as
+    ``run_scenario`` returns."""
     import json
     from pathlib import Path
 
-    chunks: dict[str, list] = {}
+    chunks: dict[tuple[str, int], list] = {}
     for r in map(json.loads, Path(path).read_text().splitlines()):
-        chunks.setdefault(r["name"], []).append(r)
+        chunks.setdefault((r["name"], r.get("max_repeats", MAX_REPEATS)), []).append(r)
     out = {}
-    for name, rs in chunks.items():
+    for (name, most), rs in chunks.items():
         total: dict = {key: sum(r[key] for r in rs) for key in ("studies", "curve", "seconds")}
         prefixes = {k[: -len("answered")] for r in rs for k in r if k.endswith("answered")}
         for p in prefixes:
@@ -410,30 +425,44 @@ def combine(path: str) -> dict[str, dict]:
             intervals = sum(r[p + "intervals"] for r in counted)
             total[p + "covered"] = sum(r[p + "covered"] * r[p + "intervals"] for r in counted) / max(intervals, 1)
             total[p + "intervals"], total[p + "false_per_report"], total[p + "n"] = intervals, total[p + "false"], n
-        total["fixed_trials"] = rs[0]["fixed_trials"]
-        out[name] = total
+        total["fixed_trials"], total["max_repeats"] = rs[0]["fixed_trials"], most
+        out[name, most] = total
     return out
 
 
-if __name__ == "__main__":  # the README's figures (from the repository root):
-    # PYTHONPATH=tests python -m reports_tests.simulate_sequential [studies]: every scenario, printed (about an hour each)
-    # ... run FILE SCENARIO [studies curve variants]: one scenario in saved chunks; ... table FILE: the README's rows
-    import sys
+def main(argv: list[str] | None = None) -> None:
+    """The README's figures (from the repository root; ``make simulate-sequential ARGS=...`` runs the same)."""
+    import argparse
 
-    args = sys.argv[1:]
-    if args and args[0] == "run":
-        run_chunks(args[1], int(args[2]), *map(int, args[3:]))
-    elif args and args[0] == "table":
-        for name, r in combine(args[1]).items():
-            print(table_row(name, r), f"<!-- {r['seconds']:.0f} s -->")
-            for variant in VARIANTS:
-                if f"{variant}_answered" in r:
-                    print(variant_row(name, variant, r), f"<!-- {r[variant + '_n']} studies -->")
-    else:
-        n = int(args[0]) if args else 500
-        for seed, (name, cell) in enumerate(SCENARIOS.items(), 1):
-            r = run_scenario(cell, n, seed=seed, curve=min(n, 100))
-            print(table_row(name, r), f"<!-- {r['seconds']:.0f} s -->", flush=True)
+    parser = argparse.ArgumentParser(
+        prog="PYTHONPATH=tests python -m reports_tests.simulate_sequential",
+        description="Simulated sequential studies with a known truth (the README's table). Runs in saved chunks of "
+        f"{CHUNK} studies: a rerun with the same --out resumes.",
+    )
+    parser.add_argument("--out", default="simulate-sequential.jsonl", help="JSON-lines file of the chunks (default: %(default)s)")
+    parser.add_argument("--scenario", type=int, action="append", choices=range(1, len(SCENARIOS) + 1),
+                        help="scenario to run, 1-based (repeatable; default: every one)")  # fmt: skip
+    parser.add_argument("--studies", type=int, default=500, help="studies per scenario (default: %(default)s)")
+    parser.add_argument("--max-repeats", type=int, default=MAX_REPEATS, help="the sequential design's most rounds (default: %(default)s)")
+    parser.add_argument("--fixed", type=int, default=500, help="studies that also get the fixed design of --max-repeats replicates")
+    parser.add_argument("--curve", type=int, default=100, help="studies that also get the fixed designs of 1 .. max-repeats - 1")
+    parser.add_argument("--variants", type=int, default=25, help="studies that also get the other spendings (5 looks only)")
+    parser.add_argument("--part", type=int, default=0, help="this process's share of the chunks, with --parts")
+    parser.add_argument("--parts", type=int, default=1, help="processes sharing the chunks")
+    parser.add_argument("--table", action="store_true", help="print the README's rows from --out and run nothing")
+    args = parser.parse_args(argv)
+    if not args.table:
+        for scenario in args.scenario or range(1, len(SCENARIOS) + 1):
+            run_chunks(args.out, scenario, args.studies, args.curve, args.variants, args.fixed, args.part, args.parts, args.max_repeats)
+    for (name, _), r in sorted(combine(args.out).items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        print(table_row(name, r), f"<!-- {r['seconds']:.0f} s -->")
+        for variant in VARIANTS:
+            if f"{variant}_answered" in r:
+                print(variant_row(name, variant, r), f"<!-- {r[variant + '_n']} studies -->")
+
+
+if __name__ == "__main__":
+    main()
 
 
 def t_mixture_radius(n: int, alpha: float, phi: float = 1.0) -> float:
