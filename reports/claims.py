@@ -262,21 +262,22 @@ def verdict(c: Comparison) -> str:
 
 def _interaction(c: Comparison) -> str:
     d = c.detail
+    own = d.get("own_p", c.p)  # the test's own p; a sequential report's ``p`` is the repeated one over its looks
     test = f"F({d['df_between']}, {d['df_within']:.0f}) = {d['f']:.1f}, adjusted p {p_text(c.p_adjusted)}"
     means = ", ".join(f"{m:+.1f} at {lr:g}" for lr, m in d["means"])
-    if math.isnan(c.p):
+    if math.isnan(own):
         return (
             f"{c.a} − {c.b} by learning rate: {means} points; whether it changes with the learning rate cannot be tested "
             "(that needs two learning rates and more than one pair at one of them)"
         )
     if c.claims_difference:
         return f"{c.a} − {c.b} depends on the learning rate ({test}): {means} points"
-    if c.p < stats.ALPHA:
+    if own < stats.ALPHA:
         return (
-            f"{c.a} − {c.b} may depend on the learning rate ({test}; its own p {p_text(c.p)}): not a claim, but too strong "
+            f"{c.a} − {c.b} may depend on the learning rate ({test}; its own p {p_text(own)}): not a claim, but too strong "
             f"to pool over: {means} points"
         )
-    return f"no interaction shown ({test}; its own p {p_text(c.p)}): {c.a} − {c.b} is {means} points"
+    return f"no interaction shown ({test}; its own p {p_text(own)}): {c.a} − {c.b} is {means} points"
 
 
 def _drop(c: Comparison, count: str) -> str:

@@ -252,6 +252,8 @@ def carry_over(plan: RoundPlan, comparisons: list[Comparison]) -> bool:
     ):
         return False
     for c, s in zip(comparisons, twins, strict=True):
+        if c.kind == "interaction":  # its own p at the last look: the pooling gate, and what its sentence calls its own
+            c.detail = {**c.detail, "own_p": c.p}
         c.p, c.p_equiv, c.p_adjusted, c.p_equiv_adjusted = s.p, s.p_equiv, s.p_adjusted, s.p_equiv_adjusted
         c.ci_low, c.ci_high, c.withheld = s.ci_low, s.ci_high, s.withheld
         c.plan_alpha = s.plan_alpha / plan.max_repeats

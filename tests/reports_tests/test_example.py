@@ -1,11 +1,17 @@
 """The shipped example: docs/example is what docs/example/study.db builds, and its verdicts hold up against the database.
 
-Every check recomputes from the study database with code of its own (optuna, scipy), not through the report's modules.
+The example is a real sequential study (README, "What the example study found"). Every check recomputes from the study
+database with code of its own (optuna, numpy, scipy), not through the report's modules: the trials of each round
+against the plan the study stored for it, each comparison's pairs, mean and standard errors (the seeds' from the pairs'
+spread, the test images' from the per-image predictions), its repeated interval, and the Holm family.
 """
 
+import base64
+import math
 import os
 import re
 import shutil
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +25,8 @@ from reports.build import main
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "docs" / "example"
 DB = Path(os.environ.get("CNN_STUDY_EXAMPLE_DB", EXAMPLE / "study.db"))  # another copy of the study, for development
-NAME = "cifar10-paired"
+NAME = "cifar10-sequential"
+EPOCH = 10  # the example's --compare-epoch
 pytestmark = pytest.mark.skipif(not DB.is_file(), reason=f"no example database at {DB}")
 
 
@@ -35,27 +42,49 @@ def rebuilt(tmp_path_factory):
     return out, study, pd.read_csv(out / "comparisons.csv"), (out / "report.md").read_text()
 
 
-def _accuracies(study) -> dict:
-    """(activation, loss, lr, replicate) -> test accuracy at epoch 10 of the first finished trial of that grid point."""
-    acc = {}
+def _decode(stored: dict) -> np.ndarray:
+    return np.frombuffer(zlib.decompress(base64.b64decode(stored["zlib_base64"])), dtype=np.uint8).reshape(stored["shape"])
+
+
+def _points(study) -> dict:
+    """(activation, loss, lr, replicate) -> (test accuracy at EPOCH, right or wrong on each test image at EPOCH)."""
+    labels = _decode(study.user_attrs["labels"]["test"])
+    out = {}
     for t in sorted(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)), key=lambda t: t.number):
         key = (t.params["activation"], t.params["loss"], t.params["lr"], t.params["replicate"])
-        history = t.user_attrs["history"]
-        acc.setdefault(key, history[min(10, len(history)) - 1]["test_acc"])
-    return acc
+        predicted = _decode(t.user_attrs["predictions"]["test"])[EPOCH - 1]
+        out.setdefault(key, (t.user_attrs["history"][EPOCH - 1]["test_acc"], predicted == labels))
+    return out
 
 
-def _pair_diffs(acc: dict, factor: str, a: str, b: str, lr=None, loss=None) -> list[float]:
+def _pairs(points: dict, factor: str, a, b, lr=None, loss=None) -> tuple[list[float], list[np.ndarray]]:
+    """The pairs of ``a`` against ``b`` (same other options, same replicate): accuracy differences and per-image rows."""
     index = {"activation": 0, "loss": 1, "lr": 2}[factor]
-    diffs = []
-    for key, value in acc.items():
+    diffs, rows = [], []
+    for key, (acc, right) in points.items():
         if key[index] != a or (lr is not None and key[2] != lr) or (loss is not None and key[1] != loss):
             continue
         other = list(key)
         other[index] = b
-        if tuple(other) in acc:
-            diffs.append(value - acc[tuple(other)])
-    return diffs
+        if tuple(other) in points:
+            acc_b, right_b = points[tuple(other)]
+            diffs.append(acc - acc_b)
+            rows.append(100.0 * (right.astype(float) - right_b))
+    return diffs, rows
+
+
+def _se_images(rows: list[np.ndarray]) -> float:
+    """The test images' standard error of the mean difference: two-way (pairs × images) mean squares, σ²_image / images."""
+    table = np.vstack(rows)
+    n_pairs, n_images = table.shape
+    residual = table - table.mean(axis=1, keepdims=True) - table.mean(axis=0, keepdims=True) + table.mean()
+    ms_images = n_pairs * table.mean(axis=0).var(ddof=1)
+    ms_residual = (residual**2).sum() / ((n_pairs - 1) * (n_images - 1))
+    return math.sqrt(max(0.0, (ms_images - ms_residual) / n_pairs) / n_images)
+
+
+def _max_repeats(study) -> int:
+    return int(study.user_attrs["settings"]["repeats"])
 
 
 @pytest.mark.skipif("CNN_STUDY_EXAMPLE_DB" in os.environ, reason="another database than the shipped one")
@@ -63,34 +92,56 @@ def test_the_shipped_report_is_what_the_database_builds(rebuilt):
     _, _, rows, _ = rebuilt
     shipped = pd.read_csv(EXAMPLE / "comparisons.csv")
     assert shipped["verdict"].tolist() == rows["verdict"].tolist()
-    assert np.allclose(shipped["diff"], rows["diff"], equal_nan=True)
+    numbers = ["diff", "ci_low", "ci_high", "p_adjusted"]
+    assert np.allclose(shipped[numbers], rows[numbers], equal_nan=True)
+
+
+def test_each_round_trained_what_its_stored_plan_named_and_nothing_twice(rebuilt):
+    _, study, _, markdown = rebuilt
+    finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    by_round: dict[int, list] = {}
+    for t in finished:
+        by_round.setdefault(t.params["replicate"], []).append((t.params["activation"], t.params["loss"], t.params["lr"]))
+    space = study.user_attrs["settings"]["search_space"]
+    grid = len(space["activations"]) * len(space["losses"]) * space["grid_lrs"]
+    assert len(set(by_round[0])) == len(by_round[0]) == grid  # round 0: the whole grid, once
+    for r in sorted(by_round)[1:]:
+        planned = {tuple(p) for p in study.user_attrs[f"round {r}"]["points"]}
+        assert len(set(by_round[r])) == len(by_round[r]) and set(by_round[r]) == planned, r
+    assert max(by_round) < _max_repeats(study)
+    counts = ", ".join(str(len(by_round[r])) for r in sorted(by_round))
+    assert f"**{len(finished)} trials** in {len(by_round)} rounds ({counts} trials)" in markdown
 
 
 def test_every_verdict_is_a_row_recomputed_from_the_database(rebuilt):
     _, study, rows, markdown = rebuilt
-    acc = _accuracies(study)
-    checked = expected = 0
-    for row in rows.itertuples():
-        if row.question in ("activation", "loss") and row.lr not in ("pooled", "interaction"):
-            diffs = _pair_diffs(acc, row.factor, row.a, row.b, lr=float(row.lr))
-        elif row.question in ("activation", "loss") and row.lr == "pooled":
-            diffs = _pair_diffs(acc, row.factor, row.a, row.b)
-        elif row.question == "learning rate":
+    points, k = _points(study), _max_repeats(study)
+    expected = rows[rows["question"].isin(["activation", "loss", "learning rate"]) & (rows["lr"] != "interaction")]
+    assert len(expected)
+    for row in expected.itertuples():
+        if row.question == "learning rate":
             x, y = float(row.a.removeprefix("lr ")), float(row.b.removeprefix("lr "))
-            diffs = [d for d in _pair_diffs(acc, "lr", x, y, loss=row.subset.removeprefix("loss="))]
+            diffs, images = _pairs(points, "lr", x, y, loss=row.subset.removeprefix("loss="))
         else:
-            continue
-        expected += 1
+            diffs, images = _pairs(points, row.factor, row.a, row.b, lr=None if row.lr == "pooled" else float(row.lr))
         assert row.n_pairs == len(diffs), row.verdict
         assert row.diff == pytest.approx(np.mean(diffs)), row.verdict
-        if len(diffs) >= 3:
-            assert row.p == pytest.approx(stats.ttest_1samp(diffs, 0.0).pvalue, rel=1e-6, abs=1e-12), row.verdict
-        checked += 1
-    assert checked == expected > 0 and expected == len(rows[rows["question"].isin(["activation", "loss", "learning rate"])]) - len(
-        rows[rows["lr"] == "interaction"]
-    )
+        if len(diffs) < 3:
+            assert np.isnan(row.p) and "cannot tell yet" in row.verdict
+            continue
+        se_seeds, se_images = np.std(diffs, ddof=1) / math.sqrt(len(diffs)), _se_images(images)
+        assert row.se_seeds == pytest.approx(se_seeds, rel=1e-9) and row.se_images == pytest.approx(se_images, rel=1e-6, abs=1e-9)
+        # The repeated interval: the t interval at 1 − 0.05 j/K on n − 1 df, j the looks its pairs stayed the same.
+        se = math.hypot(se_seeds, se_images)
+        widths = [2 * se * stats.t.ppf(1 - 0.05 * j / k / 2, len(diffs) - 1) for j in range(1, k + 1)]
+        assert min(abs(row.ci_high - row.ci_low - w) for w in widths) < 1e-6, row.verdict
+        assert row.ci_low < row.diff < row.ci_high or se == 0
+        # The repeated p-value is at most K times the last look's own test (it is the smallest over the looks).
+        assert row.p <= min(1.0, k * 2 * stats.t.sf(abs(row.diff) / se, len(diffs) - 1)) + 1e-9, row.verdict
     # Every "ahead of" sentence of the report is (part of) a row's verdict, and claims only what its adjusted p allows.
-    for sentence in re.findall(r"\S+ is ahead of \S+ by [0-9.]+ points \[[^\]]+\] \([^)]*\)", markdown):
+    sentences = re.findall(r"\S+ is ahead of \S+ by [0-9.]+ points \[[^\]]+\] \([^)]*\)", markdown)
+    assert sentences
+    for sentence in sentences:
         matching = rows[rows["verdict"].str.contains(sentence, regex=False)]
         assert len(matching), sentence
         assert (matching["p_adjusted"] < 0.05).all(), sentence
@@ -111,24 +162,24 @@ def test_the_family_is_adjusted_as_one(rebuilt):
     assert np.allclose(got, expected, equal_nan=True)
 
 
-def test_pooled_activation_verdicts_say_what_the_interaction_shows(rebuilt):
+def test_pooled_verdicts_say_what_the_interaction_shows(rebuilt):
     _, _, rows, markdown = rebuilt
-    activation = rows[rows["question"] == "activation"]
-    for row in activation[activation["lr"] == "interaction"].itertuples():
-        pooled = activation[(activation["lr"] == "pooled") & activation["a"].isin([row.a, row.b]) & activation["b"].isin([row.a, row.b])]
-        if not len(pooled):  # a pair compared at one learning rate only: nothing to pool or to test
-            assert np.isnan(row.p)
-            continue
-        (verdict,) = pooled["verdict"]
-        if row.p_adjusted < 0.05:
-            assert verdict.startswith("not pooled: the difference depends on the learning rate") and "ahead" not in verdict
-            assert f"**{row.a} vs {row.b}: it depends on the learning rate.**" in markdown
-        elif row.p < 0.05:  # not claimed, but not absent either: nothing is pooled over it
-            assert verdict.startswith("not pooled: the difference may depend on the learning rate") and "ahead" not in verdict
-            assert "may depend on the learning rate" in row.verdict
-        else:
-            assert not verdict.startswith("not pooled") and row.verdict.startswith("no interaction shown")
-        assert verdict in markdown and row.verdict in markdown
+    for question in ("activation", "loss"):
+        mine = rows[rows["question"] == question]
+        for row in mine[mine["lr"] == "interaction"].itertuples():
+            pooled = mine[(mine["lr"] == "pooled") & mine["a"].isin([row.a, row.b]) & mine["b"].isin([row.a, row.b])]
+            if not len(pooled):  # a pair compared at one learning rate only: nothing to pool or to test
+                continue
+            (verdict,) = pooled["verdict"]
+            own = re.search(r"its own p ([<0-9. ]+)\)", row.verdict)
+            if row.p_adjusted < 0.05:
+                assert verdict.startswith("not pooled: the difference depends on the learning rate") and "ahead" not in verdict
+                assert f"**{row.a} vs {row.b}: it depends on the learning rate.**" in markdown
+            elif verdict.startswith("not pooled"):  # not claimed, but its own p (the same in both sentences) is below 0.05
+                assert own and f"the interaction's own p is {own.group(1).strip()}," in verdict and "may depend" in row.verdict
+            else:
+                assert row.verdict.startswith("no interaction shown") and own and (own.group(1) == "1.00" or float(own.group(1)) >= 0.05)
+            assert verdict in markdown and row.verdict in markdown
 
 
 def test_the_test_loss_sentences_claim_nothing_their_interval_does_not_support(rebuilt):
@@ -143,7 +194,6 @@ def test_the_test_loss_sentences_claim_nothing_their_interval_does_not_support(r
             assert "too few trials" in row.verdict
         else:
             assert row.verdict.startswith("no overfitting shown") and f"[{row.ci_low:.3f}, {row.ci_high:.3f}]" in row.verdict
-    # Every overfitting finding of the report is one of these rows, and a shown one.
     shown = rows.loc[rows["p_adjusted"] < 0.05, "verdict"].tolist()
     for line in markdown.splitlines():
         if line.startswith("- overfitting:"):
@@ -157,10 +207,12 @@ def test_importance_puts_the_loss_far_above_zero(rebuilt):
     assert share >= 10, sentence
 
 
-def test_a_study_without_stored_predictions_says_its_intervals_are_seed_only(rebuilt):
-    _, _, rows, markdown = rebuilt
-    assert "**What the claims are about: these 2,000 test images.**" in markdown
-    # Seeds only: no row measured the test images, and each interval is its pairs' t interval.
-    assert (rows["n_images"] == 0).all() and rows["se_images"].isna().all()
-    tested = rows.dropna(subset=["df"])
-    assert len(tested) and (tested["df"] == tested["n_pairs"] - 1).all()
+def test_the_header_says_the_verdicts_hold_however_the_study_stopped(rebuilt):
+    _, study, rows, markdown = rebuilt
+    k = _max_repeats(study)
+    assert "**A sequential study: every verdict below holds however the study stopped.**" in markdown
+    assert f"level 1 − 0.05/{k} ({100 - 5 / k:g}%)" in markdown
+    assert "**What the claims are about: new test images drawn like these 2,000, and new seeds.**" in markdown
+    tested = rows.dropna(subset=["ci_low"])
+    tested = tested[~tested["factor"].isin(["test loss"])]
+    assert len(tested) and (tested["n_images"] == 2000).all() and (tested["df"] == tested["n_pairs"] - 1).all()
