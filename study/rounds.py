@@ -48,26 +48,17 @@ def allowed(sampler: DesignGridSampler, rounds: list[dict], budget: int | None =
     ``budget``: trials the latest round may still use (None: no limit): it gets the whole blocks of its plan
     that fit, in the plan's order (the comparisons the report makes first), not a random part of each.
     """
+    from reports.sequential import fit_blocks  # the plan's own rule (RoundPlan.take), on the stored plan
+
     points = [{tuple(p) for p in plan["points"]} for plan in rounds]
     if rounds and budget is not None:
-        points[-1] = set(_fit(rounds[-1], budget))
+        points[-1] = set(fit_blocks(rounds[-1]["points"], rounds[-1].get("blocks"), budget))
     ids = set()
     for grid_id, point in enumerate(sampler.points()):
         replicate = point["replicate"]
         if replicate == 0 or (replicate <= len(points) and (point["activation"], point["loss"], point["lr"]) in points[replicate - 1]):
             ids.add(grid_id)
     return ids
-
-
-def _fit(plan: dict, budget: int) -> list[tuple]:
-    """The points of ``plan`` that ``budget`` trials buy: whole blocks in order (all of them when they fit)."""
-    if budget >= len(plan["points"]):
-        return [tuple(p) for p in plan["points"]]
-    chosen: list[tuple] = []
-    for block in plan.get("blocks") or [[p] for p in plan["points"]]:
-        if len(chosen) + len(block) <= budget:
-            chosen.extend(tuple(p) for p in block)
-    return chosen
 
 
 def round_budget(study: optuna.Study, target: int, rounds: list[dict]) -> int:
