@@ -58,6 +58,7 @@ class Analysis:
             no_predictions=self.no_predictions, dataset=self.dataset, dataset_images=self.dataset_images,
             floor=sum(claims.advises_images(c) for c in two_level),
             looks=self.plan.max_repeats if self.plan is not None else 0, repeated=self.repeated,
+            spent=sequential.spent_text(self.plan) if self.plan is not None else "",
         )  # fmt: skip
 
 

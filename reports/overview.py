@@ -31,6 +31,7 @@ class Family:
     dataset: str = ""  # the data source's name where it has one ("CIFAR-10"), else ""
     dataset_images: int | None = None  # test images the dataset has (None: unknown, an image folder)
     looks: int = 0  # a sequential study: the most looks its error is spent over (--max-repeats); 0: a fixed design
+    spent: str = ""  # a sequential study: its trials against the fixed designs (sequential.spent_text)
     repeated: bool = False  # a sequential study whose verdicts below are the repeated ones (sequential.carry_over)
 
 
@@ -113,7 +114,8 @@ def header(frames: Frames, note: str | None = None, command: str | None = None, 
                 f"adjusts those over the report as above; its interval is the t interval at level 1 − 0.05/{k} "
                 f"({100 - 5 / k:g}%) on the pairs' n − 1 degrees of freedom, so that its intervals at every look cover together "
                 "at least 95% of the time. A fixed design of as many trials would show narrower intervals; these are the "
-                "ones that stay valid. The section *How the study spent its trials* says when each question was answered."
+                f"ones that stay valid. {family.spent} The section *How the study spent its trials* says when each question "
+                "was answered and what the open ones would cost."
             ))  # fmt: skip
         elif family.looks:
             blocks.append(Text(

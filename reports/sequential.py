@@ -736,15 +736,9 @@ def sequential_section(frames: Frames, plan: RoundPlan) -> Section:
     """
     s = Section("How the study spent its trials (sequential design)")
     per_round = _trials_per_round(frames)
-    decided = [o for o in plan.outcomes if o.decided]
-    deepest = max((o.replicates for o in decided), default=1)
     rounds = ", ".join(f"{n}" for n in per_round)
     s.add(
-        f"**{plan.trials} trials** in {plural(len(per_round), 'round')} ({rounds} trials), against {plan.fixed_trials} for the fixed "
-        f"design of {plan.max_repeats} replicates of each of the {plan.grid_points} grid points "
-        f"({_saving(plan.trials, plan.fixed_trials)}) "
-        f"and {plan.grid_points * deepest} for a fixed design of {plural(deepest, 'replicate')}, the most any answered comparison "
-        f"needed ({_saving(plan.trials, plan.grid_points * deepest)}). {_stopped(plan)}",
+        f"**{plan.trials} trials** in {plural(len(per_round), 'round')} ({rounds} trials), against {_against(plan)}. {_stopped(plan)}",
         "Round 0 trained every grid point once; each later round trained one more replicate of only the grid points that an open "
         "comparison needed. Every comparison was looked at after every round, so each is a group-sequential test over at most "
         f"{plan.max_repeats} looks with the error spent equally over them: its p-value is the smallest, over the looks, of "
@@ -805,6 +799,26 @@ def sequential_section(frames: Frames, plan: RoundPlan) -> Section:
             "replicate shares them); a larger --test-size, not more replicates, can answer: " + "; ".join(o.name for o in images) + "."
         )
     return s
+
+
+def _against(plan: RoundPlan) -> str:
+    """The fixed designs a plan's trials compare with: ``max_repeats`` replicates, and the replicates the deepest answer took."""
+    deepest = max((o.replicates for o in plan.outcomes if o.decided), default=1)
+    return (
+        f"{plan.fixed_trials} for the fixed design of {plan.max_repeats} replicates of each of the {plan.grid_points} grid points "
+        f"({_saving(plan.trials, plan.fixed_trials)}) and {plan.grid_points * deepest} for a fixed design of "
+        f"{plural(deepest, 'replicate')}, the most any answered comparison needed ({_saving(plan.trials, plan.grid_points * deepest)})"
+    )
+
+
+def spent_text(plan: RoundPlan) -> str:
+    """The report header's sentence on what a sequential study spent, and what it answered."""
+    asked = [o for o in plan.outcomes if o.outcome not in (GATE, POOLED, NOT_POOLED)]
+    decided = sum(o.decided for o in asked)
+    return (
+        f"It spent {plural(plan.trials, 'trial')} in {plural(plan.looks, 'round')}, against {_against(plan)}, and answered "
+        f"{decided} of the {len(asked)} comparisons that call for replicates."
+    )
 
 
 def _margin(o: Outcome) -> float:

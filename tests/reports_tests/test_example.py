@@ -212,6 +212,10 @@ def test_the_header_says_the_verdicts_hold_however_the_study_stopped(rebuilt):
     k = _max_repeats(study)
     assert "**A sequential study: every verdict below holds however the study stopped.**" in markdown
     assert f"level 1 − 0.05/{k} ({100 - 5 / k:g}%)" in markdown
+    finished = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    rounds = len({t.params["replicate"] for t in finished})
+    grid = len({(t.params["activation"], t.params["loss"], t.params["lr"]) for t in finished})
+    assert f"It spent {len(finished)} trials in {rounds} rounds, against {grid * k} for the fixed design of {k} replicates" in markdown
     assert "**What the claims are about: new test images drawn like these 2,000, and new seeds.**" in markdown
     tested = rows.dropna(subset=["ci_low"])
     tested = tested[~tested["factor"].isin(["test loss"])]
