@@ -326,7 +326,7 @@ class Mistakes:
     split: list[
         tuple[int, str, list[str]]
     ]  # (test image, factor, options all of whose trials get it right) where another option's all get it wrong
-    said: dict[int, int]  # test image -> the class the trials predicted most often for it
+    said: dict[int, int]  # test image -> the wrong class the trials predicted most often for it
 
 
 def mistakes(frames: Frames, learned_points: float = 5.0) -> Mistakes | None:
@@ -356,8 +356,19 @@ def mistakes(frames: Frames, learned_points: float = 5.0) -> Mistakes | None:
         for i in np.flatnonzero(all_right.any(axis=0) & none_right.any(axis=0)):
             split.append((int(i), factor, [o for o, r in zip(options, all_right[:, i], strict=True) if r]))
     shown = [*everyone[:GRID].tolist(), *(i for i, _, _ in split[:GRID])]
-    said = {i: int(np.bincount(last[:, i], minlength=len(frames.classes)).argmax()) for i in shown}
+    said = {i: _most_wrong(last[:, i], int(frames.labels[i]), len(frames.classes)) for i in shown}
     return Mistakes(len(t), everyone.tolist(), split, said)
+
+
+def _most_wrong(predicted: np.ndarray, label: int, classes: int) -> int:
+    """The wrong class the trials predicted most often for one image (a split image is also right in many trials).
+
+    >>> _most_wrong(np.array([3, 3, 3, 5, 5]), 3, 10)
+    5
+    """
+    counts = np.bincount(predicted, minlength=classes)
+    counts[label] = -1
+    return int(counts.argmax())
 
 
 def _reload_test(frames: Frames):
