@@ -169,11 +169,11 @@ def _two_level(values: np.ndarray, mean: float, sd: float, images: np.ndarray, m
     extra = {"se_images": math.sqrt(var_images), "n_images": c.n_images}
     if se == 0:
         return _constant(n, mean, margin, **extra)
-    t = stats.t(df)
-    half = float(t.ppf((1 + level) / 2)) * se
-    p = float(2 * t.sf(abs(mean) / se))
+    t = stats.t  # not frozen: building a frozen distribution costs milliseconds, and a report has a hundred of these
+    half = float(t.ppf((1 + level) / 2, df)) * se
+    p = float(2 * t.sf(abs(mean) / se, df))
     # TOST: the larger p of the two one-sided tests, H0 mean <= -margin and H0 mean >= margin (as ttost_mean).
-    p_equiv = math.nan if margin is None else float(max(t.sf((mean + margin) / se), t.cdf((mean - margin) / se)))
+    p_equiv = math.nan if margin is None else float(max(t.sf((mean + margin) / se, df), t.cdf((mean - margin) / se, df)))
     return Estimate(n, mean, mean - half, mean + half, sd, float(df), p, p_equiv, math.sqrt(var_seeds), **extra)
 
 

@@ -18,7 +18,6 @@ one class for every image, as the real diverged runs do. Epoch 1 is epoch 2 thre
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
 import time
@@ -204,20 +203,19 @@ def budget_rows(studies: int = 100, budget: int = 50, seed: int = 0, max_repeats
     """
     rows = []
     rng = np.random.default_rng(seed)
-    with _fast_t():
-        for name, cell in SCENARIOS.items():
-            out = {p + f: 0 for p in ("", "r0_", "fixed2_") for f in (*FIELDS, "n")}
-            for _ in range(studies):
-                world = World(rng, cell)
-                _count(out, "", world, run_study(world, max_repeats, max_trials=budget))
-                _count(out, "r0_", world, fixed_design(world, 1))
-                _count(out, "fixed2_", world, fixed_design(world, 2))
-            n = studies
-            rows.append(
-                f"| {name} | {max_repeats} | {n} | {out['r0_answered'] / n:.1f} ({out['r0_false_reports'] / n:.0%}) | "
-                f"{out['trials'] / n:.0f} | {out['answered'] / n:.1f} ({out['false_reports'] / n:.0%}) | "
-                f"{out['fixed2_answered'] / n:.1f} ({out['fixed2_false_reports'] / n:.0%}) |"
-            )
+    for name, cell in SCENARIOS.items():
+        out = {p + f: 0 for p in ("", "r0_", "fixed2_") for f in (*FIELDS, "n")}
+        for _ in range(studies):
+            world = World(rng, cell)
+            _count(out, "", world, run_study(world, max_repeats, max_trials=budget))
+            _count(out, "r0_", world, fixed_design(world, 1))
+            _count(out, "fixed2_", world, fixed_design(world, 2))
+        n = studies
+        rows.append(
+            f"| {name} | {max_repeats} | {n} | {out['r0_answered'] / n:.1f} ({out['r0_false_reports'] / n:.0%}) | "
+            f"{out['trials'] / n:.0f} | {out['answered'] / n:.1f} ({out['false_reports'] / n:.0%}) | "
+            f"{out['fixed2_answered'] / n:.1f} ({out['fixed2_false_reports'] / n:.0%}) |"
+        )
     return rows
 
 
@@ -245,48 +243,6 @@ def _count(out: dict, prefix: str, world: World, plan: sequential.RoundPlan) -> 
     out[prefix + "open"] += sum(o.outcome in (sequential.OPEN, sequential.BEYOND) for o in plan.outcomes)
     out[prefix + "trials"] += plan.trials
     out[prefix + "images"] += sum(o.outcome == sequential.IMAGES for o in plan.outcomes)
-
-
-class _UnfrozenT:
-    """``scipy.stats.t(df)`` as ``reports.stats`` uses it (ppf, sf, cdf), without building a frozen distribution.
-
-    Building one costs about 2 ms (scipy formats its docstring); the analysis builds two per comparison and look, a
-    quarter of a simulated study's time. The numbers are scipy's own, unchanged.
-    """
-
-    def __init__(self, df):
-        self.df = df
-
-    def ppf(self, q):
-        return scistats.t.ppf(q, self.df)
-
-    def sf(self, x):
-        return scistats.t.sf(x, self.df)
-
-    def cdf(self, x):
-        return scistats.t.cdf(x, self.df)
-
-
-class _Scipy:
-    """``scipy.stats`` with ``t(df)`` unfrozen (:class:`_UnfrozenT`)."""
-
-    t = _UnfrozenT
-
-    def __getattr__(self, name):
-        return getattr(scistats, name)
-
-
-@contextlib.contextmanager
-def _fast_t():
-    """Within it, ``reports.stats`` builds :class:`_UnfrozenT` instead of frozen t distributions (same numbers)."""
-    from reports import stats
-
-    kept = stats.stats
-    stats.stats = _Scipy()
-    try:
-        yield
-    finally:
-        stats.stats = kept
 
 
 def run_scenario(
@@ -326,8 +282,7 @@ def run_scenario(
     curve_prefixes = [f"fixed{r}_" for r in range(1, max_repeats)]
     out = {p + f: 0 for p in (*prefixes, *curve_prefixes) for f in (*FIELDS, "n")}
     start = time.perf_counter()
-    with _fast_t():
-        _run(out, cell, rng, studies, max_repeats, variants, curve, studies if fixed is None else fixed)
+    _run(out, cell, rng, studies, max_repeats, variants, curve, studies if fixed is None else fixed)
     for p in (*prefixes, *curve_prefixes):
         n = max(out[p + "n"], 1)
         out[p + "covered"] = out[p + "covered"] / max(out[p + "intervals"], 1)
