@@ -130,10 +130,11 @@ def figures_learning_curves(frames: Frames):
 
 def question_sections(frames: Frames, result: Analysis) -> list[Section]:
     if result.lr is not None:
+        ci = claims.REPEATED_CI if result.repeated else claims.CI
         return [
-            *(options.section(result.options[f], TITLES[f], frames.chance, _extra(frames, f)) for f in ("activation", "loss")),
-            learning_rate.section(result.lr, frames.trials, frames.chance, result.margin),
-            epochs.section(result.epochs, frames.epochs, result.margin),
+            *(options.section(result.options[f], TITLES[f], frames.chance, _extra(frames, f), ci) for f in ("activation", "loss")),
+            learning_rate.section(result.lr, frames.trials, frames.chance, result.margin, ci),
+            epochs.section(result.epochs, frames.epochs, result.margin, ci),
         ]
     return [
         *(observational.options_section(frames, result.matched[f], f, TITLES[f], _extra(frames, f)[1:]) for f in ("activation", "loss")),

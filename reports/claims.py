@@ -92,6 +92,10 @@ class Comparison:
         return self.se_images**2 / total if total > 0 else math.nan
 
 
+CI = "95% CI"  # what the report calls a comparison's interval; a sequential report's are repeated intervals (REPEATED_CI)
+REPEATED_CI = "repeated CI"  # at level 1 − 0.05/K at one look, covering at 95% however the study stopped (reports.sequential)
+
+
 def plan(c: Comparison) -> stats.Plan | None:
     """What would decide open comparison ``c`` (settled): ``stats.plan_to_decide`` at its planned level; None for a pooled
     row whose spread comes mostly from learning rate to learning rate (the per-learning-rate rows answer it)."""

@@ -159,7 +159,7 @@ def _mean_curves(design: Design, used: pd.DataFrame) -> pd.DataFrame:
     return long.pivot_table(index=["lr", "epoch", "n"], columns="curve", values="value").reset_index()
 
 
-def section(result: EpochsResult, epochs_frame: pd.DataFrame, margin: float) -> Section:
+def section(result: EpochsResult, epochs_frame: pd.DataFrame, margin: float, ci: str = claims.CI) -> Section:
     s = Section("Does performance always improve with more epochs?", numbered=True)
     n_epochs = result.n_epochs
     if not result.per_lr:
@@ -188,7 +188,8 @@ def section(result: EpochsResult, epochs_frame: pd.DataFrame, margin: float) -> 
         s.add("Within these epochs the mean test loss fell to the last epoch for every loss and learning rate: no overfitting to test.")
     s.add(
         "How the verdict is drawn: per learning rate, trials are compared with themselves across epochs (each trial gives one "
-        "difference, with a 95% t interval). A drop from the peak is tested with its p-value multiplied by the number of epochs the "
+        f"difference, with a {ci.removesuffix(' CI')} t interval). A drop from the peak is tested with its p-value multiplied by "
+        "the number of epochs the "
         f"peak could have been at, since the peak was picked from the same trials; a plateau is the last epoch shown within the "
         f"{margin:g}-point margin (TOST); a curve that peaks at its last epoch cannot say whether more epochs keep helping. Complete "
         "trials that ran every epoch, did not diverge and learned are used.",

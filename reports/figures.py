@@ -238,8 +238,8 @@ def option_means_by_lr(means: pd.DataFrame, factor: str, chance: float) -> plt.F
     return fig
 
 
-def paired_differences(rows: pd.DataFrame) -> plt.Figure:
-    """Each comparison's mean paired difference (a − b) with its 95% interval, one row each; zero marked, claims in red."""
+def paired_differences(rows: pd.DataFrame, ci: str = "95% CI") -> plt.Figure:
+    """Each comparison's mean paired difference (a − b) with its interval (``ci`` names it), one row each; zero marked, claims in red."""
     data = rows[rows["lr"] != "interaction"].reset_index(drop=True)
     labels = [f"{r.a} − {r.b}  @ lr {r.lr if isinstance(r.lr, str) else f'{r.lr:g}'}  (n={r.n_pairs})" for r in data.itertuples()]
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(data) + 1.4))
@@ -254,7 +254,7 @@ def paired_differences(rows: pd.DataFrame) -> plt.Figure:
     ax.set_yticks(y, labels, fontsize="small")
     ax.invert_yaxis()
     ax.set(
-        xlabel="a − b (accuracy points, 95% CI); red: a difference claimed; grey: the margin",
+        xlabel=f"a − b (accuracy points, {ci}); red: a difference claimed; grey: the margin",
         title="Paired differences",
     )
     fig.tight_layout()

@@ -93,7 +93,7 @@ REGIMES = {
 }
 
 
-def section(result: LrResult, frames_trials: pd.DataFrame, chance: float, margin: float) -> Section:
+def section(result: LrResult, frames_trials: pd.DataFrame, chance: float, margin: float, ci: str = claims.CI) -> Section:
     s = Section("What happens when the learning rate is too high or too low?", numbered=True)
     if not result.losses:
         return s.add("No finished trial yet.")
@@ -117,7 +117,7 @@ def section(result: LrResult, frames_trials: pd.DataFrame, chance: float, margin
             c = loss.versus_best.get(m["lr"])
             table.append({
                 "loss": loss.loss, "lr": lr_text(m["lr"]), "n": str(int(m["n"])), "mean test acc": pct(m["mean_acc"]),
-                "vs best (points) [95% CI]": "–" if c is None else f"{pts(-c.diff)} {interval(-c.ci_high, -c.ci_low)}",
+                f"vs best (points) [{ci}]": "–" if c is None else f"{pts(-c.diff)} {interval(-c.ci_high, -c.ci_low)}",
                 "regime": "best" if c is None else regimes[m["lr"]],
             })  # fmt: skip
     s.add(
@@ -129,7 +129,7 @@ def section(result: LrResult, frames_trials: pd.DataFrame, chance: float, margin
         f"chance ({chance:.0f}%). Every other pair of learning rates is tested too (rows of comparisons.csv), so that picking the best "
         f"from the data claims nothing the report's error control does not cover. Diverged trials (NaN or infinite loss): "
         f"{int(frames_trials['diverged'].sum())}.",
-        Table(pd.DataFrame(table, columns=["loss", "lr", "n", "mean test acc", "vs best (points) [95% CI]", "regime"])),
+        Table(pd.DataFrame(table, columns=["loss", "lr", "n", "mean test acc", f"vs best (points) [{ci}]", "regime"])),
         Figure("lr_accuracy", "test accuracy against learning rate", lambda: figures.accuracy_vs_lr(frames_trials, chance)),
     )
     return s

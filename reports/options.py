@@ -119,7 +119,7 @@ def compute(design: Design, factor: str, margin: float = claims.DEFAULT_MARGIN) 
     return OptionsResult(factor, options, lrs, results, design.compare_epoch, design)
 
 
-def section(result: OptionsResult, title: str, chance: float, extra: list | None = None) -> Section:
+def section(result: OptionsResult, title: str, chance: float, extra: list | None = None, ci: str = claims.CI) -> Section:
     """The question's section: per pair a headline (pooled, or "it depends on the learning rate"), the per-lr verdicts."""
     factor = result.factor
     s = Section(title, numbered=True)
@@ -173,7 +173,7 @@ def section(result: OptionsResult, title: str, chance: float, extra: list | None
         Figure(
             f"{factor}_differences",
             f"paired differences between {factor} options",
-            lambda: figures.paired_differences(claims.frame(_drawn(result))),
+            lambda: figures.paired_differences(claims.frame(_drawn(result)), ci),
         ),
     )
     for block in extra or []:

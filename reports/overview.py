@@ -86,10 +86,12 @@ def header(frames: Frames, note: str | None = None, command: str | None = None, 
             "How to read it: trials of the same replicate train from the same seed (same initial weights, same batches), "
             "so two trials that differ in one option only form a *pair*, and their difference is free of run-to-run "
             f"noise. Questions 1–3 compare at epoch {family.compare_epoch}; question 4 uses every epoch. Each comparison is "
-            "the mean paired difference *a − b* in accuracy points with its 95% t interval and *n* pairs. **One error rate "
+            f"the mean paired difference *a − b* in accuracy points with its {'repeated' if family.repeated else '95% t'} interval "
+            "and *n* pairs. **One error rate "
             f"for the whole report:** its {family.size} tests (differences, equivalences, interactions, drops) are one "
             "family, adjusted with Holm's method, so the chance that any claim below is false is at most 5%. A difference "
-            "is claimed only when its *adjusted* p is below 0.05; the intervals shown are per-comparison 95% intervals, so "
+            "is claimed only when its *adjusted* p is below 0.05; the intervals shown are per-comparison "
+            f"{'repeated (below)' if family.repeated else '95%'} intervals, so "
             "an interval that excludes zero is not enough on its own. **Practical margin:** "
             f"{family.margin:g} accuracy points (`--margin`). A difference shown but inside the margin reads *negligible*; "
             '"within the margin of each other" is an equivalence test (TOST) at the margin, also Holm-adjusted; "cannot '
@@ -172,12 +174,13 @@ def _population_text(family: Family) -> str:
             f"In {family.image_dominated} of the {family.two_level} comparisons most of that uncertainty is the test images'"
             f"{floor if family.floor else ''}; `se_seeds` and `se_images` in comparisons.csv give each comparison's two parts."
         )
+        dfs = "the pairs' n − 1" if family.repeated else "Satterthwaite's"
         return (
             f"**What the claims are about: {new.rstrip()}, and new seeds.** Every trial was scored "
             "on the same test images, so which images happened to be drawn moves every pair of a comparison the same way, and "
             "replicates do not average it out. Each interval counts both sources: the seeds (the spread of the pairs) and the test "
             "images (their share of the difference, from each trial's stored prediction for every image: a crossed pairs × images "
-            "variance-components estimate, Satterthwaite's degrees of freedom). " + where
+            f"variance-components estimate, {dfs} degrees of freedom). " + where
         )
     if family.two_level:
         return (

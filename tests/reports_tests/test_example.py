@@ -212,6 +212,10 @@ def test_the_header_says_the_verdicts_hold_however_the_study_stopped(rebuilt):
     k = _max_repeats(study)
     assert "**A sequential study: every verdict below holds however the study stopped.**" in markdown
     assert f"level 1 − 0.05/{k} ({100 - 5 / k:g}%)" in markdown
+    # Its intervals are named as what they are everywhere: the header, the learning-rate table, the epochs' method.
+    assert "with its repeated interval and *n* pairs" in markdown and "with its 95% t interval" not in markdown
+    assert "vs best (points) [repeated CI]" in markdown and "[95% CI]" not in markdown
+    assert "Satterthwaite" not in markdown and "the pairs' n − 1 degrees of freedom" in markdown
     finished = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     rounds = len({t.params["replicate"] for t in finished})
     grid = len({(t.params["activation"], t.params["loss"], t.params["lr"]) for t in finished})
