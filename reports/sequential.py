@@ -143,6 +143,11 @@ class RoundPlan:
         return not self.points
 
     @property
+    def asked(self) -> list[Outcome]:
+        """The comparisons that call for replicates (not the rows that ride along: gates, pooled-over and not-pooled rows)."""
+        return [o for o in self.outcomes if o.outcome not in (GATE, POOLED, NOT_POOLED)]
+
+    @property
     def open(self) -> list[Outcome]:
         """The comparisons not answered: open (their points are in ``points``) or beyond max repeats."""
         return [o for o in self.outcomes if o.outcome in (OPEN, BEYOND)]
@@ -748,7 +753,7 @@ def sequential_section(frames: Frames, plan: RoundPlan) -> Section:
     )
     rows = []
     for question in ("activation", "loss", "learning rate", "epochs"):
-        mine = [o for o in plan.outcomes if o.question == question and o.outcome not in (GATE, POOLED, NOT_POOLED)]
+        mine = [o for o in plan.asked if o.question == question]
         if not mine:
             continue
         count = {name: sum(o.outcome == name for o in mine) for name in (*DECIDED, OPEN, BEYOND)}
@@ -813,11 +818,9 @@ def _against(plan: RoundPlan) -> str:
 
 def spent_text(plan: RoundPlan) -> str:
     """The report header's sentence on what a sequential study spent, and what it answered."""
-    asked = [o for o in plan.outcomes if o.outcome not in (GATE, POOLED, NOT_POOLED)]
-    decided = sum(o.decided for o in asked)
     return (
         f"It spent {plural(plan.trials, 'trial')} in {plural(plan.looks, 'round')}, against {_against(plan)}, and answered "
-        f"{decided} of the {len(asked)} comparisons that call for replicates."
+        f"{sum(o.decided for o in plan.asked)} of the {len(plan.asked)} comparisons that call for replicates."
     )
 
 

@@ -437,7 +437,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not args.table:
         for scenario in args.scenario or range(1, len(SCENARIOS) + 1):
-            run_chunks(args.out, scenario, args.studies, args.curve, args.variants, args.fixed, args.part, args.parts, args.max_repeats)
+            run_chunks(args.out, scenario, studies=args.studies, curve=args.curve, variants=args.variants, fixed=args.fixed,
+                       part=args.part, parts=args.parts, max_repeats=args.max_repeats)  # fmt: skip
     for (name, _), r in sorted(combine(args.out).items(), key=lambda kv: (kv[0][1], kv[0][0])):
         print(table_row(name, r), f"<!-- {r['seconds']:.0f} s -->")
         for variant in VARIANTS:
