@@ -2,6 +2,7 @@
 the mistakes of the best and the baseline trial, and the study itself (best trials, importance, history, pruning)."""
 
 import math
+import shlex
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -68,7 +69,7 @@ def header(frames: Frames, note: str | None = None, command: str | None = None, 
             f"{counts['complete']} complete (of which {counts['diverged']} diverged), {counts['pruned']} pruned, "
             f"{counts['fail']} failed, {counts['running'] + counts['waiting']} running or waiting",
         ),
-        ("reproduce", f"`{s.command}`"),
+        ("reproduce", f"`{reproduce(s)}`"),
     ]
     if command:
         rows.append(("this report", f"`{command}`"))
@@ -213,6 +214,29 @@ def _design_text(frames: Frames) -> str:
             f"comparisons needed, up to {s.repeats}; seeds {seeds} (seed {s.seed} + replicate)"
         )
     return f"paired: {s.repeats} replicate{'s' if s.repeats != 1 else ''} of the grid, seeds {seeds} (seed {s.seed} + replicate)"
+
+
+SPACE_FLAGS = {"activations": "--activations", "losses": "--losses", "lr_min": "--lr-min", "lr_max": "--lr-max", "grid_lrs": "--grid-lrs"}
+
+
+def reproduce(settings) -> str:
+    """The study's stored command, with the search-space flags it left at defaults that have changed since it ran.
+
+    A command stores what its user typed; a study started before a release changed the default grid would otherwise
+    be "reproduced" on the new grid.
+    """
+    from study.space import SearchSpace
+
+    space, default = settings.search_space or {}, SearchSpace().as_dict()
+    words = shlex.split(settings.command)
+    missing = []
+    for key, flag in SPACE_FLAGS.items():
+        if key not in space or space[key] == default[key] or (key == "grid_lrs" and settings.sampler != "grid"):
+            continue
+        if any(w == flag or w.startswith(flag + "=") for w in words):
+            continue
+        missing += [flag, ",".join(space[key]) if isinstance(space[key], list) else f"{space[key]:g}"]
+    return shlex.join(words + missing) if missing else settings.command
 
 
 def _space_text(space: dict, grid_trials: pd.DataFrame | None = None) -> str:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -64,20 +65,44 @@ def relu_small(activation, loss, lr) -> float:
     return BASE[lr] + (1.0 if activation == "relu" and BASE[lr] > CHANCE else 0.0)
 
 
+# The example study's cell means at epoch 10 (docs/example: 2,000 training and 2,000 test images; activation, loss ->
+# accuracy at 1e-4, 1e-3, 1e-2, 0.1) and its trials' own spread around them by learning rate (points; a replicate's
+# seed effect is on top): 0.1 neither learns nor diverges cleanly, and its runs scatter.
+EXAMPLE = {
+    ("leaky_relu", "bce_with_logits"): (44.9, 50.0, 43.0, 30.2), ("leaky_relu", "cross_entropy"): (46.6, 51.3, 44.8, 32.7),
+    ("leaky_relu", "mse"): (34.8, 41.9, 22.5, 11.0), ("relu", "bce_with_logits"): (44.8, 50.0, 43.2, 21.8),
+    ("relu", "cross_entropy"): (46.6, 51.2, 44.4, 18.0), ("relu", "mse"): (34.3, 41.5, 22.1, 9.8),
+    ("tanh", "bce_with_logits"): (41.3, 48.9, 41.2, 38.5), ("tanh", "cross_entropy"): (44.0, 48.9, 44.9, 37.8),
+    ("tanh", "mse"): (36.0, 40.0, 24.6, 21.8),
+}  # fmt: skip
+EXAMPLE_SD = {0.0001: 0.5, 0.001: 1.0, 0.01: 1.1, 0.1: 4.0}
+
+
+def as_example(activation, loss, lr) -> float:
+    """The example study's cell means (every effect as it measured them, 0.1 erratic: ``EXAMPLE_SD``)."""
+    return EXAMPLE[activation, loss][LRS.index(lr)]
+
+
+as_example.trial_sd = EXAMPLE_SD
+
 SCENARIOS = {
     "no effect anywhere (every cell 45%)": flat,
     "one main effect (relu +3 points)": relu_ahead,
     "sign-flipping interaction (tanh − relu: −4, +1, +8 by lr)": tanh_flips,
     "a small effect (relu +1 point, inside the margin)": relu_small,
 }
+EXAMPLE_SCENARIO = "as the example (its cell means, lr 0.1 erratic)"
 
 
 class World:
     """Every grid point trained ``MAX_REPEATS`` times, with its per-image answers: the population behind one study."""
 
-    def __init__(self, rng: np.random.Generator, cell, *, seed_sd=3.0, trial_sd=1.0, rho=0.6, gamma=0.1, images=IMAGES):
-        self.cell = cell
-        self.grid = list(itertools.product(ACTIVATIONS, LOSSES, LRS))
+    def __init__(self, rng: np.random.Generator, cell, *, lrs=LRS, seed_sd=3.0, trial_sd=1.0, rho=0.6, gamma=0.1, images=IMAGES):
+        """``lrs``: the grid's learning rates (log-spaced, as ``--grid-lrs`` makes them); ``trial_sd``: a trial's own
+        spread in points, or the cell's ``trial_sd`` by learning rate where it has one."""
+        self.cell, self.lrs = cell, tuple(lrs)
+        sd = getattr(cell, "trial_sd", {})
+        self.grid = list(itertools.product(ACTIVATIONS, LOSSES, self.lrs))
         self.means = np.array([cell(a, lo, lr) for a, lo, lr in self.grid])  # the truth, percent
         labels = rng.integers(0, 10, images)
         u = rng.standard_normal(images)
@@ -91,7 +116,7 @@ class World:
                     guess = np.full(images, rng.integers(0, 10), dtype=np.uint8)
                     pred = np.stack([guess, guess])
                 else:
-                    p = np.clip((mean + seed[r] + rng.normal(0, trial_sd)) / 100, 0.12, 0.95)
+                    p = np.clip((mean + seed[r] + rng.normal(0, sd.get(lr, trial_sd))) / 100, 0.12, 0.95)
                     own = rng.standard_normal(images)  # the trial's own luck on each image
                     latent = math.sqrt(rho) * u + math.sqrt(gamma / 2) * (v[a] + v[lo]) + math.sqrt(1 - rho - gamma) * own
                     wrong = (labels + rng.integers(1, 10, images)) % 10
@@ -128,7 +153,8 @@ class World:
             },
             columns=EPOCH_COLUMNS,
         )  # fmt: skip
-        space = {"activations": list(ACTIVATIONS), "losses": list(LOSSES), "lr_min": min(LRS), "lr_max": max(LRS), "grid_lrs": len(LRS)}
+        lrs = self.lrs
+        space = {"activations": list(ACTIVATIONS), "losses": list(LOSSES), "lr_min": min(lrs), "lr_max": max(lrs), "grid_lrs": len(lrs)}
         settings = paired_settings(epochs=EPOCHS, repeats=MAX_REPEATS, search_space=space, test_size=len(self.labels), margin=2.0)
         predictions = {int(k): self.predictions[int(k)] for k in trials["number"]}
         return Frames("sim", settings, trials, epochs, {}, predictions, self.labels)
@@ -150,9 +176,9 @@ class World:
             return float(np.mean([cells[a, c.a, lr] - cells[a, c.b, lr] for a in ACTIVATIONS]))
 
         if c.lr == "pooled":
-            return float(np.mean([at(lr) for lr in LRS]))
+            return float(np.mean([at(lr) for lr in self.lrs]))
         if c.lr == "interaction":
-            return float(np.ptp([at(lr) for lr in LRS]))
+            return float(np.ptp([at(lr) for lr in self.lrs]))
         return at(float(c.lr))
 
 
@@ -194,19 +220,22 @@ def run_study(world: World, max_repeats: int = MAX_REPEATS, spending=None, max_t
         trained |= {(*p, plan.round) for p in points}
 
 
-def budget_rows(studies: int = 100, budget: int = 50, seed: int = 0, max_repeats: int = MAX_REPEATS) -> list[str]:
+def budget_rows(studies: int = 100, budget: int = 50, seed: int = 0, max_repeats: int = MAX_REPEATS, lrs=LRS) -> list[str]:
     """README rows: what ``--trials budget`` buys in each scenario, against round 0 alone and the fixed design of 2 replicates.
 
     Per scenario, the mean over ``studies`` simulated studies of the comparisons answered and the reports with a false
     claim: the sequential design cut at ``budget`` trials (round 0 and whole blocks where verdicts are open), round 0
-    alone (``len(grid)`` trials) and every grid point twice (the fixed design the budget would come closest to).
+    alone (``len(grid)`` trials) and every grid point twice (the fixed design the budget would come closest to), on the
+    grid of ``lrs`` (the example's 4 learning rates, the scenarios with lr 0.1 at chance, unless the example's cell
+    means are asked for: ``lrs`` of 3 adds them).
     """
     rows = []
     rng = np.random.default_rng(seed)
-    for name, cell in SCENARIOS.items():
+    scenarios = SCENARIOS if len(lrs) == len(LRS) else {**SCENARIOS, EXAMPLE_SCENARIO: as_example}
+    for name, cell in scenarios.items():
         out = {p + f: 0 for p in ("", "r0_", "fixed2_") for f in (*FIELDS, "n")}
         for _ in range(studies):
-            world = World(rng, cell)
+            world = World(rng, cell, lrs=lrs)
             _count(out, "", world, run_study(world, max_repeats, max_trials=budget))
             _count(out, "r0_", world, fixed_design(world, 1))
             _count(out, "fixed2_", world, fixed_design(world, 2))
@@ -217,6 +246,70 @@ def budget_rows(studies: int = 100, budget: int = 50, seed: int = 0, max_repeats
             f"{out['fixed2_answered'] / n:.1f} ({out['fixed2_false_reports'] / n:.0%}) |"
         )
     return rows
+
+
+QUESTIONS = ("activation", "loss", "learning rate", "epochs")
+GRIDS = {  # default grids that --trials 50 might run (grid_rows)
+    "4 lrs, 1e-4 to 0.1 (36 points)": LRS,
+    "3 lrs, 1e-4 to 1e-2 (27 points)": LRS[:3],
+}
+
+
+def grid_rows(studies: int = 100, budget: int = 50, seed: int = 0, max_repeats: int = MAX_REPEATS, grids=None) -> list[str]:
+    """README rows: what ``--trials budget`` of the sequential design answers on each candidate default grid.
+
+    Per scenario (``SCENARIOS`` and the example's cell means) and grid, on the same seeds: the trials used, the
+    comparisons that call for replicates (asked), those answered, the claims among them (differences and equivalences:
+    "no option learns" and "more test images" close a comparison without claiming), answered of asked per question
+    (activation, loss, learning rate, epochs) and the reports with a false claim. Means over ``studies`` simulated
+    studies.
+    """
+    rows = []
+    grids = grids or GRIDS
+    scenarios = {**SCENARIOS, EXAMPLE_SCENARIO: as_example}
+    for s, (name, cell) in enumerate(scenarios.items()):
+        for label, lrs in grids.items():
+            rng = np.random.default_rng(seed + 100 * s)  # the same worlds' seeds on every grid
+            out = {f: 0 for f in (*FIELDS, "n", "asked")}
+            by_question = {q: [0, 0] for q in QUESTIONS}
+            for _ in range(studies):
+                world = World(rng, cell, lrs=lrs)
+                plan = run_study(world, max_repeats, max_trials=budget)
+                _count(out, "", world, plan)
+                out["asked"] += len(plan.asked)
+                for o in plan.asked:
+                    by_question[o.comparison.question][0] += o.decided
+                    by_question[o.comparison.question][1] += 1
+            n = studies
+            questions = " | ".join(f"{a / n:.1f} / {b / n:.1f}" for a, b in by_question.values())
+            rows.append(
+                f"| {name} | {label} | {n} | {out['trials'] / n:.0f} | {out['asked'] / n:.1f} | "
+                f"{out['answered'] / n:.1f} ({out['answered'] / max(out['asked'], 1):.0%}) | {out['claims'] / n:.1f} | "
+                f"{questions} | {out['false_reports'] / n:.0%} |"
+            )
+    return rows
+
+
+def replay(frames: Frames, lrs, budget: int | None, max_repeats: int = MAX_REPEATS) -> tuple[sequential.RoundPlan, int]:
+    """The sequential design on the grid of ``lrs``, cut at ``budget`` trials, replayed on a real study's trials.
+
+    ``frames``' grid trials at ``lrs`` (the baseline left out) stand for what the study would have trained: each round
+    "trains" the points its plan asks, at the round's replicate, from them. Returns the last plan and the trials used;
+    it stops early (before ``max_repeats``) where a plan asks for a trial ``frames`` does not hold.
+    """
+    space = {**frames.settings.search_space, "lr_min": min(lrs), "lr_max": max(lrs), "grid_lrs": len(lrs)}
+    t = frames.trials
+    grid = sequential._keep(frames, t["lr"].isin(lrs) & ~t["baseline"].astype(bool))
+    grid = replace(grid, settings=replace(frames.settings, search_space=space))
+    keys = pd.Series(list(zip(grid.trials["activation"], grid.trials["loss"], grid.trials["lr"].astype(float),
+                              grid.trials["replicate"].astype(int), strict=True)), index=grid.trials.index)  # fmt: skip
+    held, trained, cache = set(keys), set(), {}
+    while True:
+        plan = sequential.plan_round(sequential._keep(grid, keys.isin(trained)), max_repeats, budget, cache=cache)
+        wanted = {(*p, plan.round) for p in plan.take(None if budget is None else budget - len(trained))}
+        if not wanted or not wanted <= held:
+            return plan, len(trained)
+        trained |= wanted
 
 
 def fixed_design(world: World, replicates: int) -> sequential.RoundPlan:

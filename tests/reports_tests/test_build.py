@@ -3,12 +3,14 @@ import re
 import optuna
 import pandas as pd
 import pytest
-from reports_tests.conftest import make_study, make_trial
+from reports_tests.conftest import make_study, make_trial, paired_settings
 from scipy import stats
 
+from reports import overview
 from reports.build import build_report, main
 from reports.frames import load_frames
 from study.run import main as run_study
+from study.space import SearchSpace
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -319,3 +321,17 @@ def test_intervals_count_the_seeds_and_the_stored_test_images(real_study, tmp_pa
     markdown = (tmp_path / "report.md").read_text()
     # An image folder has no dataset name: the population is new test images drawn like these.
     assert "What the claims are about: new test images drawn like these 200, and new seeds." in markdown
+
+
+def test_the_reproduce_line_names_the_grid_a_study_left_at_older_defaults():
+    # The example ran when the default grid went to lr 0.1 (4 learning rates); its stored command does not say so.
+    space = {"activations": ["relu", "leaky_relu", "tanh"], "losses": ["cross_entropy", "mse", "bce_with_logits"],
+             "lr_min": 1e-4, "lr_max": 0.1, "grid_lrs": 4}  # fmt: skip
+    old = paired_settings(search_space=space, command="python -m study.run --epochs 20")
+    assert overview.reproduce(old) == "python -m study.run --epochs 20 --lr-max 0.1 --grid-lrs 4"
+    typed = paired_settings(search_space=space, command="python -m study.run --lr-max=0.1 --grid-lrs 4")
+    assert overview.reproduce(typed) == typed.command
+    default = paired_settings(search_space=SearchSpace().as_dict(), command="python -m study.run --trials 50")
+    assert overview.reproduce(default) == default.command
+    fewer = paired_settings(search_space={**space, "activations": ["relu", "tanh"]}, sampler="tpe", command="python -m study.run")
+    assert overview.reproduce(fewer) == "python -m study.run --activations relu,tanh --lr-max 0.1"

@@ -6,6 +6,8 @@ The full simulation (500 studies per scenario; the README's table) runs with
 
 import math
 import os
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,6 +17,8 @@ from scipy import stats as scistats
 
 from reports import sequential
 from reports.blocks import Table, Text
+from reports.frames import load_frames
+from study.space import SearchSpace
 
 
 @pytest.fixture(scope="module")
@@ -246,3 +250,27 @@ def test_a_sequential_report_gives_its_questions_the_repeated_verdicts(world):
             assert c.ci_high - c.ci_low > fixed[o.name].ci_high - fixed[o.name].ci_low, o.name
             paid += 1
     assert paid
+
+
+EXAMPLE_DB = Path(__file__).resolve().parents[2] / "docs" / "example" / "study.db"
+
+
+@pytest.mark.skipif(not EXAMPLE_DB.is_file(), reason="no example database")
+def test_the_default_grid_answers_more_of_the_real_example_in_fifty_trials(tmp_path):
+    # The default grid (1e-4 to 1e-2) against the example's (1e-4 to 0.1): --trials 50 of each, replayed on the
+    # example's own trials. Its lr 0.1 runs scatter, and the grid that holds them claims next to nothing in 50 trials.
+    copy = tmp_path / "study.db"
+    shutil.copy(EXAMPLE_DB, copy)
+    frames = load_frames(f"sqlite:///{copy}", "cifar10-sequential")
+    default = SearchSpace().grid_lr_values()
+    assert default == [1e-4, 1e-3, 1e-2]
+    results = {}
+    for name, lrs in (("default", default), ("example", [*default, 0.1])):
+        plan, used = sim.replay(frames, lrs, 50)
+        asked = plan.asked
+        claims = sum(o.outcome in (sequential.DIFFERENCE, sequential.EQUIVALENCE) for o in asked)
+        results[name] = (used, plan.round, len(asked), sum(o.decided for o in asked), claims)
+        assert 45 <= used <= 50 and plan.round >= 1
+    print("trials, last round, asked, closed, claims:", results)
+    (_, _, asked, closed, claims), (_, _, asked4, closed4, claims4) = results["default"], results["example"]
+    assert closed / asked > closed4 / asked4 and claims >= 3 * max(claims4, 1)

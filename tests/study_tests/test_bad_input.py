@@ -57,7 +57,7 @@ def _run(argv, capsys) -> tuple[int, str]:
         (["--precision", "fp8"], "unknown precision 'fp8'; choose one of: auto, bf16, fp32"),
         (["--device", "tpu"], "unknown device 'tpu'"),
         (["--trials", "x"], "argument --trials: invalid int value: 'x'"),
-        (["--sampler", "grid", "--trials", "200"], "--trials 200 is more than the grid's 180 trials; use --trials 180"),
+        (["--sampler", "grid", "--trials", "200"], "--trials 200 is more than the grid's 135 trials; use --trials 135"),
         (["--epochs", "2", "--trials", "2"], "created with other settings: epochs 1 (now 2)"),
         (["--grid-lrs", "3", "--trials", "2"], "created with other settings: search_space {"),
         (["--repeats", "2", "--trials", "2"], "created with other settings: repeats 5 (now 2)"),

@@ -32,13 +32,13 @@ def test_training_flags_land_in_the_train_config():
 
 def test_default_study_is_the_sequential_paired_grid_and_fits_the_design_card():
     config, _ = parse_config([])
-    # 3 activations x 3 losses x 4 learning rates, up to 5 replicates; the notebook's configuration is on the grid.
-    assert config.sequential and config.space.grid_size(1) == 36 and config.grid_repeats == 5
-    assert config.grid_trials == 180 and config.target == 180 and not config.enqueue_baseline
+    # 3 activations x 3 losses x 3 learning rates, up to 5 replicates; the notebook's configuration is on the grid.
+    assert config.sequential and config.space.grid_size(1) == 27 and config.grid_repeats == 5
+    assert config.grid_trials == 135 and config.target == 135 and not config.enqueue_baseline
     assert config.resolved_pruner == "none" and config.design_repeats == 5
     assert parse_config(["--trials", "50"])[0].target == 50
     fixed = parse_config(["--repeats", "2"])[0]
-    assert not fixed.sequential and fixed.grid_trials == 72 and fixed.design_repeats == 2
+    assert not fixed.sequential and fixed.grid_trials == 54 and fixed.design_repeats == 2
     assert parse_config(["--max-repeats", "3"])[0].grid_repeats == 3
 
 
@@ -63,7 +63,7 @@ def test_other_samplers_prune_with_the_median_and_enqueue_the_baseline():
         (["--epochs", "0"], "--epochs must be at least 1 but got 0"),
         (["--batch-size", "-2"], "--batch-size must be at least 1 but got -2"),
         (["--pruner", "auto-ish"], "unknown pruner 'auto-ish'"),
-        (["--trials", "181"], "--trials 181 is more than the grid's 180 trials; use --trials 180"),
+        (["--trials", "136"], "--trials 136 is more than the grid's 135 trials; use --trials 135"),
         (["--repeats", "2", "--max-repeats", "3"], "--repeats 2 runs the fixed design and --max-repeats 3 bounds the sequential one"),
         (["--max-repeats", "3", "--sampler", "tpe"], "--max-repeats needs --sampler grid"),
         (["--max-repeats", "0"], "--max-repeats must be at least 1 but got 0"),

@@ -9,7 +9,7 @@ from study.space import BASELINE, SearchSpace, suggest_config
 
 def test_default_grid_spans_one_lr_per_decade_from_slow_to_too_high():
     space = SearchSpace()
-    assert space.grid_lr_values() == [0.0001, 0.001, 0.01, 0.1]
+    assert space.grid_lr_values() == [0.0001, 0.001, 0.01]
     assert space.contains(BASELINE) and BASELINE["lr"] in space.grid_lr_values()
 
 
