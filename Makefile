@@ -32,6 +32,7 @@ faults: setup
 
 # The README's figures of the sequential design: 500 simulated studies of each of the 4 scenarios, in saved chunks that a
 # rerun resumes (about 20 minutes per scenario on one core; ARGS="--scenario 2 --max-repeats 3" runs one scenario with 3
-# looks; ARGS=--help lists the rest). CI runs a seeded slice (tests/reports_tests/test_sequential.py).
+# looks; ARGS="--grids --studies 100" and ARGS="--budget 50 --studies 100" print the tables of the default grid's choice;
+# ARGS=--help lists the rest). CI runs a seeded slice (tests/reports_tests/test_sequential.py).
 simulate-sequential: setup
 	PYTHONPATH=tests nice $(BIN)/python -m reports_tests.simulate_sequential $(ARGS)

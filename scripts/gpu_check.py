@@ -15,7 +15,7 @@ Uses the machine's own PyTorch (nothing is installed or downloaded) and, within 
    against channels_last. They stop at the first K that runs out of GPU memory (every CUDA
    allocation failure is caught, cuDNN's included) or passes its share of the time;
 3. a real study in the time left: ``python -m study.run --fuse auto`` on the whole training and
-   test sets, the default sequential design of 10 epochs (36 grid points in its first round, or
+   test sets, the default sequential design of 10 epochs (27 grid points in its first round, or
    what fits: it is stopped in time and resumes where it stopped when the command runs again),
    the database written with weights stripped (``--keep-weights none``) to OUT/study.db and the
    report to OUT/report;

@@ -527,7 +527,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--part", type=int, default=0, help="this process's share of the chunks, with --parts")
     parser.add_argument("--parts", type=int, default=1, help="processes sharing the chunks")
     parser.add_argument("--table", action="store_true", help="print the README's rows from --out and run nothing")
+    parser.add_argument("--grids", action="store_true", help="print what --trials 50 answers on each candidate default grid "
+                        "(grid_rows: --studies per scenario and grid, --seed) and run nothing else")  # fmt: skip
+    parser.add_argument("--budget", type=int, help="print what --trials BUDGET buys against round 0 alone and two replicates "
+                        "(budget_rows: --studies per scenario, --seed, --max-repeats, --grid-lrs) and run nothing else")  # fmt: skip
+    parser.add_argument("--grid-lrs", type=int, choices=(3, 4), default=3, help="with --budget: the default grid (3) or the example's (4)")
+    parser.add_argument("--seed", type=int, default=77, help="with --grids or --budget (default: %(default)s, the README's)")
     args = parser.parse_args(argv)
+    if args.grids or args.budget:
+        rows = (grid_rows(args.studies, seed=args.seed) if args.grids
+                else budget_rows(args.studies, args.budget, args.seed, args.max_repeats, LRS[: args.grid_lrs]))  # fmt: skip
+        print("\n".join(rows))
+        return
     if not args.table:
         for scenario in args.scenario or range(1, len(SCENARIOS) + 1):
             run_chunks(args.out, scenario, studies=args.studies, curve=args.curve, variants=args.variants, fixed=args.fixed,
