@@ -87,8 +87,13 @@ def next_step(study: optuna.Study, sampler: DesignGridSampler, max_repeats: int,
     free = mine - taken
     if free:
         return Step("run", free=len(free))
-    if mine - sampler.finished_ids(study):
+    finished = sampler.finished_ids(study)
+    if mine - finished:
         return Step("wait")  # the round's last trials run in other processes
+    if allowed(sampler, stored) - mine - finished:
+        # --trials cut the latest round: the trials left fit none of its other blocks. Planning the next round now would
+        # look at a round with holes, and free the rest of this one without the budget's cut; a rerun with more goes on.
+        return Step("done")
     if current + 1 >= max_repeats:
         return Step("done")
     key = f"{PREFIX}{current + 1}"

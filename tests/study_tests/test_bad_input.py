@@ -59,7 +59,7 @@ def _run(argv, capsys) -> tuple[int, str]:
         (["--trials", "x"], "argument --trials: invalid int value: 'x'"),
         (["--sampler", "grid", "--trials", "200"], "--trials 200 is more than the grid's 135 trials; use --trials 135"),
         (["--epochs", "2", "--trials", "2"], "created with other settings: epochs 1 (now 2)"),
-        (["--grid-lrs", "3", "--trials", "2"], "created with other settings: search_space {"),
+        (["--grid-lrs", "4", "--trials", "2"], "created with other settings: search_space {"),
         (["--repeats", "2", "--trials", "2"], "created with other settings: repeats 5 (now 2)"),
         (["--repeats", "5", "--trials", "2"], "runs the sequential design: rerun without --repeats (--max-repeats 5) to resume it"),
         (["--repeats", "0"], "--repeats must be at least 1 but got 0"),

@@ -34,6 +34,32 @@ def test_allowed_points_are_replicate_0_and_each_rounds_plan_in_whole_blocks():
         assert sorted((p["activation"], p["loss"], p["lr"]) for p in chosen) == sorted(map(tuple, want)), budget
 
 
+def test_a_round_cut_by_trials_ends_the_study_until_a_rerun_with_more(tmp_path):
+    # --trials 11 fits round 0 (8 points) and the first block of round 1; the one trial left fits no other block. With
+    # those finished the study is done: no plan for round 2 from a round with holes, and no block of round 1 in parts.
+    sampler = SAMPLERS["grid"](SPACE, 3, 0, 0)
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'cut.db'}", direction="maximize")
+    a, b, c, d = ["relu", "mse", 0.1], ["tanh", "mse", 0.1], ["relu", "cross_entropy", 0.001], ["tanh", "cross_entropy", 0.001]
+    plan = {"points": [a, b, c, d], "blocks": [[a, b], [c, d]], "open": ["relu vs tanh"], "decided": 0, "stop": ""}
+    study.set_user_attr("round 1", plan)
+    distributions = {
+        "activation": optuna.distributions.CategoricalDistribution(SPACE.activations),
+        "loss": optuna.distributions.CategoricalDistribution(SPACE.losses),
+        "lr": optuna.distributions.FloatDistribution(SPACE.lr_min, SPACE.lr_max, log=True),
+        "replicate": optuna.distributions.IntDistribution(0, 2),
+    }
+    finished = [p for p in sampler.points() if p["replicate"] == 0]
+    finished += [dict(zip(KEYS, (*point, 1), strict=True)) for point in (a, b)]
+    for params in finished:
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions, value=50.0))
+    assert rounds.next_step(study, sampler, 3, target=11) == rounds.Step("done")
+    assert "round 2" not in study.user_attrs
+    # A rerun with room for the other block (--trials 12) trains it, whole.
+    assert rounds.next_step(study, sampler, 3, target=12) == rounds.Step("run", free=2)
+    chosen = {tuple(sampler.points()[g][k] for k in KEYS) for g in rounds.allowed(sampler, [plan], 4) - sampler.finished_ids(study)}
+    assert chosen == {(*c, 1), (*d, 1)}
+
+
 def _trained(study: optuna.Study) -> Counter:
     return Counter(tuple(t.params[k] for k in KEYS) for t in study.get_trials(states=FINISHED))
 
