@@ -176,7 +176,7 @@ def build_report(
         body = [
             Section("No finished trials yet").add(
                 "The study holds no complete or pruned trial, so none of the questions can be answered yet.",
-                f"Run trials with `{frames.settings.command}` and build the report again.",
+                f"Run trials with `{overview.reproduce(frames.settings)}` and build the report again.",
             )
         ]
     else:

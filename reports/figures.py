@@ -10,6 +10,7 @@ import pandas as pd
 import seaborn as sns
 
 from reports.analysis import decade_label, finished, lr_decade
+from reports.claims import CI
 
 sns.set_theme(style="whitegrid", context="notebook")
 STATE_MARKERS = {"complete": "o", "pruned": "v"}
@@ -238,7 +239,7 @@ def option_means_by_lr(means: pd.DataFrame, factor: str, chance: float) -> plt.F
     return fig
 
 
-def paired_differences(rows: pd.DataFrame, ci: str = "95% CI") -> plt.Figure:
+def paired_differences(rows: pd.DataFrame, ci: str = CI) -> plt.Figure:
     """Each comparison's mean paired difference (a − b) with its interval (``ci`` names it), one row each; zero marked, claims in red."""
     data = rows[rows["lr"] != "interaction"].reset_index(drop=True)
     labels = [f"{r.a} − {r.b}  @ lr {r.lr if isinstance(r.lr, str) else f'{r.lr:g}'}  (n={r.n_pairs})" for r in data.itertuples()]

@@ -235,7 +235,8 @@ def reproduce(settings) -> str:
             continue
         if any(w == flag or w.startswith(flag + "=") for w in words):
             continue
-        missing += [flag, ",".join(space[key]) if isinstance(space[key], list) else f"{space[key]:g}"]
+        value = space[key]
+        missing += [flag, ",".join(value) if isinstance(value, list) else repr(value)]  # repr: the float exactly, as stored
     return shlex.join(words + missing) if missing else settings.command
 
 

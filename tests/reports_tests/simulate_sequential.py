@@ -1,7 +1,7 @@
 """Simulated sequential studies with a known truth: the error rate, coverage and trials of ``reports.sequential``.
 
-A simulated study is the real grid (3 activations x 3 losses x 4 learning rates, 2 epochs) with every grid point
-trained up to ``MAX_REPEATS`` times, generated up front; the sequential design then "trains" only what
+A simulated study is the example's grid (3 activations x 3 losses x 4 learning rates, 2 epochs; ``World(lrs=)``
+takes fewer) with every grid point trained up to ``MAX_REPEATS`` times, generated up front; the sequential design then "trains" only what
 ``plan_round`` asks for, round by round, and the fixed design of every point ``MAX_REPEATS`` times is analysed
 on the same data. Each trial answers every one of ``IMAGES`` test images, right or wrong:
 
@@ -98,11 +98,15 @@ class World:
     """Every grid point trained ``MAX_REPEATS`` times, with its per-image answers: the population behind one study."""
 
     def __init__(self, rng: np.random.Generator, cell, *, lrs=LRS, seed_sd=3.0, trial_sd=1.0, rho=0.6, gamma=0.1, images=IMAGES):
-        """``lrs``: the grid's learning rates (log-spaced, as ``--grid-lrs`` makes them); ``trial_sd``: a trial's own
-        spread in points, or the cell's ``trial_sd`` by learning rate where it has one."""
+        """``lrs``: the grid's learning rates, some of ``LRS`` (log-spaced, as ``--grid-lrs`` makes them): every trial of
+        ``LRS`` is drawn and those at other learning rates are dropped, so the same generator state gives the same trials
+        on every grid. ``trial_sd``: a trial's own spread in points, or the cell's ``trial_sd`` by learning rate where it
+        has one."""
+        assert set(lrs) <= set(LRS), f"learning rates {lrs} must be some of {LRS}"
         self.cell, self.lrs = cell, tuple(lrs)
         sd = getattr(cell, "trial_sd", {})
-        self.grid = list(itertools.product(ACTIVATIONS, LOSSES, self.lrs))
+        drawn = list(itertools.product(ACTIVATIONS, LOSSES, LRS))
+        self.grid = [point for point in drawn if point[2] in self.lrs]
         self.means = np.array([cell(a, lo, lr) for a, lo, lr in self.grid])  # the truth, percent
         labels = rng.integers(0, 10, images)
         u = rng.standard_normal(images)
@@ -111,7 +115,8 @@ class World:
         rows, predictions = [], {}
         number = 0
         for r in range(MAX_REPEATS):  # replicate-major, as the study runs
-            for (a, lo, lr), mean in zip(self.grid, self.means, strict=True):
+            for a, lo, lr in drawn:
+                mean = cell(a, lo, lr)
                 if mean <= CHANCE:  # a run that diverged: one class for every image
                     guess = np.full(images, rng.integers(0, 10), dtype=np.uint8)
                     pred = np.stack([guess, guess])
@@ -122,6 +127,8 @@ class World:
                     wrong = (labels + rng.integers(1, 10, images)) % 10
                     right = np.stack([latent < scistats.norm.ppf(max(p - RISE / 100, 0.11)), latent < scistats.norm.ppf(p)])
                     pred = np.where(right, labels[None, :], wrong[None, :]).astype(np.uint8)
+                if lr not in self.lrs:
+                    continue
                 acc = 100.0 * (pred == labels[None, :]).mean(axis=1)
                 rows.append((number, a, lo, lr, r, acc))
                 predictions[number] = pred
@@ -258,25 +265,26 @@ GRIDS = {  # default grids that --trials 50 might run (grid_rows)
 def grid_rows(studies: int = 100, budget: int = 50, seed: int = 0, max_repeats: int = MAX_REPEATS, grids=None) -> list[str]:
     """README rows: what ``--trials budget`` of the sequential design answers on each candidate default grid.
 
-    Per scenario (``SCENARIOS`` and the example's cell means) and grid, on the same seeds: the trials used, the
-    comparisons that call for replicates (asked), those answered, the claims among them (differences and equivalences:
-    "no option learns" and "more test images" close a comparison without claiming), answered of asked per question
-    (activation, loss, learning rate, epochs) and the reports with a false claim. Means over ``studies`` simulated
-    studies.
+    Per scenario (``SCENARIOS`` and the example's cell means) and grid, on the same simulated trials: the trials used,
+    the comparisons that call for replicates (asked), those answered, the claims among them (differences and
+    equivalences, as ``replay`` counts them: "no option learns" and "more test images" close a comparison without
+    claiming), answered of asked per question (activation, loss, learning rate, epochs) and the reports with a false
+    claim. Means over ``studies`` simulated studies.
     """
     rows = []
     grids = grids or GRIDS
     scenarios = {**SCENARIOS, EXAMPLE_SCENARIO: as_example}
     for s, (name, cell) in enumerate(scenarios.items()):
         for label, lrs in grids.items():
-            rng = np.random.default_rng(seed + 100 * s)  # the same worlds' seeds on every grid
-            out = {f: 0 for f in (*FIELDS, "n", "asked")}
+            rng = np.random.default_rng(seed + 100 * s)  # the same worlds on every grid (World draws every lr)
+            out = {f: 0 for f in (*FIELDS, "n", "asked", "asked_claims")}
             by_question = {q: [0, 0] for q in QUESTIONS}
             for _ in range(studies):
                 world = World(rng, cell, lrs=lrs)
                 plan = run_study(world, max_repeats, max_trials=budget)
                 _count(out, "", world, plan)
                 out["asked"] += len(plan.asked)
+                out["asked_claims"] += sum(o.outcome in (sequential.DIFFERENCE, sequential.EQUIVALENCE) for o in plan.asked)
                 for o in plan.asked:
                     by_question[o.comparison.question][0] += o.decided
                     by_question[o.comparison.question][1] += 1
@@ -284,7 +292,7 @@ def grid_rows(studies: int = 100, budget: int = 50, seed: int = 0, max_repeats: 
             questions = " | ".join(f"{a / n:.1f} / {b / n:.1f}" for a, b in by_question.values())
             rows.append(
                 f"| {name} | {label} | {n} | {out['trials'] / n:.0f} | {out['asked'] / n:.1f} | "
-                f"{out['answered'] / n:.1f} ({out['answered'] / max(out['asked'], 1):.0%}) | {out['claims'] / n:.1f} | "
+                f"{out['answered'] / n:.1f} ({out['answered'] / max(out['asked'], 1):.0%}) | {out['asked_claims'] / n:.1f} | "
                 f"{questions} | {out['false_reports'] / n:.0%} |"
             )
     return rows

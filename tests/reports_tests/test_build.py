@@ -335,3 +335,6 @@ def test_the_reproduce_line_names_the_grid_a_study_left_at_older_defaults():
     assert overview.reproduce(default) == default.command
     fewer = paired_settings(search_space={**space, "activations": ["relu", "tanh"]}, sampler="tpe", command="python -m study.run")
     assert overview.reproduce(fewer) == "python -m study.run --activations relu,tanh --lr-max 0.1"
+    # A value the command line gives back exactly, so that the command resumes the study it names.
+    odd = paired_settings(search_space={**space, "lr_min": 10**-4.5}, command="python -m study.run")
+    assert float(overview.reproduce(odd).split("--lr-min ")[1].split()[0]) == 10**-4.5

@@ -274,3 +274,17 @@ def test_the_default_grid_answers_more_of_the_real_example_in_fifty_trials(tmp_p
     print("trials, last round, asked, closed, claims:", results)
     (_, _, asked, closed, claims), (_, _, asked4, closed4, claims4) = results["default"], results["example"]
     assert closed / asked > closed4 / asked4 and claims >= 3 * max(claims4, 1)
+
+
+def test_the_grid_tables_run_and_keep_to_the_budget(capsys):
+    # One simulated study per scenario and grid (the README's tables run 100): the rows are what the README shows.
+    sim.main(["--grids", "--studies", "1"])
+    rows = [r.split(" | ") for r in capsys.readouterr().out.splitlines()]
+    assert len(rows) == 2 * (len(sim.SCENARIOS) + 1)
+    for r in rows:
+        trials, asked, closed = int(r[3]), float(r[4]), float(r[5].split()[0])
+        assert (27 if "27 points" in r[1] else 36) <= trials <= 50 and closed <= asked
+    # The same worlds on both grids: the default grid's trials are the 4-lr grid's at its learning rates.
+    four, three = (sim.World(np.random.default_rng(5), sim.relu_ahead, lrs=lrs) for lrs in (sim.LRS, sim.LRS[:3]))
+    accuracy = {r[1:5]: r[5][-1] for r in four.rows}
+    assert all(accuracy[r[1:5]] == r[5][-1] for r in three.rows) and len(three.rows) == 27 * sim.MAX_REPEATS
