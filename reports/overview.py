@@ -216,9 +216,6 @@ def _design_text(frames: Frames) -> str:
     return f"paired: {s.repeats} replicate{'s' if s.repeats != 1 else ''} of the grid, seeds {seeds} (seed {s.seed} + replicate)"
 
 
-SPACE_FLAGS = {"activations": "--activations", "losses": "--losses", "lr_min": "--lr-min", "lr_max": "--lr-max", "grid_lrs": "--grid-lrs"}
-
-
 def reproduce(settings) -> str:
     """The study's stored command, with the search-space flags it left at defaults that have changed since it ran.
 
@@ -230,7 +227,8 @@ def reproduce(settings) -> str:
     space, default = settings.search_space or {}, SearchSpace().as_dict()
     words = shlex.split(settings.command)
     missing = []
-    for key, flag in SPACE_FLAGS.items():
+    for key in default:
+        flag = "--" + key.replace("_", "-")  # study.run's flag of each SearchSpace field
         if key not in space or space[key] == default[key] or (key == "grid_lrs" and settings.sampler != "grid"):
             continue
         if any(w == flag or w.startswith(flag + "=") for w in words):

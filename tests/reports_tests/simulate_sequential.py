@@ -92,6 +92,7 @@ SCENARIOS = {
     "a small effect (relu +1 point, inside the margin)": relu_small,
 }
 EXAMPLE_SCENARIO = "as the example (its cell means, lr 0.1 erratic)"
+WITH_EXAMPLE = {**SCENARIOS, EXAMPLE_SCENARIO: as_example}  # the tables of the default grid's choice
 
 
 class World:
@@ -238,7 +239,7 @@ def budget_rows(studies: int = 100, budget: int = 50, seed: int = 0, max_repeats
     """
     rows = []
     rng = np.random.default_rng(seed)
-    scenarios = SCENARIOS if len(lrs) == len(LRS) else {**SCENARIOS, EXAMPLE_SCENARIO: as_example}
+    scenarios = SCENARIOS if len(lrs) == len(LRS) else WITH_EXAMPLE
     for name, cell in scenarios.items():
         out = {p + f: 0 for p in ("", "r0_", "fixed2_") for f in (*FIELDS, "n")}
         for _ in range(studies):
@@ -273,8 +274,7 @@ def grid_rows(studies: int = 100, budget: int = 50, seed: int = 0, max_repeats: 
     """
     rows = []
     grids = grids or GRIDS
-    scenarios = {**SCENARIOS, EXAMPLE_SCENARIO: as_example}
-    for s, (name, cell) in enumerate(scenarios.items()):
+    for s, (name, cell) in enumerate(WITH_EXAMPLE.items()):
         for label, lrs in grids.items():
             rng = np.random.default_rng(seed + 100 * s)  # the same worlds on every grid (World draws every lr)
             out = {f: 0 for f in (*FIELDS, "n", "asked", "asked_claims")}
@@ -284,7 +284,7 @@ def grid_rows(studies: int = 100, budget: int = 50, seed: int = 0, max_repeats: 
                 plan = run_study(world, max_repeats, max_trials=budget)
                 _count(out, "", world, plan)
                 out["asked"] += len(plan.asked)
-                out["asked_claims"] += sum(o.outcome in (sequential.DIFFERENCE, sequential.EQUIVALENCE) for o in plan.asked)
+                out["asked_claims"] += claimed(plan)
                 for o in plan.asked:
                     by_question[o.comparison.question][0] += o.decided
                     by_question[o.comparison.question][1] += 1
@@ -296,6 +296,11 @@ def grid_rows(studies: int = 100, budget: int = 50, seed: int = 0, max_repeats: 
                 f"{questions} | {out['false_reports'] / n:.0%} |"
             )
     return rows
+
+
+def claimed(plan: sequential.RoundPlan) -> int:
+    """The comparisons that call for replicates and were closed with a claim: a difference or an equivalence."""
+    return sum(o.outcome in (sequential.DIFFERENCE, sequential.EQUIVALENCE) for o in plan.asked)
 
 
 def replay(frames: Frames, lrs, budget: int | None, max_repeats: int = MAX_REPEATS) -> tuple[sequential.RoundPlan, int]:

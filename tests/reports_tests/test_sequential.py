@@ -268,8 +268,7 @@ def test_the_default_grid_answers_more_of_the_real_example_in_fifty_trials(tmp_p
     for name, lrs in (("default", default), ("example", [*default, 0.1])):
         plan, used = sim.replay(frames, lrs, 50)
         asked = plan.asked
-        claims = sum(o.outcome in (sequential.DIFFERENCE, sequential.EQUIVALENCE) for o in asked)
-        results[name] = (used, plan.round, len(asked), sum(o.decided for o in asked), claims)
+        results[name] = (used, plan.round, len(asked), sum(o.decided for o in asked), sim.claimed(plan))
         assert 45 <= used <= 50 and plan.round >= 1
     print("trials, last round, asked, closed, claims:", results)
     (_, _, asked, closed, claims), (_, _, asked4, closed4, claims4) = results["default"], results["example"]
@@ -280,7 +279,7 @@ def test_the_grid_tables_run_and_keep_to_the_budget(capsys):
     # One simulated study per scenario and grid (the README's tables run 100): the rows are what the README shows.
     sim.main(["--grids", "--studies", "1"])
     rows = [r.split(" | ") for r in capsys.readouterr().out.splitlines()]
-    assert len(rows) == 2 * (len(sim.SCENARIOS) + 1)
+    assert len(rows) == 2 * len(sim.WITH_EXAMPLE)
     for r in rows:
         trials, asked, closed = int(r[3]), float(r[4]), float(r[5].split()[0])
         assert (27 if "27 points" in r[1] else 36) <= trials <= 50 and closed <= asked
