@@ -286,7 +286,7 @@ def difference_interval(acc_a: float, acc_b: float, n: int) -> tuple[float, floa
 def counts(trials: pd.DataFrame) -> dict[str, int]:
     """Trials per state, and the complete trials that diverged."""
     states = trials["state"].value_counts()
-    result = {state: int(states.get(state, 0)) for state in ("complete", "pruned", "fail", "running", "waiting")}
+    result = {state: int(states.get(state, 0)) for state in ("complete", "pruned", "fail", "running", "waiting", "surplus")}
     result["diverged"] = int(trials.loc[trials["state"] == "complete", "diverged"].sum())
     result["finished"] = result["complete"] + result["pruned"]
     return result

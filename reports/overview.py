@@ -13,6 +13,7 @@ from reports import analysis, figures
 from reports.blocks import Figure, Heading, Section, Table, Text, interval, pct, plural, pts
 from reports.frames import Frames
 from reports.observational import SEED
+from study.samplers import surplus_text
 
 
 @dataclass
@@ -67,7 +68,7 @@ def header(frames: Frames, note: str | None = None, command: str | None = None, 
         (
             "trials",
             f"{counts['complete']} complete (of which {counts['diverged']} diverged), {counts['pruned']} pruned, "
-            f"{counts['fail']} failed, {counts['running'] + counts['waiting']} running or waiting",
+            f"{counts['fail']} failed, {counts['running'] + counts['waiting']} running or waiting" + surplus_text(counts["surplus"]),
         ),
         ("reproduce", f"`{reproduce(s)}`"),
     ]
@@ -92,7 +93,7 @@ def header(frames: Frames, note: str | None = None, command: str | None = None, 
             f"for the whole report:** its {family.size} tests (differences, equivalences, interactions, drops) are one "
             "family, adjusted with Holm's method, so the chance that any claim below is false is at most 5%. A difference "
             "is claimed only when its *adjusted* p is below 0.05; the intervals shown are per-comparison "
-            f"{'repeated (below)' if family.repeated else '95%'} intervals, so "
+            f"{'repeated intervals (the next paragraph says how they pay for the looks)' if family.repeated else '95% intervals'}, so "
             "an interval that excludes zero is not enough on its own. **Practical margin:** "
             f"{family.margin:g} accuracy points (`--margin`). A difference shown but inside the margin reads *negligible*; "
             '"within the margin of each other" is an equivalence test (TOST) at the margin, also Holm-adjusted; "cannot '

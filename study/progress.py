@@ -9,6 +9,7 @@ from tqdm import tqdm
 from study import rounds
 from study.artifacts import IN_DATABASE, weights_size
 from study.record import FINISHED, StudySettings
+from study.samplers import surplus_text
 from study.storage import mask_password
 
 
@@ -72,6 +73,8 @@ class Progress:
 
     def trial_done(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self.seen.add(trial.number)
+        if trial.user_attrs.get("surplus"):
+            return  # never trained: another process took the grid point it was asked for (summarize() counts it)
         if trial.state in FINISHED:
             self.finished += 1
             self.bar.update(1)
@@ -111,8 +114,12 @@ def describe_trial(trial: FrozenTrial) -> str:
 def summarize(study: optuna.Study, storage: str) -> str:
     """The closing lines: counts, the best trial, how to load it, the dashboard."""
     counts = {state: 0 for state in TrialState}
+    surplus = 0
     for trial in study.get_trials(deepcopy=False):
-        counts[trial.state] += 1
+        if trial.user_attrs.get("surplus"):
+            surplus += 1
+        else:
+            counts[trial.state] += 1
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     diverged = sum(bool(t.user_attrs.get("diverged")) for t in complete)
     shown = mask_password(storage)
@@ -120,6 +127,7 @@ def summarize(study: optuna.Study, storage: str) -> str:
         f"study {study.study_name!r}: {counts[TrialState.COMPLETE] + counts[TrialState.PRUNED]} finished "
         f"({counts[TrialState.COMPLETE]} complete of which {diverged} diverged, {counts[TrialState.PRUNED]} pruned), "
         f"{counts[TrialState.FAIL]} failed"
+        + surplus_text(surplus)
     ]
     if complete:
         best = study.best_trial

@@ -137,7 +137,7 @@ class TrialRecord:
     """One trial as the report sees it."""
 
     number: int
-    state: str  # "complete", "pruned", "fail", "running" or "waiting"
+    state: str  # "complete", "pruned", "fail", "running", "waiting", or "surplus" (failed untrained: see samplers.is_surplus)
     activation: str | None
     loss: str | None
     lr: float | None
@@ -166,7 +166,7 @@ class TrialRecord:
         attrs, params = trial.user_attrs, trial.params
         return cls(
             number=trial.number,
-            state=trial.state.name.lower(),
+            state="surplus" if attrs.get("surplus") else trial.state.name.lower(),
             activation=params.get("activation"),
             loss=params.get("loss"),
             lr=params.get("lr"),

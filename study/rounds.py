@@ -31,7 +31,7 @@ class Step:
     """What a process of a sequential study does next."""
 
     action: str  # "run": free points of the current round; "wait": other processes hold its last trials; "done"
-    free: int = 0  # points of the current round no trial holds yet ("run"); why a study is done: summary()
+    free: int = 0  # trials this process may ask for now ("run"): free points nobody is taking, and queued ones
 
 
 def stored_rounds(attrs: dict) -> list[dict]:
@@ -83,10 +83,12 @@ def next_step(study: optuna.Study, sampler: DesignGridSampler, max_repeats: int,
         return Step("done")
     budget = round_budget(study, target, stored) if target is not None else None
     mine = allowed(sampler, stored, budget)
-    taken, _ = sampler._holders(study)
-    free = mine - taken
+    taken, choosing, queued = sampler._holders(study)
+    # Trials of other processes asked this instant with no point yet take free points first; queued trials (a crashed
+    # or interrupted run's points, queued again) wait for the next study.ask() of any process: they are this round's too.
+    free = max(len(mine - taken) - len(choosing), 0) + len(queued)
     if free:
-        return Step("run", free=len(free))
+        return Step("run", free=free)
     finished = sampler.finished_ids(study)
     if mine - finished:
         return Step("wait")  # the round's last trials run in other processes

@@ -31,7 +31,7 @@ from study.config import StudyConfig
 from study.objective import TrialRun
 from study.progress import Progress
 from study.record import FINISHED, StudySettings, write_labels
-from study.samplers import PRUNERS, SAMPLERS, is_surplus
+from study.samplers import PRUNERS, SAMPLERS, drop_surplus
 from study.storage import (
     DEFAULT_STORAGE,
     HEARTBEAT_SECONDS,
@@ -237,7 +237,7 @@ def _optimize(study: optuna.Study, config: StudyConfig, data: Data, worker: int 
                 if step.action == "wait":  # the round's last trials run elsewhere; then its plan names the next points
                     time.sleep(ROUND_POLL_SECONDS)
                     continue
-                wanted = min(wanted, step.free + states.count(TrialState.WAITING))  # queued trials hold points of their own
+                wanted = min(wanted, step.free)
             runs: list[TrialRun] = []
             try:
                 for _ in range(min(fuse, wanted)):
@@ -245,12 +245,13 @@ def _optimize(study: optuna.Study, config: StudyConfig, data: Data, worker: int 
                         trial = study.ask()
                         heartbeats.track([*(run.trial for run in runs), trial])
                         trial.set_user_attr("worker", worker_id())
-                    if is_surplus(study, trial):  # another process took the grid's last free point at this moment
-                        trial.set_user_attr("surplus", True)
-                        study.tell(trial, state=TrialState.FAIL)
+                    if drop_surplus(study, trial):  # another process took the grid's last free point at this moment
                         break
                     runs.append(TrialRun(trial, config.space, config.train, config.design_repeats, metric, on_epoch))
                 if not runs:
+                    if config.sequential:  # the round's last point went to another process: wait for it, then the next round
+                        time.sleep(ROUND_POLL_SECONDS)
+                        continue
                     return
                 _train_and_tell(study, runs, data, store, config.keep_weights, progress)
             except BaseException as error:

@@ -67,7 +67,7 @@ class DesignGridSampler(optuna.samplers.GridSampler):
             return
         grid_id = self.index(trial.params)  # a trial queued again with its parameters runs exactly them
         if grid_id is None:
-            taken, choosing = self._holders(study)
+            taken, choosing, _ = self._holders(study)
             allowed = self.allowed(study) if self.allowed is not None else None
             free = [g for g in range(len(self._all_grids)) if g not in taken and (allowed is None or g in allowed)]
             # The lowest free point; trials of other processes choosing at this moment (asked, no point yet) take the
@@ -101,22 +101,25 @@ class DesignGridSampler(optuna.samplers.GridSampler):
             grid_id = attrs.get("grid_id")
         return grid_id
 
-    def _holders(self, study: optuna.Study) -> tuple[set[int], set[int]]:
-        """Grid points that a trial holds (finished, running or queued), and the numbers of running trials with no point yet.
+    def _holders(self, study: optuna.Study) -> tuple[set[int], set[int], set[int]]:
+        """Grid points that a trial holds (finished, running or queued), the numbers of running trials with no point yet,
+        and the grid points of queued (waiting) trials, which the next ``study.ask()`` of any process takes first.
 
         A trial's point is read from its parameters when it has them (so trials of an earlier
         release, whose grid ids followed another order, count right), else from its grid id.
         """
-        taken, choosing = set(), set()
+        taken, choosing, queued = set(), set(), set()
         for t in study._storage.get_all_trials(study._study_id, deepcopy=False):
             if t.state not in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING):
                 continue
             grid_id, attrs = self._grid_id(t), t.system_attrs
             if grid_id is not None and grid_id >= 0:
                 taken.add(grid_id)
+                if t.state == TrialState.WAITING:
+                    queued.add(grid_id)
             elif t.state == TrialState.RUNNING and "grid_id" not in attrs and "fixed_params" not in attrs:
                 choosing.add(t.number)
-        return taken, choosing
+        return taken, choosing, queued
 
     def sample_independent(self, study, trial, param_name, param_distribution):
         if trial.system_attrs.get("grid_id") == -1:
@@ -127,6 +130,19 @@ class DesignGridSampler(optuna.samplers.GridSampler):
         return None
 
 
-def is_surplus(study: optuna.Study, trial: optuna.Trial) -> bool:
-    """A trial the grid had no free point for (another process took the last one at the same moment)."""
-    return study._storage.get_trial_system_attrs(trial._trial_id).get("grid_id") == -1
+def drop_surplus(study: optuna.Study, trial: optuna.Trial) -> bool:
+    """End, untrained, a trial the grid had no free point for (another process took the last one at the same moment).
+
+    It is failed (Optuna cannot delete a trial) and marked ``surplus``: the progress, the closing
+    lines and the report count it apart from failures. Returns whether the trial was surplus.
+    """
+    if study._storage.get_trial_system_attrs(trial._trial_id).get("grid_id") != -1:
+        return False
+    trial.set_user_attr("surplus", True)
+    study.tell(trial, state=TrialState.FAIL)
+    return True
+
+
+def surplus_text(surplus: int) -> str:
+    """What the closing lines and the report add to their counts of trials for surplus ones (nothing when none)."""
+    return f", {surplus} surplus (asked as another process took the last free grid point; never trained)" if surplus else ""

@@ -4,7 +4,9 @@ import optuna
 import pytest
 
 from cnn import TrainConfig
-from study.samplers import AUTO_PRUNER, PRUNERS, SAMPLERS
+from study.progress import summarize
+from study.record import TrialRecord
+from study.samplers import AUTO_PRUNER, PRUNERS, SAMPLERS, drop_surplus
 from study.space import SearchSpace, suggest_config
 from study.storage import queue_again
 
@@ -86,6 +88,27 @@ def test_the_grid_reads_a_trials_point_from_its_parameters():
     study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions, value=1.0, system_attrs={"grid_id": 9}))
     points = [_run(study)[1] for _ in range(15)]
     assert tuple(params.values()) not in points and len(set(points)) == 15
+
+
+def test_two_trials_asked_for_the_last_point_at_once_one_runs_it_and_the_other_is_surplus(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(storage=storage, direction="maximize", sampler=SAMPLERS["grid"](SPACE, 2, 0, 0))
+    for _ in range(15):
+        _run(study)
+    first = study._storage.create_new_trial(study._study_id)  # another process's ask(), before its sampler names a point
+    late = study.ask()
+    assert drop_surplus(study, late)  # the lower trial number takes the last point; this one is ended untrained
+    study.sampler.before_trial(study, study._storage.get_trial(first))
+    taker = optuna.Trial(study, first)
+    assert not drop_surplus(study, taker)
+    suggest_config(taker, SPACE, FIXED, 2)
+    study.tell(taker, 1.0)
+    complete = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len({tuple(sorted(t.params.items())) for t in complete}) == 16  # the last point, run once
+    lines = summarize(study, storage)
+    assert "16 finished (16 complete of which 0 diverged, 0 pruned), 0 failed, 1 surplus" in lines
+    records = {t.number: TrialRecord.from_trial(t).state for t in study.trials}
+    assert records[late.number] == "surplus" and list(records.values()).count("complete") == 16
 
 
 def _report(study, values):
