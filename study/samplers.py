@@ -1,5 +1,6 @@
 """Samplers and pruners by name: plain name -> constructor registries."""
 
+import datetime
 from collections.abc import Callable
 
 import optuna
@@ -117,7 +118,7 @@ class DesignGridSampler(optuna.samplers.GridSampler):
                 taken.add(grid_id)
                 if t.state == TrialState.WAITING:
                     queued.add(grid_id)
-            elif t.state == TrialState.RUNNING and "grid_id" not in attrs and "fixed_params" not in attrs:
+            elif t.state == TrialState.RUNNING and "grid_id" not in attrs and "fixed_params" not in attrs and _just_asked(t):
                 choosing.add(t.number)
         return taken, choosing, queued
 
@@ -128,6 +129,16 @@ class DesignGridSampler(optuna.samplers.GridSampler):
 
     def after_trial(self, study, trial, state, values) -> None:
         return None
+
+
+CHOOSING_SECONDS = 30  # a trial asked this long ago with no grid point yet was left by a process killed as it asked
+
+
+def _just_asked(trial: optuna.trial.FrozenTrial) -> bool:
+    """A running trial with no point yet is choosing one (a live process names it within milliseconds), unless it is old:
+    then its process died in ``study.ask()`` and it would hold back a point forever (the next start fails it)."""
+    started = trial.datetime_start
+    return started is None or (datetime.datetime.now() - started).total_seconds() < CHOOSING_SECONDS
 
 
 def drop_surplus(study: optuna.Study, trial: optuna.Trial) -> bool:

@@ -1,5 +1,6 @@
 """The sequential design in a study: rounds of replicates only where the report's comparisons are open."""
 
+import datetime
 from collections import Counter
 
 import optuna
@@ -67,6 +68,12 @@ def test_the_rounds_last_point_queued_again_is_run_and_one_being_taken_is_waited
     study = _study_with(tmp_path / "taking", points[:7])
     study._storage.create_new_trial(study._study_id)  # what study.ask() writes before the sampler names its point
     assert rounds.next_step(study, sampler, 3, target=20) == rounds.Step("wait")
+    # Unless that trial was asked minutes ago: its process died inside study.ask(), and the point is free again.
+    study = _study_with(tmp_path / "orphan", points[:7])
+    orphan = optuna.trial.create_trial(state=TrialState.RUNNING)
+    orphan.datetime_start = datetime.datetime.now() - datetime.timedelta(minutes=5)
+    study._storage.create_new_trial(study._study_id, template_trial=orphan)
+    assert rounds.next_step(study, sampler, 3, target=20) == rounds.Step("run", free=1)
 
 
 DISTRIBUTIONS = {
