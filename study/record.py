@@ -137,7 +137,7 @@ class TrialRecord:
     """One trial as the report sees it."""
 
     number: int
-    state: str  # "complete", "pruned", "fail", "running", "waiting", or "surplus" (failed untrained: see samplers.is_surplus)
+    state: str  # "complete", "pruned", "fail", "running", "waiting", or "surplus" (failed untrained: samplers.drop_surplus)
     activation: str | None
     loss: str | None
     lr: float | None
