@@ -13,7 +13,7 @@ from reports import analysis, figures
 from reports.blocks import Figure, Heading, Section, Table, Text, interval, pct, plural, pts
 from reports.frames import Frames
 from reports.observational import SEED
-from study.samplers import surplus_text
+from study.record import surplus_text
 
 
 @dataclass

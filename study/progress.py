@@ -8,8 +8,7 @@ from tqdm import tqdm
 
 from study import rounds
 from study.artifacts import IN_DATABASE, weights_size
-from study.record import FINISHED, StudySettings
-from study.samplers import surplus_text
+from study.record import FINISHED, StudySettings, surplus_text
 from study.storage import mask_password
 
 

@@ -186,6 +186,11 @@ class TrialRecord:
         )
 
 
+def surplus_text(surplus: int) -> str:
+    """What the closing lines and the report add to their counts of trials for surplus ones (nothing when none)."""
+    return f", {surplus} surplus (asked as another process took the last free grid point; never trained)" if surplus else ""
+
+
 # Per-image predictions and labels: one byte per image (a class index), zlib-compressed, in base64 so
 # that they sit in a JSON user attribute (about 0.4 bytes per image and epoch on CIFAR-10's 10 classes).
 

@@ -152,8 +152,3 @@ def drop_surplus(study: optuna.Study, trial: optuna.Trial) -> bool:
     trial.set_user_attr("surplus", True)
     study.tell(trial, state=TrialState.FAIL)
     return True
-
-
-def surplus_text(surplus: int) -> str:
-    """What the closing lines and the report add to their counts of trials for surplus ones (nothing when none)."""
-    return f", {surplus} surplus (asked as another process took the last free grid point; never trained)" if surplus else ""
