@@ -1,20 +1,24 @@
 """The sequential design in a study: rounds of replicates only where the report's comparisons are open."""
 
 import datetime
+import socket
+import subprocess
+import sys
 from collections import Counter
 
 import optuna
 import pytest
-from helpers import FINISHED, load
+from helpers import FINISHED, REPO, load
 from optuna.trial import TrialState
 
+from cnn import TrainConfig
 from reports.build import build_report
 from reports.frames import frames_from_study
 from reports.sequential import plan_round
 from study import rounds
 from study.run import main
 from study.samplers import SAMPLERS
-from study.space import SearchSpace
+from study.space import SearchSpace, suggest_config
 from study.storage import queue_again
 
 SPACE = SearchSpace(("relu", "tanh"), ("cross_entropy", "mse"), 1e-3, 1e-1, 2)
@@ -146,3 +150,26 @@ def test_workers_and_fused_trials_end_in_the_same_rounds_as_one_process(tmp_path
     failed = [t for s in studies.values() for t in s.trials if t.state == TrialState.FAIL]
     assert all(t.user_attrs.get("surplus") and not t.params and "history" not in t.user_attrs for t in failed)
     assert capsys.readouterr().out.count(" 0 failed") == 3
+
+
+@pytest.mark.slow
+def test_a_study_killed_in_its_rounds_last_trial_resumes_and_goes_on(db, small_args):
+    # Round 0 has 8 points: 7 finish, and the 8th is left RUNNING by a process that died (what kill -9 leaves). The
+    # resume fails it and queues its point again; the round must run it, then plan and train the next rounds.
+    args = [*small_args, *DESIGN, "--storage", db, "--epochs", "2", "--max-repeats", "2"]
+    assert main([*args, "--trials", "7"]) == 0
+    study = load(db)
+    study.sampler = SAMPLERS["grid"](SPACE, 2, 0, 0)
+    crashed = study.ask()
+    config, replicate = suggest_config(crashed, SPACE, TrainConfig(), 2)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    crashed.set_user_attr("worker", {"host": socket.gethostname(), "pid": dead.pid})
+    assert replicate == 0 and crashed.number == 7
+    resumed = subprocess.run([sys.executable, "-m", "study.run", *args], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "trial(s) 7 were left running by a process that died: marked failed, queued again" in resumed.stdout
+    study = load(db)
+    _check_rounds(study, 2)  # round 0 whole, each later round its plan, nothing twice
+    retry = next(t for t in study.trials if t.system_attrs.get("failed_trial") == 7)
+    assert retry.state in FINISHED and (retry.params["activation"], retry.params["loss"]) == (config.activation, config.loss)
