@@ -1,12 +1,12 @@
 """Samplers and pruners by name: plain name -> constructor registries."""
 
-import datetime
 from collections.abc import Callable
 
 import optuna
 from optuna.trial import TrialState
 
 from study.space import SearchSpace
+from study.storage import orphan
 
 # name -> sampler(space, repeats, seed, stream). Only "grid" runs the paired design (activation x loss x lr x
 # replicate); the others hunt for the best configuration, and their comparisons are observational. Samplers that
@@ -106,6 +106,9 @@ class DesignGridSampler(optuna.samplers.GridSampler):
         """Grid points that a trial holds (finished, running or queued), the numbers of running trials with no point yet,
         and the grid points of queued (waiting) trials, which the next ``study.ask()`` of any process takes first.
 
+        A trial with no point left by a process killed inside ``study.ask()`` (``storage.orphan``)
+        is not choosing one: it would hold back a point forever (the next start fails it).
+
         A trial's point is read from its parameters when it has them (so trials of an earlier
         release, whose grid ids followed another order, count right), else from its grid id.
         """
@@ -118,7 +121,7 @@ class DesignGridSampler(optuna.samplers.GridSampler):
                 taken.add(grid_id)
                 if t.state == TrialState.WAITING:
                     queued.add(grid_id)
-            elif t.state == TrialState.RUNNING and "grid_id" not in attrs and "fixed_params" not in attrs and _just_asked(t):
+            elif t.state == TrialState.RUNNING and "grid_id" not in attrs and "fixed_params" not in attrs and not orphan(t):
                 choosing.add(t.number)
         return taken, choosing, queued
 
@@ -129,16 +132,6 @@ class DesignGridSampler(optuna.samplers.GridSampler):
 
     def after_trial(self, study, trial, state, values) -> None:
         return None
-
-
-CHOOSING_SECONDS = 30  # a trial asked this long ago with no grid point yet was left by a process killed as it asked
-
-
-def _just_asked(trial: optuna.trial.FrozenTrial) -> bool:
-    """A running trial with no point yet is choosing one (a live process names it within milliseconds), unless it is old:
-    then its process died in ``study.ask()`` and it would hold back a point forever (the next start fails it)."""
-    started = trial.datetime_start
-    return started is None or (datetime.datetime.now() - started).total_seconds() < CHOOSING_SECONDS
 
 
 def drop_surplus(study: optuna.Study, trial: optuna.Trial) -> bool:

@@ -287,12 +287,12 @@ def fail_dead_trials(study: optuna.Study, pids: set[int] | None = None) -> list[
         worker = trial.user_attrs.get("worker") or {}
         pid = worker.get("pid")
         mine = worker.get("host") == host and isinstance(pid, int) and pid > 0 and ((pids is not None and pid in pids) or not _alive(pid))
-        if mine or _orphan(trial):
+        if mine or orphan(trial):
             dead.append(trial)
     return fail_and_queue_again(study, dead)
 
 
-def _orphan(trial: optuna.trial.FrozenTrial) -> bool:
+def orphan(trial: optuna.trial.FrozenTrial) -> bool:
     """A running trial that never named its worker: its process died between asking for it and the next write.
 
     A live process names its worker (``worker_id``) within milliseconds of ``study.ask()``.
