@@ -5,7 +5,7 @@ Two sources are understood, chosen by what the data folder holds:
 - an image folder with ``train/<class>/*`` and ``test/<class>/*`` (any format torchvision
   decodes; 32x32 images, as the CNN expects), for example the CIFAR-10 JPEG set;
 - CIFAR-10 as torchvision stores it (``cifar-10-batches-py``), downloaded into the folder
-  when it is missing and ``download=True``, exactly as the notebook does.
+  when it is missing and downloading is allowed, exactly as the notebook does.
 
 The decoded tensors are cached as plain ``.npy`` files (read with ``allow_pickle=False``,
 so a cache file can never run code) and rebuilt when the source's file list, sizes or
@@ -29,7 +29,16 @@ _CACHE_VERSION = 1
 
 
 class DataError(ValueError):
-    """A data folder that cannot be used; the message says what to do."""
+    """A data folder that cannot be used; the message says what to do.
+
+    ``fix`` tells a command line what to add (``cnn.cli.flag_hint``): ``"folder"``, another data
+    folder; ``"download"``, a local folder instead of the download; ``""``, nothing (the message
+    says it, for example which files to remove).
+    """
+
+    def __init__(self, message: str, fix: str = ""):
+        super().__init__(message)
+        self.fix = fix
 
 
 @dataclass(frozen=True)
@@ -175,15 +184,15 @@ def _detect_source(path: Path, download: bool) -> str:
         missing = "test/" if has_train else "train/"
         raise DataError(f"data folder {path} has no {missing}; an image folder needs train/<class>/ and test/<class>/")
     if path.exists() and not path.is_dir():
-        raise DataError(f"data folder {path} is a file; pass a folder with train/ and test/ class folders")
+        raise DataError(f"data folder {path} is a file, not a folder", fix="folder")
     if download:
         return "cifar10"
     if not path.exists():
         raise DataError(
-            f"data folder {path} does not exist (a data folder holds train/ and test/ class folders or torchvision's "
-            f"{CIFAR10_FOLDER}; download=True fetches CIFAR-10 into it)"
+            f"data folder {path} does not exist (a data folder holds train/ and test/ class folders or torchvision's {CIFAR10_FOLDER})",
+            fix="folder",
         )
-    raise DataError(f"data folder {path} holds neither train/ and test/ class folders nor {CIFAR10_FOLDER}")
+    raise DataError(f"data folder {path} holds neither train/ and test/ class folders nor {CIFAR10_FOLDER}", fix="folder")
 
 
 def _download_cifar10(path: Path) -> None:
@@ -195,10 +204,8 @@ def _download_cifar10(path: Path) -> None:
     except Exception as error:  # URLError, OSError, integrity failures: all mean the same to the user
         if not existed:
             shutil.rmtree(path, ignore_errors=True)  # leave no empty folder behind
-        raise DataError(
-            f"could not download CIFAR-10 into {path} ({type(error).__name__}: {error}); without internet, "
-            "use a local folder with train/ and test/ class folders or with cifar-10-batches-py"
-        ) from None
+        reason = " ".join(f"{type(error).__name__}: {error}".split())  # one line, whatever the library wrote
+        raise DataError(f"could not download CIFAR-10 into {path} ({reason})", fix="download") from None
 
 
 def _default_cache_dir() -> Path:
@@ -292,18 +299,34 @@ def _decode_folder(path: Path, files: list[Path]) -> tuple[dict[str, torch.Tenso
     labels: dict[str, list[int]] = {"train": [], "test": []}
     from tqdm import tqdm
 
+    # Every file is looked at before any error: a folder with three broken images is fixed in one run, not three.
+    misplaced, broken, sized = [], [], []
     for file in tqdm(files, desc=f"decoding {path.name}", unit="img", leave=False, disable=True if len(files) < 5000 else None):
         split, *middle = file.relative_to(path).parts
         if len(middle) != 2:
-            raise DataError(f"{file} is not inside a class folder; images go in {split}/<class>/")
+            misplaced.append(file)
+            continue
         try:
             image = decode_image(read_file(str(file)), mode=ImageReadMode.RGB)
         except RuntimeError:
-            raise DataError(f"{file} is not an image torchvision can decode; remove it from the data folder") from None
+            broken.append(file)
+            continue
         if tuple(image.shape[1:]) != IMAGE_SIZE:
-            raise DataError(f"{file} is {image.shape[2]}x{image.shape[1]} pixels; this CNN takes 32x32 images")
+            sized.append((file, f"{image.shape[2]}x{image.shape[1]}"))
+            continue
         images[split].append(image)
         labels[split].append(index[middle[0]])
+    if misplaced:
+        where = "images go in train/<class>/ and test/<class>/"
+        raise DataError(f"{_listed(misplaced, path, 'is not inside a class folder', 'are not inside a class folder')}; {where}")
+    if broken:
+        them = "it" if len(broken) == 1 else "them"
+        listed = _listed(broken, path, "is not an image torchvision can decode", "are not images torchvision can decode")
+        raise DataError(f"{listed}; remove {them} from the data folder")
+    if sized:
+        pixels = sorted({size for _, size in sized})
+        many = f"are not 32x32 pixels ({', '.join(pixels[:3])}{', ...' if len(pixels) > 3 else ''})"
+        raise DataError(f"{_listed([file for file, _ in sized], path, f'is {pixels[0]} pixels', many)}; this CNN takes 32x32 images")
     arrays = {}
     for split in ("train", "test"):
         if not images[split]:
@@ -311,3 +334,13 @@ def _decode_folder(path: Path, files: list[Path]) -> tuple[dict[str, torch.Tenso
         arrays[f"{split}_images"] = torch.stack(images[split])
         arrays[f"{split}_labels"] = torch.tensor(labels[split], dtype=torch.int64)
     return arrays, classes
+
+
+def _listed(files: list[Path], root: Path, one: str, many: str, shown: int = 5) -> str:
+    """``/data/train/cat/a.jpg is ...`` for one file; for more, ``3 files of /data are ...: train/cat/a.jpg, ...``
+    (the first ``shown`` of them, then how many more)."""
+    if len(files) == 1:
+        return f"{files[0]} {one}"
+    names = ", ".join(str(f.relative_to(root)) for f in files[:shown])
+    more = f" and {len(files) - shown} more" if len(files) > shown else ""
+    return f"{len(files)} files of {root} {many}: {names}{more}"
