@@ -1,11 +1,15 @@
 """What a running study prints: a progress bar, one line per finished trial, a time estimate, the summary."""
 
+import os
 import shlex
+import shutil
+import textwrap
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
+from cnn.cli import python
 from study import rounds
 from study.artifacts import IN_DATABASE, weights_size
 from study.record import FINISHED, StudySettings, surplus_text
@@ -24,6 +28,12 @@ def fmt_seconds(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+# The percentage and the time left come first, so that a narrow terminal (tqdm cuts a line at its width) loses the
+# description at the end, never them; the description and the epoch are kept short enough to fit 80 columns.
+BAR_FORMAT = "{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}]{desc}{postfix}"
+MIN_BAR = 8  # columns the bar keeps at least in an 80-column terminal, in every round (999 trials, 10-hour times)
+
+
 class Progress:
     """A bar over the study's target trials, one line per finished trial, and a time estimate."""
 
@@ -33,7 +43,9 @@ class Progress:
         trials = study.get_trials(deepcopy=False)
         self.finished = sum(t.state in FINISHED for t in trials)
         self.seen = {t.number for t in trials if t.state.is_finished()}
-        self.bar = tqdm(total=target, initial=min(self.finished, target), unit="trial", dynamic_ncols=True, disable=None)
+        self.bar = tqdm(
+            total=target, initial=min(self.finished, target), unit="trial", dynamic_ncols=True, disable=None, bar_format=BAR_FORMAT
+        )
         self.estimated = False
         self.rounds_seen = len(rounds.stored_rounds(study.user_attrs)) if sequential else 0
         self._describe(study)
@@ -42,15 +54,18 @@ class Progress:
         trials = study.get_trials(deepcopy=False, states=FINISHED)
         pruned = sum(t.state == TrialState.PRUNED for t in trials)
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
-        best = f", best {max(t.value for t in complete):.2f}%" if complete else ""
-        where = ""
-        if self.sequential:
-            stored = rounds.stored_rounds(study.user_attrs)
-            for number in range(self.rounds_seen + 1, len(stored) + 1):
-                tqdm.write(rounds.describe(number, stored[number - 1]) + self._round_time(complete, stored[number - 1]))
-            self.rounds_seen = len(stored)
-            where = f"round {len(stored)}" + (f" ({stored[-1]['open']} open)" if stored else "") + ": "
-        self.bar.set_description(f"{where}{len(trials)} done, {pruned} pruned{best}")
+        best = max((t.value for t in complete), default=None)
+        stored = rounds.stored_rounds(study.user_attrs) if self.sequential else []
+        for number in range(self.rounds_seen + 1, len(stored) + 1):
+            plan = stored[number - 1]
+            tqdm.write(rounds.describe(number, plan) + self._round_time(complete, plan))
+            if plan["points"] and plan["open"]:
+                tqdm.write(open_text(plan["open"]))
+        self.rounds_seen = max(self.rounds_seen, len(stored))
+        if self.sequential:  # the round's comparisons as a count; the best accuracy is in the trials' lines
+            self.bar.set_description_str(bar_text(len(stored), len(stored[-1]["open"]) if stored else 0, pruned))
+        else:
+            self.bar.set_description_str(bar_text(None, 0, pruned, best))
 
     def _round_time(self, complete: list[FrozenTrial], plan: dict) -> str:
         """About how long a round of ``plan`` takes, from the finished trials' times."""
@@ -60,7 +75,7 @@ class Progress:
         return f", about {fmt_seconds(sum(seconds) / len(seconds) * len(plan['points']) / self.parallel)}"
 
     def epoch(self, trial: optuna.Trial, row: dict) -> None:
-        self.bar.set_postfix_str(f"trial {trial.number} epoch {row['epoch']}/{self.epochs} test {row['test_acc']:.1f}%")
+        self.bar.set_postfix_str(epoch_text(trial.number, row["epoch"], self.epochs))
         if not self.estimated:
             self.estimated = True
             per_trial = row["seconds"] * self.epochs
@@ -89,6 +104,36 @@ class Progress:
 
     def close(self) -> None:
         self.bar.close()
+
+
+def bar_text(round_: int | None, n_open: int, pruned: int, best: float | None = None) -> str:
+    """The bar's description: the round and how many comparisons it has open (a count: their names have a line of their own),
+    pruned trials and the best accuracy, each only when there is one.
+
+    >>> bar_text(2, 7, 0)
+    ' round 2, 7 open'
+    >>> bar_text(None, 0, 3, 55.123)
+    ' 3 pruned, best 55.1%'
+    """
+    parts = [f"round {round_}" + (f", {n_open} open" if n_open else "")] if round_ is not None else []
+    parts += [f"{pruned} pruned"] if pruned else []
+    parts += [f"best {best:.1f}%"] if best is not None else []
+    return " " + ", ".join(parts) if parts else ""
+
+
+def epoch_text(number: int, epoch: int, epochs: int) -> str:
+    """The bar's postfix while a trial trains (tqdm puts ``, `` before it); its accuracy is in its line when it ends.
+
+    >>> epoch_text(12, 3, 10)
+    'trial 12 epoch 3/10'
+    """
+    return f"trial {number} epoch {epoch}/{epochs}"
+
+
+def open_text(names: list[str], width: int | None = None) -> str:
+    """The open comparisons of a round, by name, wrapped to the terminal: the lines printed when a round starts."""
+    width = width or shutil.get_terminal_size((80, 24)).columns
+    return textwrap.fill("; ".join(names), width=width, initial_indent="  open: ", subsequent_indent="        ")
 
 
 def describe_trial(trial: FrozenTrial) -> str:
@@ -135,12 +180,21 @@ def summarize(study: optuna.Study, storage: str) -> str:
         lines.append(f"best: trial {best.number}, {best.value:.2f}% {metric} accuracy: {params}")
     kept, size = weights_size(study)
     if complete and study.best_trial.user_attrs.get("weights_artifact"):
-        lines.append(f'best model: python -c "from study import load_model; model = load_model({shown!r}, {study.study_name!r})"')
+        load = f"from study import load_model; model = load_model({shown!r}, {study.study_name!r})"
+        lines.append(f"best model: {shlex.quote(python())} -c {shlex.quote(load)}")
     where = "the study database" if study.user_attrs.get("artifacts") == IN_DATABASE else study.user_attrs.get("artifacts")
     if kept:
         lines.append(f"weights: {plural(kept, 'trial')}, {size / 2**20:.1f} MiB in {where} (fewer with --keep-weights complete or none)")
-    lines.append(f"dashboard with the weights: python -m study.dashboard --storage {shlex.quote(shown)}")
-    lines.append(f"dashboard: optuna-dashboard {shlex.quote(shown)}")
+    lines.append(f"dashboard with the weights: {shlex.quote(python())} -m study.dashboard --storage {shlex.quote(shown)}")
+    lines.append(f"dashboard: {shlex.quote(dashboard_command())} {shlex.quote(shown)}")
     if shown != storage:
         lines.append("(the password is shown as ***: put it back in those commands)")
     return "\n".join(lines)
+
+
+def dashboard_command() -> str:
+    """``optuna-dashboard`` as it runs from here: the script beside this interpreter (a venv's bin folder) unless on the PATH."""
+    beside = os.path.join(os.path.dirname(python()), "optuna-dashboard")
+    if python() == "python" or not os.path.exists(beside):
+        return "optuna-dashboard"
+    return beside

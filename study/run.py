@@ -13,7 +13,7 @@ import time
 import optuna
 
 from cnn import DataError, DeviceError, UnknownNameError
-from cnn.cli import flag_hint
+from cnn.cli import flag_hint, runnable
 from study.artifacts import weights_size
 from study.config import StudyConfig, parse_config
 from study.progress import fmt_seconds, summarize
@@ -33,13 +33,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except Interrupted as stop:
         queued = f"trial(s) {', '.join(map(str, sorted(stop.queued)))} failed and queued to run again; " if stop.queued else ""
-        print(f"\ninterrupted by {stop}: {queued}resume with: {config.command}", file=sys.stderr)
+        print(f"\ninterrupted by {stop}: {queued}resume with: {runnable(config.command)}", file=sys.stderr)
         return 128 + stop.signum
     except Exception as error:
         fault = str(error) if isinstance(error, StorageFault) else describe_fault(error, config.storage)
         if fault is None:
             raise
-        print(f"\nerror: {fault}{_advice(fault, config)}; finished trials are intact: resume with: {config.command}", file=sys.stderr)
+        resume = runnable(config.command)
+        print(f"\nerror: {fault}{_advice(fault, config)}; finished trials are intact: resume with: {resume}", file=sys.stderr)
         return 1
     print(summarize(study, config.storage))
     status = _report(study, config) if config.report else 0
@@ -63,7 +64,7 @@ def _report(study: optuna.Study, config: StudyConfig) -> int:
     from reports.frames import frames_from_study
 
     out = output_dir(config.storage, config.study_name, "report")
-    rebuild = (
+    rebuild = runnable(
         f"python -m reports.build --storage {shlex.quote(mask_password(config.storage))} --study-name {shlex.quote(config.study_name)}"
     )
     try:

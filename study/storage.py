@@ -18,6 +18,7 @@ from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
+from cnn.cli import runnable
 from study.artifacts import remove_trial_artifacts
 from study.retry import patient, refused_for_good, storage_wait_seconds
 
@@ -150,7 +151,7 @@ def open_storage(url: str, create_folder: bool = False, must_exist: bool = False
     check_storage_url(url, create_folder)
     path = sqlite_path(url)
     if must_exist and path is not None and not path.is_file():
-        raise StudyError(f"there is no study database at {path}; run python -m study.run first, or fix --storage")
+        raise StudyError(f"there is no study database at {path}; run {runnable('python -m study.run')} first, or fix --storage")
     if path is not None and path.is_file():
         _check_sqlite_file(path, url)
     backend = make_url(url).get_backend_name()

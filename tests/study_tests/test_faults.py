@@ -57,7 +57,7 @@ def test_sigterm_requeues_the_trial_at_its_own_grid_point_and_resume_fills_the_g
     # One line says what happened and how to resume; no traceback.
     assert "Traceback" not in output
     line = next(line for line in output.splitlines() if line.startswith("interrupted by SIGTERM"))
-    assert "failed and queued to run again; resume with: python -m study.run" in line
+    assert "failed and queued to run again; resume with: " in line and " -m study.run" in line
     study = load(db)
     states = [t.state for t in study.trials]
     assert TrialState.RUNNING not in states
@@ -115,7 +115,7 @@ def test_full_disk_gives_one_line_keeps_finished_trials_and_resumes(small_disk, 
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, result.stderr
     assert f"the disk holding {db} is full; its trained weights take" in errors[0]
-    assert "--keep-weights complete or none" in errors[0] and "resume with: python -m study.run" in errors[0]
+    assert "--keep-weights complete or none" in errors[0] and " -m study.run" in errors[0]
     finished = load(db).get_trials(states=(TrialState.COMPLETE,))
     assert 0 < len(finished) < POINTS
     assert all(len(t.user_attrs["history"]) == 1 and t.user_attrs["weights_artifact"] for t in finished)

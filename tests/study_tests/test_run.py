@@ -40,7 +40,7 @@ def test_study_stores_every_epoch_of_every_trial(db, small_args, capsys):
             assert len(history) == 2 and trial.value == history[-1]["test_acc"]
             assert sum(map(sum, trial.user_attrs["confusion"])) == 200
     out = capsys.readouterr().out
-    assert "best: trial" in out and f"dashboard: optuna-dashboard {db}" in out
+    assert "best: trial" in out and f"optuna-dashboard {db}\n" in out
 
 
 def test_first_trial_of_a_sampled_study_is_the_notebook_baseline(db, small_args):
@@ -130,7 +130,7 @@ def test_interrupted_run_resumes_with_no_trial_left_running(db, small_args, sig)
     output = process.communicate(timeout=60)[0]
     if sig == signal.SIGINT:
         assert process.returncode == 130
-        assert "resume with: python -m study.run" in output
+        assert "resume with: " in output and " -m study.run" in output
         assert [t.state for t in load(db).trials].count(TrialState.RUNNING) == 0
     killed = load(db).trials[0]
     assert killed.user_attrs["history"]  # the epochs it finished before dying are kept
