@@ -21,6 +21,7 @@ from reports.blocks import Figure, Section
 from reports.claims import Comparison
 from reports.frames import Frames, load_frames
 from reports.paired import build_design, default_compare_epoch
+from study import notes
 from study.storage import DEFAULT_STORAGE, StudyError, command_line, load_existing_study, output_dir
 
 TITLES = {"activation": "What changes when the activation function changes?", "loss": "What changes when the loss changes?"}
@@ -227,10 +228,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    if args.dashboard_note:
-        from optuna_dashboard import save_note
-
-        save_note(load_existing_study(args.storage, args.study_name), path.read_text())  # shown by optuna-dashboard, figures not embedded
+    try:  # optuna-dashboard's study page: the answers in short (--dashboard-note: the whole report, figures not embedded)
+        notes.note_report(load_existing_study(args.storage, args.study_name), path, full=args.dashboard_note)
+    except Exception as error:  # a read-only database still gets its report
+        print(f"warning: the dashboard's study note was not updated ({type(error).__name__}: {error})", file=sys.stderr)
     print(f"report: {path}")
     return 0
 

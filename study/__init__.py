@@ -3,7 +3,8 @@
 Modules: ``config`` (flags -> StudyConfig), ``space`` (search space, paired grid, suggest_config),
 ``samplers`` (sampler and pruner registries), ``objective`` (one trial), ``runner`` (a whole study),
 ``progress`` (what it prints), ``record`` (the settings and trial records the report reads),
-``storage`` (opening databases), ``load`` (trained models), ``run`` (the command).
+``storage`` (opening databases), ``load`` (trained models), ``notes`` (what optuna-dashboard shows: the objective's
+name, the study's and each trial's note), ``run`` (the command).
 """
 
 from study.load import load_model

@@ -14,7 +14,7 @@ import optuna
 import torch
 
 from cnn import EpochRow, TrainConfig, TrainResult
-from study import record
+from study import notes, record
 from study.space import SearchSpace, suggest_config
 
 
@@ -39,7 +39,7 @@ class TrialRun:
         metric: str,
         on_epoch: Callable[[optuna.Trial, EpochRow], None] | None = None,
     ):
-        self.trial, self.metric, self._on_epoch = trial, metric, on_epoch
+        self.trial, self.metric, self._on_epoch, self.paired = trial, metric, on_epoch, repeats is not None
         self.config, replicate = suggest_config(trial, space, fixed, repeats)
         record.write_start(trial, self.config, replicate)
         self.history: list[dict] = []
@@ -62,6 +62,7 @@ class TrialRun:
         """
         record.write_result(self.trial, result)
         pruned = result.stopped and not result.diverged
+        notes.note_finished(self.trial, result, self.metric, self.paired, self.config.seed)  # optuna-dashboard's trial note
         if store is not None and not (pruned and keep_weights == "complete"):
             record.write_weights(self.trial, _upload_weights(self.trial, result.model, store))
         if pruned:

@@ -75,8 +75,19 @@ def _report(study: optuna.Study, config: StudyConfig) -> int:
             file=sys.stderr,
         )
         return 1
+    _note(study, path)
     print(f"report: {path} (rebuild with: {rebuild})")
     return 0
+
+
+def _note(study: optuna.Study, report) -> None:
+    """The report's answers as the study's note in optuna-dashboard; a storage that refuses writes costs the note only."""
+    from study.notes import note_report
+
+    try:
+        note_report(study, report)
+    except Exception as error:
+        print(f"warning: the dashboard's study note was not updated ({type(error).__name__}: {error})", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from optuna.trial import TrialState
 from cnn import Data, load_data, resolve_device, train, train_many
 from cnn.registry import lookup
 from cnn.train import bind_device
-from study import rounds
+from study import notes, rounds
 from study.artifacts import IN_DATABASE, artifact_store
 from study.config import StudyConfig
 from study.objective import TrialRun
@@ -246,6 +246,7 @@ def _optimize(study: optuna.Study, config: StudyConfig, data: Data, worker: int 
                         heartbeats.track([*(run.trial for run in runs), trial])
                         trial.set_user_attr("worker", worker_id())
                     if drop_surplus(study, trial):  # another process took the grid's last free point at this moment
+                        notes.write_trial_note(trial, notes.SURPLUS_TEXT)
                         break
                     runs.append(TrialRun(trial, config.space, config.train, config.design_repeats, metric, on_epoch))
                 if not runs:
@@ -422,6 +423,7 @@ def run_study(config: StudyConfig, download: bool = False) -> optuna.Study:
     data = load(config, download)
     storage = open_storage(config.storage, create_folder=config.storage == DEFAULT_STORAGE)
     study = open_study(storage, config, study_settings(config, data))
+    notes.describe_study(study)  # optuna-dashboard: the objective's name, and a note until the report writes its answers
     write_labels(study, {"test": data.test.labels, **({"val": data.val.labels} if data.val is not None else {})})
     finished = sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
     remaining = config.target - finished
