@@ -206,7 +206,7 @@ def _pairs_text(trial: optuna.Trial) -> str:
         for option in others:
             key = {**p, factor: option}
             number = held.get((key.get("activation"), key.get("loss"), key.get("lr"), key.get("replicate")))
-            listed.append(f"`{option}` (trial {number})" if number is not None else f"`{option}` (not finished yet)")
+            listed.append(f"`{option}` (trial {number})" if number is not None else f"`{option}` (not run when this trial ended)")
         lines.append(f"- other {factor}: {', '.join(listed)}")
     if not lines:
         return "**Its pairs:** none (the search space has one activation and one loss)."

@@ -181,7 +181,7 @@ def summarize(study: optuna.Study, storage: str) -> str:
     kept, size = weights_size(study)
     if complete and study.best_trial.user_attrs.get("weights_artifact"):
         load = f"from study import load_model; model = load_model({shown!r}, {study.study_name!r})"
-        lines.append(f"best model: {shlex.quote(python())} -c {shlex.quote(load)}")
+        lines.append(f'best model: {shlex.quote(python())} -c "{load}"')
     where = "the study database" if study.user_attrs.get("artifacts") == IN_DATABASE else study.user_attrs.get("artifacts")
     if kept:
         lines.append(f"weights: {plural(kept, 'trial')}, {size / 2**20:.1f} MiB in {where} (fewer with --keep-weights complete or none)")
