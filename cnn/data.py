@@ -188,10 +188,7 @@ def _detect_source(path: Path, download: bool) -> str:
     if download:
         return "cifar10"
     if not path.exists():
-        raise DataError(
-            f"data folder {path} does not exist (a data folder holds train/ and test/ class folders or torchvision's {CIFAR10_FOLDER})",
-            fix="folder",
-        )
+        raise DataError(f"data folder {path} does not exist", fix="folder")
     raise DataError(f"data folder {path} holds neither train/ and test/ class folders nor {CIFAR10_FOLDER}", fix="folder")
 
 

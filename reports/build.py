@@ -208,7 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--compare-epoch", type=int, help="epoch at which questions 1-3 are answered (default: the study's, else 10 or the last epoch)"
     )
-    parser.add_argument("--dashboard-note", action="store_true", help="also save the report's text as the study's note in optuna-dashboard")
+    parser.add_argument(
+        "--dashboard-note",
+        action="store_true",
+        help="the whole report as the study's note in optuna-dashboard (default: its answers in short)",
+    )
     return parser
 
 

@@ -7,11 +7,12 @@ defaults from them, so a new training option takes a field in ``TrainConfig`` an
 """
 
 import argparse
+import shlex
 import sys
 from dataclasses import dataclass, field, fields, replace
 
 from cnn import ACTIVATIONS, LOSSES, OPTIMIZERS, TrainConfig
-from cnn.cli import ArgumentParser
+from cnn.cli import ArgumentParser, python, script
 from cnn.registry import lookup
 from study.samplers import AUTO_PRUNER, PRUNERS, SAMPLERS
 from study.space import BASELINE, SearchSpace
@@ -176,17 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
             "--max-repeats is reached or --trials / --timeout run out. Every epoch of every trial is stored in the "
             "study database. Rerun the same command to resume."
         ),
-        epilog=(
-            "examples:\n"
-            "  python -m study.run --trials 50\n"
-            "  python -m study.run --repeats 3                                # the fixed design: 3 replicates of every point\n"
-            "  python -m study.run --sampler tpe --trials 100                 # hunt for the best configuration\n"
-            "  optuna-dashboard sqlite:///runs/cnn-study.db                   # browse the study while it runs\n"
-            "\n"
-            "Outputs: the study database (with every finished trial's weights, see --keep-weights) and, beside a SQLite\n"
-            "database (else under runs/), the report in <study-name>-report/ (rebuild it with python -m reports.build).\n"
-            "python -m study.dashboard --storage URL starts optuna-dashboard with the weights browsable."
-        ),
+        epilog=_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run = parser.add_argument_group("study")
@@ -324,6 +315,25 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: %(default)s, prune and select on test accuracy as the notebook measures it)",
     )
     return parser
+
+
+def _epilog() -> str:
+    """The help's examples and outputs, with commands that run as printed (this interpreter, not a bare ``python``)."""
+    py = shlex.quote(python())
+    examples = [
+        (f"{py} -m study.run --trials 50", ""),
+        (f"{py} -m study.run --repeats 3", "the fixed design: 3 replicates of every point"),
+        (f"{py} -m study.run --sampler tpe --trials 100", "hunt for the best configuration"),
+        (f"{shlex.quote(script('optuna-dashboard'))} sqlite:///runs/cnn-study.db", "browse the study while it runs"),
+    ]
+    width = max(len(command) for command, _ in examples) + 2
+    lines = [f"  {command:{width}}# {why}" if why else f"  {command}" for command, why in examples]
+    return (
+        "examples:\n" + "\n".join(lines) + "\n\n"
+        "Outputs: the study database (with every finished trial's weights, see --keep-weights) and, beside a SQLite\n"
+        f"database (else under runs/), the report in <study-name>-report/ (rebuild it with {py} -m reports.build).\n"
+        f"{py} -m study.dashboard --storage URL starts optuna-dashboard with the weights browsable."
+    )
 
 
 def parse_config(argv: list[str] | None = None) -> tuple[StudyConfig, bool]:

@@ -1,6 +1,5 @@
 """What a running study prints: a progress bar, one line per finished trial, a time estimate, the summary."""
 
-import os
 import shlex
 import shutil
 import textwrap
@@ -9,7 +8,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
-from cnn.cli import python
+from cnn.cli import python, script
 from study import rounds
 from study.artifacts import IN_DATABASE, weights_size
 from study.record import FINISHED, StudySettings, surplus_text
@@ -186,15 +185,8 @@ def summarize(study: optuna.Study, storage: str) -> str:
     if kept:
         lines.append(f"weights: {plural(kept, 'trial')}, {size / 2**20:.1f} MiB in {where} (fewer with --keep-weights complete or none)")
     lines.append(f"dashboard with the weights: {shlex.quote(python())} -m study.dashboard --storage {shlex.quote(shown)}")
-    lines.append(f"dashboard: {shlex.quote(dashboard_command())} {shlex.quote(shown)}")
+    lines.append(f"dashboard: {shlex.quote(script('optuna-dashboard'))} {shlex.quote(shown)}")
     if shown != storage:
         lines.append("(the password is shown as ***: put it back in those commands)")
     return "\n".join(lines)
 
-
-def dashboard_command() -> str:
-    """``optuna-dashboard`` as it runs from here: the script beside this interpreter (a venv's bin folder) unless on the PATH."""
-    beside = os.path.join(os.path.dirname(python()), "optuna-dashboard")
-    if python() == "python" or not os.path.exists(beside):
-        return "optuna-dashboard"
-    return beside

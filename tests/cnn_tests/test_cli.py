@@ -53,7 +53,7 @@ def test_study_run_refuses_epoch_for_epochs(capsys):
         parse_config(["--epoch", "3"])
     assert exit_.value.code == 2
     assert capsys.readouterr().err == (
-        "error: unrecognized arguments: --epoch 3; did you mean --epochs? (see python -m study.run --help)\n"
+        f"error: unrecognized arguments: --epoch 3; did you mean --epochs? (see {runnable('python -m study.run')} --help)\n"
     )
 
 

@@ -39,4 +39,7 @@ def test_missing_folder_says_what_to_pass_without_internal_names(tmp_path):
         load_data(tmp_path / "nope", download=False)
     text = f"{error.value}{flag_hint(error.value)}"
     assert "download=True" not in text
-    assert "pass --data-dir a folder of CIFAR-10 images (train/<class>/*.jpg and test/<class>/*.jpg" in text
+    assert text.endswith(
+        " does not exist; pass --data-dir a folder of CIFAR-10 images (train/<class>/ and test/<class>/ folders of images, "
+        "or torchvision's cifar-10-batches-py), or leave it out to download CIFAR-10 into ./data"
+    )

@@ -101,7 +101,7 @@ def _folder_with(tmp_path, cifar_dir, kind):
 @pytest.mark.parametrize(
     ("kind", "message"),
     [
-        ("missing", "does not exist (a data folder holds train/ and test/ class folders"),
+        ("missing", "does not exist; pass --data-dir a folder of CIFAR-10 images (train/<class>/ and test/<class>/ folders"),
         ("empty", "holds neither train/ and test/ class folders nor cifar-10-batches-py"),
         ("train-only", "has no test/; an image folder needs train/<class>/ and test/<class>/"),
         ("not-an-image", "README.md is not an image torchvision can decode; remove it from the data folder"),
