@@ -92,7 +92,7 @@ def study_settings(config: StudyConfig, data: Data) -> StudySettings:
         margin=config.margin,
         compare_epoch=config.compare_epoch,
         design="sequential" if config.sequential else "fixed",
-        threads=max(1, cores() // config.workers),
+        threads=config.threads or max(1, cores() // config.workers),
     )
 
 
@@ -170,6 +170,12 @@ def open_study(storage: optuna.storages.BaseStorage, config: StudyConfig, settin
             time.sleep(0.5)  # its creator on another machine is still writing its settings
             continue
         _check_compatible(study, settings, config.storage)
+        stored = StudySettings.from_attrs(study.user_attrs).threads
+        if config.threads is not None and stored and stored != config.threads:
+            raise StudyError(
+                f"study {config.study_name!r} in {mask_password(config.storage)} trains every trial with {stored} CPU threads "
+                f"(accuracies depend on it): rerun with --threads {stored} or without --threads to resume it"
+            )
         failed = fail_dead_trials(study)
         if failed:
             print(f"trial(s) {', '.join(map(str, failed))} were left running by a process that died: marked failed, queued again")

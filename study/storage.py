@@ -100,9 +100,19 @@ def command_line(module: str, argv: list[str]) -> str:
 
 
 def output_dir(storage: str, study_name: str, kind: str) -> Path:
-    """Where a study's ``kind`` ("artifacts", "report") goes: beside a SQLite file, else under ``runs/``."""
+    """Where a study's ``kind`` ("artifacts", "report") goes: beside a SQLite file, else under ``runs/``.
+
+    The folder is named after the storage and the study, so that two studies of one name in two databases of one
+    folder (``runs/cnn-study.db`` and ``runs/t50.db``) never share it: ``runs/t50-cnn-study-report``. A database
+    named after its study keeps the short name (``runs/cnn-study.db``, study cnn-study: ``runs/cnn-study-report``).
+    """
     path = sqlite_path(storage)
-    return (path.parent if path is not None else Path("runs")) / f"{study_name}-{kind}"
+    if path is not None:
+        folder, database = path.parent, path.stem
+    else:
+        folder, database = Path("runs"), make_url(storage).database or make_url(storage).get_backend_name()
+    name = study_name if database == study_name else f"{database}-{study_name}"
+    return folder / f"{name}-{kind}"
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -209,6 +219,18 @@ def _check_sqlite_file(path: Path, url: str) -> None:
         )
 
 
+NOT_BY_A_RERUN = "; rerunning the same command will not mend this"  # in the line of a fault a resume alone cannot fix
+
+
+def resumable(fault: str) -> bool:
+    """Whether rerunning the same command recovers from the storage fault ``fault`` (a line of :func:`describe_fault`)."""
+    return NOT_BY_A_RERUN not in fault
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else text
+
+
 def describe_fault(error: BaseException, url: str) -> str | None:
     """One line for a fault of the storage itself (disk full, server gone, not a database), or None for other errors."""
     shown = mask_password(url)
@@ -218,6 +240,16 @@ def describe_fault(error: BaseException, url: str) -> str | None:
     text = f"{error.orig if orig is not None else error}".lower()
     if (isinstance(error, OSError) and error.errno == errno.ENOSPC) or "disk is full" in text or "no space left" in text:
         return f"the disk holding {shown} is full"
+    if "readonly database" in text or "read-only file system" in text or (isinstance(error, OSError) and error.errno == errno.EROFS):
+        return (
+            f"{shown} is read-only ({_first_line(text)}){NOT_BY_A_RERUN}: make the file and its folder writable (SQLite writes a "
+            "journal beside the file), or copy the database to a writable place and name it with --storage"
+        )
+    if "database is locked" in text:
+        return (
+            f"{shown} stayed locked by another process for over {SQLITE_LOCK_SECONDS} s{NOT_BY_A_RERUN}: stop the process that "
+            "holds it (fuser names it), or run many processes on one study through PostgreSQL"
+        )
     if isinstance(error, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
         return f"lost the connection to {shown}: {_reason(error)}"
     if isinstance(error, sqlalchemy.exc.DatabaseError):

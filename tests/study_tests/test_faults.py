@@ -1,5 +1,6 @@
 """Faults cost nothing: a crash never leaves a hole in the grid, signals requeue, storage faults get one line."""
 
+import contextlib
 import hashlib
 import inspect
 import os
@@ -242,9 +243,14 @@ def test_workers_end_when_their_parent_is_killed_and_the_rerun_completes_the_gri
     process = spawn(*args)
     assert wait_for(lambda: len(_training(db)) == 2, 300), process.communicate()[0]
     os.kill(process.pid, signal.SIGKILL)  # the parent alone (the OOM killer's choice, or kill -9 PID)
-    process.communicate(timeout=60)
-    # The workers notice, queue their trials again and end: no process of the study is alive 15 s later.
-    assert wait_for(lambda: not _group(process.pid), 15), _group(process.pid)
+    process.wait(timeout=60)
+    try:
+        # The workers notice, queue their trials again and end: no process of the study is alive 15 s later.
+        assert wait_for(lambda: not _group(process.pid), 15), _group(process.pid)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # an earlier release's workers ran on for minutes
+    process.stdout.close()
     study = load(db)
     assert TrialState.RUNNING not in [t.state for t in study.trials]
     assert len(study.get_trials(states=(TrialState.WAITING,))) == 2
