@@ -217,7 +217,7 @@ def _accuracies(db: str) -> dict[tuple, float]:
     return {tuple(t.params[k] for k in keys): t.value for t in load(db).get_trials(states=(TrialState.COMPLETE,))}
 
 
-def test_a_seed_gives_the_same_accuracies_with_one_or_two_workers(tmp_path, small_args):
+def test_a_seed_gives_the_same_accuracies_with_one_or_two_workers(tmp_path, small_args, capsys):
     # A CPU kernel's sums depend on its thread count: every run of a study trains with the threads the study stored.
     args = [*small_args, *GRID8, "--epochs", "1"]
     one, mixed, two = (f"sqlite:///{tmp_path / name}.db" for name in ("one", "mixed", "two"))
@@ -232,4 +232,6 @@ def test_a_seed_gives_the_same_accuracies_with_one_or_two_workers(tmp_path, smal
     assert main([*args, "--storage", two, "--workers", "2", "--threads", str(threads)]) == 0
     assert _accuracies(two) == _accuracies(one)
     # Resuming with other threads would mix them: refused.
-    assert main([*args, "--storage", two, "--trials", "9", "--threads", str(threads + 1)]) == 2
+    capsys.readouterr()
+    assert main([*args, "--storage", two, "--threads", str(threads + 1)]) == 2
+    assert f"trains every trial with {threads} CPU threads" in capsys.readouterr().err
