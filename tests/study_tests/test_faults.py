@@ -149,6 +149,21 @@ def test_full_disk_gives_one_line_keeps_finished_trials_and_resumes(small_disk, 
     assert [t.number for t in study.get_trials(states=(TrialState.COMPLETE,))][: len(finished)] == [t.number for t in finished]
 
 
+@pytest.mark.slow
+def test_a_read_only_database_gets_one_line_that_says_what_to_do(small_disk, small_args, capsys):
+    db = f"sqlite:///{small_disk / 'study.db'}"
+    args = [*small_args, *GRID, "--storage", db, "--epochs", "1"]
+    assert main([*args, "--trials", "1"]) == 0
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    capsys.readouterr()
+    assert main([*args, "--trials", "2"]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    # Rerunning the same command would fail the same way: the line says what to do instead of "resume with".
+    assert len(errors) == 1 and errors[0].startswith(f"error: {db} is read-only (attempt to write a readonly database)"), errors
+    assert "make the file and its folder writable" in errors[0] and "resume with" not in errors[0]
+    assert len(load(db).get_trials(states=(TrialState.COMPLETE,))) == 1
+
+
 def test_a_text_file_is_refused_untouched(tmp_path):
     notes = tmp_path / "notes.db"
     notes.write_text("shopping list\n" * 200)
