@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 
 import optuna
+import sqlalchemy
 import sqlalchemy.exc
 from optuna.storages import RDBStorage
 from optuna.storages._rdb import models
@@ -304,6 +305,27 @@ class StudyStorage(RDBStorage):
         return True
 
 
+    def fail_running(self, trial_id: int) -> bool:
+        """Fail a RUNNING trial in one conditional write; False when it is RUNNING no longer.
+
+        Any process may fail a dead process's trial (:func:`fail_dead_trials`), so two may try at
+        once. Optuna's ``set_trial_state_values`` reads the state before it takes SQLite's write
+        lock: both would fail the trial, and both would queue its point again. Here only one wins.
+        """
+        now_utc = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+        with _create_scoped_session(self.scoped_session) as session:
+            done = session.execute(
+                sqlalchemy.update(models.TrialModel)
+                .where(models.TrialModel.trial_id == trial_id, models.TrialModel.state == TrialState.RUNNING)
+                .values({
+                    models.TrialModel.state: TrialState.FAIL,
+                    models.TrialModel._datetime_complete_utc: now_utc,  # naive UTC, as Optuna stores it
+                })
+                .execution_options(synchronize_session=False)
+            )
+            return done.rowcount == 1
+
+
 class PatientStorage(StudyStorage):
     """Optuna's RDB storage for a database server: a call that cannot reach the server is tried again.
 
@@ -318,7 +340,8 @@ for _name in dir(optuna.storages.BaseStorage):
     if not _name.startswith("__") and callable(getattr(RDBStorage, _name, None)) and _name != "get_heartbeat_interval":
         setattr(PatientStorage, _name, patient(getattr(StudyStorage, _name)))
 # Optuna's cache (``_CachedStorage``) calls these private methods of its backend directly.
-for _name in ("record_heartbeat", "_get_stale_trial_ids", "_create_new_trial", "_set_trial_param", "_get_best_trial_id", "_get_trials"):
+for _name in ("record_heartbeat", "_get_stale_trial_ids", "_create_new_trial", "_set_trial_param", "_get_best_trial_id", "_get_trials",
+              "fail_running"):
     setattr(PatientStorage, _name, patient(getattr(StudyStorage, _name)))
 
 
@@ -402,9 +425,13 @@ def fail_and_queue_again(study: optuna.Study, trials: list) -> list[int]:
         The numbers of the trials queued again.
     """
     queued = []
+    backend = getattr(study._storage, "_backend", study._storage)  # under Optuna's cache
     for trial in trials:
         try:
-            if not study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+            if isinstance(backend, StudyStorage):
+                if not backend.fail_running(trial._trial_id):
+                    continue  # another process failed it (and queued it again), or it finished, a moment ago
+            elif not study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
                 continue
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # it finished (or another process failed it) in the meantime

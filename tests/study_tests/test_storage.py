@@ -1,16 +1,22 @@
 """Storage helpers on real SQLite files (no training)."""
 
+import os
+import socket
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import optuna
 import pytest
 import sqlalchemy.exc
+from optuna.trial import TrialState
 
 from study.storage import (
     StudyError,
     command_line,
+    dead,
     describe_fault,
+    fail_and_queue_again,
     load_existing_study,
     mask_password,
     open_storage,
@@ -81,3 +87,21 @@ def test_load_existing_study_lists_the_studies_there(db):
     assert load_existing_study(db, "one").study_name == "one"
     with pytest.raises(StudyError, match=r"no study 'two' in .*; studies there: 'one'"):
         load_existing_study(db, "two")
+
+
+def test_a_trial_names_its_process_from_its_first_moment_and_a_dead_ones_is_queued_once(db):
+    study = optuna.create_study(study_name="s", storage=open_storage(db), direction="maximize")
+    study.enqueue_trial({"x": 0.5})
+    study.ask()  # takes the queued trial
+    new = study.ask()  # a new trial
+    me = {"host": socket.gethostname(), "pid": os.getpid()}
+    # Written with the state, before any sampler runs: a kill -9 inside study.ask() leaves a trial that names its process.
+    assert [t.user_attrs["worker"] for t in study.trials] == [me, me]
+    exited = subprocess.Popen(["true"])
+    exited.wait()
+    study._storage.set_trial_user_attr(new._trial_id, "worker", {**me, "pid": exited.pid})
+    running = study.get_trials(states=(TrialState.RUNNING,))
+    assert [dead(t) for t in running] == [False, True]  # at once: no ORPHAN_SECONDS to wait
+    # Two processes failing the same dead trial at once: one wins, and its point is queued again once.
+    assert fail_and_queue_again(study, [running[1]]) == [new.number] and fail_and_queue_again(study, [running[1]]) == []
+    assert [t.state for t in study.trials] == [TrialState.RUNNING, TrialState.FAIL, TrialState.WAITING]
