@@ -356,7 +356,7 @@ def _worker_device(device: str, worker: int) -> str:
 
 
 def _worker_main(config: StudyConfig, worker: int, parent: int) -> None:
-    """One of ``--workers`` processes: its share of the cores, its GPU, the shared study.
+    """One of ``--workers`` processes: the study's CPU threads per trial (``set_threads``), its GPU, the shared study.
 
     Ctrl-C reaches every process of the terminal's group: workers ignore it, and the parent stops
     them and queues their trials again. A SIGTERM sent to a worker alone queues its own trials, and
