@@ -50,6 +50,7 @@ class StudyConfig:
     min_epochs: int = 3  # epochs every trial runs before the pruner may stop it
     timeout: float | None = None  # seconds; stop starting new trials after this
     workers: int = 1  # processes on this machine, sharing the cores (or the GPUs)
+    threads: int | None = None  # CPU threads per trial, stored in a new study and used by every run of it; None: cores / workers
     baseline: bool = True  # run the notebook's configuration when the grid does not hold it
     fuse: int | None = None  # trials trained at once as one fused network per worker; None: auto (1 on CPUs, 16 on CUDA)
     keep_weights: str = "all"  # whose weights to keep: all finished trials, complete ones only, or none
@@ -61,7 +62,7 @@ class StudyConfig:
     command: str = "python -m study.run"  # how this run was started, password masked
 
     def __post_init__(self):
-        for name in ("trials", "repeats", "max_repeats", "workers", "min_epochs", "train_size", "test_size", "fuse"):
+        for name in ("trials", "repeats", "max_repeats", "workers", "threads", "min_epochs", "train_size", "test_size", "fuse"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1 but got {value}")
@@ -230,6 +231,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=study.workers,
         help="worker processes on this machine; they share the CPU cores, or take one GPU each (default: %(default)s)",
+    )
+    run.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads each trial trains with, stored in a new study and kept by every run of it (whatever its --workers), "
+        "so that a seed gives the same accuracies (default: the cores / --workers of the run that creates the study)",
     )
     run.add_argument(
         "--fuse",

@@ -54,6 +54,9 @@ class StudySettings:
     compare_epoch: int | None = None  # the epoch questions 1-3 compare at (None: 10, the notebook's, or the last)
     design: str = "fixed"  # "sequential": rounds of replicates where comparisons are open (study.rounds); "fixed": every
     # point gets `repeats` replicates (studies stored before the sequential design: fixed)
+    threads: int = 0  # CPU threads every trial trains with (torch.set_num_threads), whatever --workers a run has: the
+    # sums of a CPU kernel depend on them, so the same seed gives the same accuracies only at the same count (0: not
+    # recorded, an earlier release's study: each run uses cores / --workers)
 
     @property
     def sequential(self) -> bool:

@@ -18,7 +18,7 @@ from study.artifacts import weights_size
 from study.config import StudyConfig, parse_config
 from study.progress import fmt_seconds, summarize
 from study.runner import Interrupted, interruptible, quiet_optuna, run_study
-from study.storage import StorageFault, StudyError, describe_fault, mask_password, open_storage, output_dir
+from study.storage import StorageFault, StudyError, describe_fault, mask_password, open_storage, output_dir, resumable
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
         fault = str(error) if isinstance(error, StorageFault) else describe_fault(error, config.storage)
         if fault is None:
             raise
+        if not resumable(fault):  # the line says what to do instead
+            print(f"\nerror: {fault}; finished trials are intact", file=sys.stderr)
+            return 1
         resume = runnable(config.command)
         print(f"\nerror: {fault}{_advice(fault, config)}; finished trials are intact: resume with: {resume}", file=sys.stderr)
         return 1

@@ -42,7 +42,6 @@ from study.storage import (
     fail_dead_trials,
     mask_password,
     open_storage,
-    worker_id,
 )
 
 ROUND_POLL_SECONDS = 2.0  # how often a process with nothing to run looks whether the round's last trials have finished
@@ -93,7 +92,22 @@ def study_settings(config: StudyConfig, data: Data) -> StudySettings:
         margin=config.margin,
         compare_epoch=config.compare_epoch,
         design="sequential" if config.sequential else "fixed",
+        threads=config.threads or max(1, cores() // config.workers),
     )
+
+
+def cores() -> int:
+    """The CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def set_threads(study: optuna.Study, workers: int) -> int:
+    """Train with the CPU threads the study recorded when it was created, so that its accuracies do not depend on how
+    many workers each run has (an earlier release's study, which recorded none: cores / ``workers``). Returns the count.
+    """
+    threads = StudySettings.from_attrs(study.user_attrs).threads or max(1, cores() // workers)
+    torch.set_num_threads(threads)
+    return threads
 
 
 def _check_compatible(study: optuna.Study, settings: StudySettings, storage_url: str) -> None:
@@ -156,6 +170,12 @@ def open_study(storage: optuna.storages.BaseStorage, config: StudyConfig, settin
             time.sleep(0.5)  # its creator on another machine is still writing its settings
             continue
         _check_compatible(study, settings, config.storage)
+        stored = StudySettings.from_attrs(study.user_attrs).threads
+        if config.threads is not None and stored and stored != config.threads:
+            raise StudyError(
+                f"study {config.study_name!r} in {mask_password(config.storage)} trains every trial with {stored} CPU threads "
+                f"(accuracies depend on it): rerun with --threads {stored} or without --threads to resume it"
+            )
         failed = fail_dead_trials(study)
         if failed:
             print(f"trial(s) {', '.join(map(str, failed))} were left running by a process that died: marked failed, queued again")
@@ -226,10 +246,15 @@ def _optimize(study: optuna.Study, config: StudyConfig, data: Data, worker: int 
     with Heartbeats(study) as heartbeats:
         while config.timeout is None or time.monotonic() - started < config.timeout:
             optuna.storages.fail_stale_trials(study)  # trials of machines gone silent: failed, queued again
+            fail_dead_trials(study)  # trials of dead processes of this machine (a kill -9 at any moment): failed, queued again
             states = [t.state for t in study.get_trials(deepcopy=False)]
-            wanted = config.target - sum(s in FINISHED for s in states) - states.count(TrialState.RUNNING)
-            if wanted <= 0:
+            finished = sum(s in FINISHED for s in states)
+            if finished >= config.target:
                 return
+            wanted = config.target - finished - states.count(TrialState.RUNNING)
+            if wanted <= 0:  # the last trials run elsewhere: wait for them, as one may die and be queued again
+                time.sleep(ROUND_POLL_SECONDS)
+                continue
             if config.sequential:
                 step = rounds.next_step(study, study.sampler, config.grid_repeats, config.target)
                 if step.action == "done":
@@ -241,10 +266,9 @@ def _optimize(study: optuna.Study, config: StudyConfig, data: Data, worker: int 
             runs: list[TrialRun] = []
             try:
                 for _ in range(min(fuse, wanted)):
-                    with _signals_held():  # a trial exists from ask() on: it is ours (and recoverable) once it names its worker
+                    with _signals_held():  # a trial exists from ask() on (naming its process: StudyStorage): track it at once
                         trial = study.ask()
                         heartbeats.track([*(run.trial for run in runs), trial])
-                        trial.set_user_attr("worker", worker_id())
                     if drop_surplus(study, trial):  # another process took the grid's last free point at this moment
                         notes.write_trial_note(trial, notes.SURPLUS_TEXT)
                         break
@@ -332,29 +356,55 @@ def _worker_device(device: str, worker: int) -> str:
     return device
 
 
-def _worker_main(config: StudyConfig, worker: int) -> None:
-    """One of ``--workers`` processes: its share of the cores, its GPU, the shared study.
+def _worker_main(config: StudyConfig, worker: int, parent: int) -> None:
+    """One of ``--workers`` processes: the study's CPU threads per trial (``set_threads``), its GPU, the shared study.
 
     Ctrl-C reaches every process of the terminal's group: workers ignore it, and the parent stops
-    them and queues their trials again. A SIGTERM sent to a worker alone queues its own trials.
+    them and queues their trials again. A SIGTERM sent to a worker alone queues its own trials, and
+    so does the death of the parent ``parent`` (a ``kill -9``, the OOM killer): the worker notices
+    within ``PARENT_POLL_SECONDS``, queues its trials again and exits, instead of running on unseen.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _watch_parent(parent)
     quiet_optuna(config.verbose)
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // config.workers))
     config = replace(config, train=replace(config.train, device=_worker_device(config.train.device, worker)))
     bind_device(config.train.device)  # this worker's GPU is its current device: contexts and handles go there, not to GPU 0
     data = load(config, download=False)  # the parent made sure the data is there, and cached
     study = optuna.load_study(study_name=config.study_name, storage=open_storage(config.storage))
+    set_threads(study, config.workers)
     try:
         with interruptible((signal.SIGTERM,)):
+            if os.getppid() != parent:
+                raise Interrupted(signal.SIGTERM)  # the parent died while this worker loaded its data
             _optimize(study, config, data, worker)
     except Interrupted:
-        pass  # its trials are queued again; the parent reports the interruption
+        if os.getppid() != parent:
+            os._exit(128 + signal.SIGTERM)  # nobody waits for this worker's result: end now, not in joblib's loop
+        # its trials are queued again; the parent reports the interruption
     except Exception as error:  # the parent prints one line; a storage error's own object may not cross processes
         fault = describe_fault(error, config.storage)
         if fault is not None:
             raise StorageFault(fault) from None
         raise
+
+
+PARENT_POLL_SECONDS = 1.0  # how often a worker looks whether the command that started it is still alive
+
+
+def _watch_parent(parent: int) -> None:
+    """Send this process SIGTERM when process ``parent`` is gone (its children then have another parent).
+
+    A thread that polls ``os.getppid()``, rather than Linux's ``prctl(PR_SET_PDEATHSIG)``: the
+    latter fires when the parent's *thread* that started the worker ends (joblib starts workers
+    from its own threads), and exists on Linux only.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_SECONDS)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
 
 
 def _run_workers(study: optuna.Study, config: StudyConfig) -> None:
@@ -363,7 +413,8 @@ def _run_workers(study: optuna.Study, config: StudyConfig) -> None:
 
     progress = Progress(study, config.target, config.train.epochs, config.sequential, config.workers)
     pool = ThreadPoolExecutor(1)
-    jobs = pool.submit(Parallel(n_jobs=config.workers, backend="loky"), (delayed(_worker_main)(config, k) for k in range(config.workers)))
+    workers = (delayed(_worker_main)(config, k, os.getpid()) for k in range(config.workers))
+    jobs = pool.submit(Parallel(n_jobs=config.workers, backend="loky"), workers)
     try:
         while not jobs.done():
             progress.poll(study)
@@ -434,6 +485,7 @@ def run_study(config: StudyConfig, download: bool = False) -> optuna.Study:
     more = f"up to {remaining} more in rounds of the sequential design" if config.sequential else f"{remaining} more"
     print(f"study {config.study_name!r} in {mask_password(config.storage)}: {finished} finished, running {more} on {where}")
     if config.workers == 1:
+        set_threads(study, config.workers)
         progress = Progress(study, config.target, config.train.epochs, config.sequential, config.workers)
         try:
             _optimize(study, config, data, progress=progress)

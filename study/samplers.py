@@ -6,7 +6,7 @@ import optuna
 from optuna.trial import TrialState
 
 from study.space import SearchSpace
-from study.storage import orphan
+from study.storage import dead
 
 # name -> sampler(space, repeats, seed, stream). Only "grid" runs the paired design (activation x loss x lr x
 # replicate); the others hunt for the best configuration, and their comparisons are observational. Samplers that
@@ -106,8 +106,9 @@ class DesignGridSampler(optuna.samplers.GridSampler):
         """Grid points that a trial holds (finished, running or queued), the numbers of running trials with no point yet,
         and the grid points of queued (waiting) trials, which the next ``study.ask()`` of any process takes first.
 
-        A trial with no point left by a process killed inside ``study.ask()`` (``storage.orphan``)
-        is not choosing one: it would hold back a point forever (the next start fails it).
+        A trial with no point left by a process killed inside ``study.ask()`` (``storage.dead``: its
+        process is gone) is not choosing one: it would hold back a point (any process fails it and
+        queues it again).
 
         A trial's point is read from its parameters when it has them (so trials of an earlier
         release, whose grid ids followed another order, count right), else from its grid id.
@@ -121,7 +122,7 @@ class DesignGridSampler(optuna.samplers.GridSampler):
                 taken.add(grid_id)
                 if t.state == TrialState.WAITING:
                     queued.add(grid_id)
-            elif t.state == TrialState.RUNNING and "grid_id" not in attrs and "fixed_params" not in attrs and not orphan(t):
+            elif t.state == TrialState.RUNNING and "grid_id" not in attrs and "fixed_params" not in attrs and not dead(t):
                 choosing.add(t.number)
         return taken, choosing, queued
 

@@ -13,9 +13,12 @@ import warnings
 from pathlib import Path
 
 import optuna
+import sqlalchemy
 import sqlalchemy.exc
 from optuna.storages import RDBStorage
-from optuna.trial import TrialState
+from optuna.storages._rdb import models
+from optuna.storages._rdb.storage import _create_scoped_session
+from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.engine import make_url
 
 from cnn.cli import runnable
@@ -26,7 +29,8 @@ DEFAULT_STORAGE = "sqlite:///runs/cnn-study.db"
 HEARTBEAT_SECONDS = 30  # a running trial writes a heartbeat this often ...
 GRACE_SECONDS = 120  # ... and is failed (and retried once) when silent this long
 SQLITE_LOCK_SECONDS = 120  # how long a SQLite writer waits for the lock before "database is locked"
-ORPHAN_SECONDS = 30  # a running trial this old that names no worker was left by a process killed as it asked for it
+ORPHAN_SECONDS = 30  # a running trial this old that names no worker was left by a process of an earlier release killed as it
+# asked for it (trials of this release name their worker in the same write that makes them RUNNING: StudyStorage)
 SCHEMA_ATTEMPTS = 5  # tries to open a new database whose tables other processes are creating at the same moment
 
 MAX_RETRIES = 1  # a trial whose machine went silent is run again this many times by the other machines' heartbeat check
@@ -98,9 +102,19 @@ def command_line(module: str, argv: list[str]) -> str:
 
 
 def output_dir(storage: str, study_name: str, kind: str) -> Path:
-    """Where a study's ``kind`` ("artifacts", "report") goes: beside a SQLite file, else under ``runs/``."""
+    """Where a study's ``kind`` ("artifacts", "report") goes: beside a SQLite file, else under ``runs/``.
+
+    The folder is named after the storage and the study, so that two studies of one name in two databases of one
+    folder (``runs/cnn-study.db`` and ``runs/t50.db``) never share it: ``runs/t50-cnn-study-report``. A database
+    named after its study keeps the short name (``runs/cnn-study.db``, study cnn-study: ``runs/cnn-study-report``).
+    """
     path = sqlite_path(storage)
-    return (path.parent if path is not None else Path("runs")) / f"{study_name}-{kind}"
+    if path is not None:
+        folder, database = path.parent, path.stem
+    else:
+        folder, database = Path("runs"), make_url(storage).database or make_url(storage).get_backend_name()
+    name = study_name if database == study_name else f"{database}-{study_name}"
+    return folder / f"{name}-{kind}"
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -207,6 +221,18 @@ def _check_sqlite_file(path: Path, url: str) -> None:
         )
 
 
+NOT_BY_A_RERUN = "; rerunning the same command will not mend this"  # in the line of a fault a resume alone cannot fix
+
+
+def resumable(fault: str) -> bool:
+    """Whether rerunning the same command recovers from the storage fault ``fault`` (a line of :func:`describe_fault`)."""
+    return NOT_BY_A_RERUN not in fault
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else text
+
+
 def describe_fault(error: BaseException, url: str) -> str | None:
     """One line for a fault of the storage itself (disk full, server gone, not a database), or None for other errors."""
     shown = mask_password(url)
@@ -216,6 +242,16 @@ def describe_fault(error: BaseException, url: str) -> str | None:
     text = f"{error.orig if orig is not None else error}".lower()
     if (isinstance(error, OSError) and error.errno == errno.ENOSPC) or "disk is full" in text or "no space left" in text:
         return f"the disk holding {shown} is full"
+    if "readonly database" in text or "read-only file system" in text or (isinstance(error, OSError) and error.errno == errno.EROFS):
+        return (
+            f"{shown} is read-only ({_first_line(text)}){NOT_BY_A_RERUN}: make the file and its folder writable (SQLite writes a "
+            "journal beside the file), or copy the database to a writable place and name it with --storage"
+        )
+    if "database is locked" in text:
+        return (
+            f"{shown} stayed locked by another process for over {SQLITE_LOCK_SECONDS} s{NOT_BY_A_RERUN}: stop the process that "
+            "holds it (fuser names it), or run many processes on one study through PostgreSQL"
+        )
     if isinstance(error, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
         return f"lost the connection to {shown}: {_reason(error)}"
     if isinstance(error, sqlalchemy.exc.DatabaseError):
@@ -223,7 +259,75 @@ def describe_fault(error: BaseException, url: str) -> str | None:
     return None
 
 
-class PatientStorage(RDBStorage):
+class StudyStorage(RDBStorage):
+    """Optuna's RDB storage, where a trial names its process (``worker_id``) in the same write that makes it RUNNING.
+
+    ``study.ask()`` creates a trial (or takes a queued one) and only then lets the sampler give it a
+    grid point; a process killed in between left a RUNNING trial that nobody could tell apart from
+    one a live process was still choosing a point for, so it was failed only after ``ORPHAN_SECONDS``.
+    Here the trial's ``worker`` user attribute (host and pid) is written in the transaction that
+    creates it or pops it from the queue: from its first moment, a trial of a dead process is
+    recognised as one (:func:`dead`).
+    """
+
+    def _create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> FrozenTrial:
+        if template_trial is None:  # study.ask(): a new RUNNING trial; add_trial and enqueue pass their own template
+            template_trial = FrozenTrial(
+                number=-1,
+                state=TrialState.RUNNING,
+                value=None,
+                datetime_start=datetime.datetime.now(),
+                datetime_complete=None,
+                params={},
+                distributions={},
+                user_attrs={"worker": worker_id()},
+                system_attrs={},
+                intermediate_values={},
+                trial_id=-1,
+            )
+        return super()._create_new_trial(study_id, template_trial)
+
+    def set_trial_state_values(self, trial_id: int, state: TrialState, values=None) -> bool:
+        if state != TrialState.RUNNING or values is not None:
+            return super().set_trial_state_values(trial_id, state, values)
+        # study.ask() takes a queued trial: RUNNING, its start time and its process, in one transaction (as RDBStorage does
+        # for the first two).
+        try:
+            with _create_scoped_session(self.scoped_session) as session:
+                trial = models.TrialModel.find_or_raise_by_id(trial_id, session, for_update=True)
+                self.check_trial_is_updatable(trial_id, trial.state)
+                if trial.state != TrialState.WAITING:
+                    return False
+                trial.state = TrialState.RUNNING
+                trial.datetime_start = datetime.datetime.now()
+                self._set_trial_attr_without_commit(session, models.TrialUserAttributeModel, trial_id, "worker", worker_id())
+        except sqlalchemy.exc.IntegrityError:
+            return False
+        return True
+
+
+    def fail_running(self, trial_id: int) -> bool:
+        """Fail a RUNNING trial in one conditional write; False when it is RUNNING no longer.
+
+        Any process may fail a dead process's trial (:func:`fail_dead_trials`), so two may try at
+        once. Optuna's ``set_trial_state_values`` reads the state before it takes SQLite's write
+        lock: both would fail the trial, and both would queue its point again. Here only one wins.
+        """
+        now_utc = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+        with _create_scoped_session(self.scoped_session) as session:
+            done = session.execute(
+                sqlalchemy.update(models.TrialModel)
+                .where(models.TrialModel.trial_id == trial_id, models.TrialModel.state == TrialState.RUNNING)
+                .values({
+                    models.TrialModel.state: TrialState.FAIL,
+                    models.TrialModel._datetime_complete_utc: now_utc,  # naive UTC, as Optuna stores it
+                })
+                .execution_options(synchronize_session=False)
+            )
+            return done.rowcount == 1
+
+
+class PatientStorage(StudyStorage):
     """Optuna's RDB storage for a database server: a call that cannot reach the server is tried again.
 
     A server that restarts (or a network that drops for a moment) is waited out for up to
@@ -235,14 +339,15 @@ class PatientStorage(RDBStorage):
 
 for _name in dir(optuna.storages.BaseStorage):
     if not _name.startswith("__") and callable(getattr(RDBStorage, _name, None)) and _name != "get_heartbeat_interval":
-        setattr(PatientStorage, _name, patient(getattr(RDBStorage, _name)))
+        setattr(PatientStorage, _name, patient(getattr(StudyStorage, _name)))
 # Optuna's cache (``_CachedStorage``) calls these private methods of its backend directly.
-for _name in ("record_heartbeat", "_get_stale_trial_ids", "_create_new_trial", "_set_trial_param", "_get_best_trial_id", "_get_trials"):
-    setattr(PatientStorage, _name, patient(getattr(RDBStorage, _name)))
+for _name in ("record_heartbeat", "_get_stale_trial_ids", "_create_new_trial", "_set_trial_param", "_get_best_trial_id", "_get_trials",
+              "fail_running"):
+    setattr(PatientStorage, _name, patient(getattr(StudyStorage, _name)))
 
 
 def _rdb_storage(url: str, engine_kwargs: dict) -> RDBStorage:
-    kind = RDBStorage if make_url(url).get_backend_name() == "sqlite" else PatientStorage
+    kind = StudyStorage if make_url(url).get_backend_name() == "sqlite" else PatientStorage
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: stable in practice since v2
         return kind(
@@ -265,41 +370,53 @@ def worker_id() -> dict:
 
 
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host runs (a zombie, killed but not yet reaped by its parent, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
+    with contextlib.suppress(OSError, IndexError):
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
     return True
 
 
 def fail_dead_trials(study: optuna.Study, pids: set[int] | None = None) -> list[int]:
-    """Fail RUNNING trials whose worker process on this host is gone (or is one of ``pids``), and queue each again.
+    """Fail RUNNING trials whose process on this host is gone (or is one of ``pids``), and queue each again.
 
     Trials of other hosts are left to the heartbeat, which fails them after ``GRACE_SECONDS``.
 
     Returns:
         The numbers of the trials failed.
     """
-    host = socket.gethostname()
-    dead = []
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker = trial.user_attrs.get("worker") or {}
-        pid = worker.get("pid")
-        mine = worker.get("host") == host and isinstance(pid, int) and pid > 0 and ((pids is not None and pid in pids) or not _alive(pid))
-        if mine or orphan(trial):
-            dead.append(trial)
-    return fail_and_queue_again(study, dead)
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    return fail_and_queue_again(study, [t for t in running if dead(t, pids)])
 
 
-def orphan(trial: optuna.trial.FrozenTrial) -> bool:
-    """A running trial that never named its worker: its process died between asking for it and the next write.
+def dead(trial: FrozenTrial, pids: set[int] | None = None) -> bool:
+    """Whether a RUNNING trial was left by a process that is gone: its process on this host has exited (or is one of
+    ``pids``, being stopped), or it never named its process (``orphan``)."""
+    worker = trial.user_attrs.get("worker") or {}
+    pid = worker.get("pid")
+    if worker.get("host") == socket.gethostname() and isinstance(pid, int) and pid > 0:
+        return (pids is not None and pid in pids) or not _alive(pid)
+    return orphan(trial)
 
-    A live process names its worker (``worker_id``) within milliseconds of ``study.ask()``.
+
+def orphan(trial: FrozenTrial) -> bool:
+    """A running trial that never named its worker: an earlier release's process died between asking for it and naming it.
+
+    This release names the worker in the write that makes a trial RUNNING (``StudyStorage``); an
+    earlier one did within milliseconds of ``study.ask()``.
     """
     started = trial.datetime_start
     return "worker" not in trial.user_attrs and started is not None and (datetime.datetime.now() - started).total_seconds() > ORPHAN_SECONDS
+
+
+def unnamed(trial: FrozenTrial) -> bool:
+    """A running trial that names no worker yet and is not an orphan yet: its process may still be choosing its point."""
+    return "worker" not in trial.user_attrs and not orphan(trial)
 
 
 def fail_and_queue_again(study: optuna.Study, trials: list) -> list[int]:
@@ -309,9 +426,13 @@ def fail_and_queue_again(study: optuna.Study, trials: list) -> list[int]:
         The numbers of the trials queued again.
     """
     queued = []
+    backend = getattr(study._storage, "_backend", study._storage)  # under Optuna's cache
     for trial in trials:
         try:
-            if not study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+            if isinstance(backend, StudyStorage):
+                if not backend.fail_running(trial._trial_id):
+                    continue  # another process failed it (and queued it again), or it finished, a moment ago
+            elif not study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
                 continue
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # it finished (or another process failed it) in the meantime

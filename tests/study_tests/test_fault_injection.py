@@ -8,8 +8,14 @@ Ctrl-C does), each at a random moment after a trial of that run started; the Pos
 also restart the server in the middle of a trial.
 
 CI runs a representative slice (``SLICE``); ``make faults`` runs every variant and prints its figures.
+
+Three moments a random signal seldom meets have their own variants (``MOMENTS``): a kill -9 inside
+``study.ask()`` of a round's first trial, just after the round's plan is stored; a kill -9 of a
+``--workers`` command's parent alone; SIGTERM to a ``--workers`` command while both workers train.
+Each is followed at once by the same command, and the same invariant is checked.
 """
 
+import contextlib
 import datetime
 import os
 import random
@@ -20,12 +26,14 @@ import sys
 import time
 import uuid
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from helpers import REPO, load, postgresql, spawn, wait_for
 from optuna.trial import TrialState
 
 from study import load_model, rounds
+from study.storage import worker_id
 
 pytestmark = pytest.mark.slow
 
@@ -144,3 +152,90 @@ def test_faults_never_leave_a_hole_in_the_grid(storage, workers, fuse, design, s
     expected = {"points_once": invariant["planned"], "lost": 0, "unplanned": 0, "duplicated": 0, "left_running": 0}
     assert invariant == {**invariant, **expected}
     assert design == "sequential" or invariant["planned"] == POINTS
+
+
+# A command that kills itself (kill -9) inside study.ask() of the first trial after a round's plan is stored: the trial
+# is RUNNING and has no grid point yet.
+KILLED_AT_A_ROUNDS_START = """
+import os, signal, sys
+from study import rounds, samplers
+from study.run import main
+
+before_trial = samplers.DesignGridSampler.before_trial
+
+def killed_at_a_rounds_start(self, study, trial):
+    if rounds.stored_rounds(study.user_attrs):
+        os.kill(os.getpid(), signal.SIGKILL)
+    before_trial(self, study, trial)
+
+samplers.DesignGridSampler.before_trial = killed_at_a_rounds_start
+sys.exit(main(sys.argv[1:]))
+"""
+MOMENTS = ["round start", "parent of workers killed", "sigterm to workers"]
+MOMENTS_SLICE = ["round start"]
+
+
+def _training(db: str, name: str) -> int:
+    try:
+        trials = load(db, name).get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    except KeyError:
+        return 0
+    return sum(bool(t.user_attrs.get("history")) for t in trials)
+
+
+def _group(pgid: int) -> list[int]:
+    """The live processes (zombies excepted) of process group ``pgid``."""
+    alive = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, _, group = stat.read_text().rsplit(")", 1)[1].split()[:3]
+        except (OSError, ValueError):
+            continue
+        if int(group) == pgid and state not in ("Z", "X"):
+            alive.append(int(stat.parent.name))
+    return alive
+
+
+def fault_at(moment: str, args: list[str], db: str, name: str) -> dict:
+    """Bring the study to ``moment`` and fault it there; return what was seen."""
+    if moment == "round start":
+        command = [sys.executable, "-c", KILLED_AT_A_ROUNDS_START, *args]
+        killed = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=900)
+        assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+        left = load(db, name).get_trials(states=(TrialState.RUNNING,))
+        assert len(left) == 1 and "grid_id" not in left[0].system_attrs and left[0].user_attrs["worker"]["host"] == worker_id()["host"]
+        return {"killed in ask": left[0].number}
+    process = spawn(*args, "--workers", "2")
+    assert wait_for(lambda: process.poll() is not None or _training(db, name) == 2, 300)
+    assert process.poll() is None, process.communicate()[0]
+    if moment == "sigterm to workers":
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=120)[0]
+        assert process.returncode == 128 + signal.SIGTERM, output
+        failed = sorted(t.number for t in load(db, name).trials if t.state == TrialState.FAIL)
+        assert len(failed) == 2 and f"trial(s) {', '.join(map(str, failed))} failed and queued to run again" in output, output
+        return {"named": failed}
+    os.kill(process.pid, signal.SIGKILL)  # the parent alone
+    process.wait(timeout=60)
+    try:
+        assert wait_for(lambda: not _group(process.pid), 15), _group(process.pid)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    process.stdout.close()
+    return {"workers gone within 15 s": True}
+
+
+@pytest.mark.parametrize("moment", MOMENTS if ALL else MOMENTS_SLICE)
+def test_a_fault_at_a_rare_moment_is_mended_by_the_same_command_at_once(moment, small_args, tmp_path):
+    name = f"moment-{uuid.uuid4().hex[:6]}"
+    db = f"sqlite:///{tmp_path / 'study.db'}"
+    args = [*small_args, *GRID, "--storage", db, "--study-name", name, "--max-repeats", str(REPEATS), "--epochs", "2"]
+    seen = fault_at(moment, args, db, name)
+    started = time.monotonic()
+    final = subprocess.run([sys.executable, "-m", "study.run", *args], capture_output=True, text=True, timeout=1200, cwd=REPO)
+    assert final.returncode == 0, final.stdout + final.stderr
+    invariant = check_invariant(db, name, "sequential")
+    print(f"\nmoment {moment!r}: {seen}, rerun {time.monotonic() - started:.0f} s -> {invariant}")
+    expected = {"points_once": invariant["planned"], "lost": 0, "unplanned": 0, "duplicated": 0, "left_running": 0}
+    assert invariant == {**invariant, **expected}

@@ -1,7 +1,9 @@
 """Faults cost nothing: a crash never leaves a hole in the grid, signals requeue, storage faults get one line."""
 
+import contextlib
 import hashlib
 import inspect
+import os
 import re
 import shutil
 import signal
@@ -40,6 +42,24 @@ def _second_trial_training(db: str) -> bool:
     except KeyError:
         return False
     return any(t.number >= 1 and t.state == TrialState.RUNNING and t.user_attrs.get("history") for t in trials)
+
+
+def _training(db: str) -> list:
+    """The RUNNING trials that have finished an epoch."""
+    return [t for t in _trials(db) if t.state == TrialState.RUNNING and t.user_attrs.get("history")]
+
+
+def _group(pgid: int) -> list[int]:
+    """The live processes (zombies excepted) of process group ``pgid``: a command started by ``spawn`` and its workers."""
+    alive = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, _, group = stat.read_text().rsplit(")", 1)[1].split()[:3]
+        except (OSError, ValueError):
+            continue
+        if int(group) == pgid and state not in ("Z", "X"):
+            alive.append(int(stat.parent.name))
+    return alive
 
 
 def _digest(path: Path) -> str:
@@ -129,6 +149,23 @@ def test_full_disk_gives_one_line_keeps_finished_trials_and_resumes(small_disk, 
     assert [t.number for t in study.get_trials(states=(TrialState.COMPLETE,))][: len(finished)] == [t.number for t in finished]
 
 
+@pytest.mark.slow
+def test_a_read_only_database_gets_one_line_that_says_what_to_do(small_disk, small_args, capsys):
+    db = f"sqlite:///{small_disk / 'study.db'}"
+    args = [*small_args, *GRID, "--storage", db, "--epochs", "1"]
+    # In another process: a file this one held open would keep the file system from turning read-only.
+    made = subprocess.run([sys.executable, "-m", "study.run", *args, "--trials", "1"], capture_output=True, text=True, cwd=REPO)
+    assert made.returncode == 0, made.stderr
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    capsys.readouterr()
+    assert main([*args, "--trials", "2"]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    # Rerunning the same command would fail the same way: the line says what to do instead of "resume with".
+    assert len(errors) == 1 and errors[0].startswith(f"error: {db} is read-only (attempt to write a readonly database)"), errors
+    assert "make the file and its folder writable" in errors[0] and "resume with" not in errors[0]
+    assert len(load(db).get_trials(states=(TrialState.COMPLETE,))) == 1
+
+
 def test_a_text_file_is_refused_untouched(tmp_path):
     notes = tmp_path / "notes.db"
     notes.write_text("shopping list\n" * 200)
@@ -199,3 +236,44 @@ def test_a_foreign_file_gets_one_line_from_the_command(tmp_path, small_args, cap
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: ") and "is not a SQLite database" in err[-1] and "Traceback" not in "\n".join(err)
     assert notes.read_text() == "not a database"
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_parent_of_workers_queues_and_names_every_workers_trial(db, small_args):
+    process = spawn(*small_args, *GRID, "--storage", db, "--epochs", "3", "--workers", "2")
+    assert wait_for(lambda: len(_training(db)) == 2, 300), process.communicate()[0]
+    process.send_signal(signal.SIGTERM)  # to the command only, as a scheduler sends it
+    output = process.communicate(timeout=120)[0]
+    assert process.returncode == 128 + signal.SIGTERM, output
+    study = load(db)
+    assert TrialState.RUNNING not in [t.state for t in study.trials]
+    failed = sorted(t.number for t in study.trials if t.state == TrialState.FAIL)
+    # Both workers' trials are failed, queued again, and named in the one line.
+    assert len(failed) == 2, output
+    assert f"interrupted by SIGTERM: trial(s) {', '.join(map(str, failed))} failed and queued to run again" in output
+    assert wait_for(lambda: not _group(process.pid), 15), _group(process.pid)
+
+
+@pytest.mark.slow
+def test_workers_end_when_their_parent_is_killed_and_the_rerun_completes_the_grid(db, small_args):
+    args = [*small_args, *GRID, "--storage", db, "--epochs", "3", "--workers", "2"]
+    process = spawn(*args)
+    assert wait_for(lambda: len(_training(db)) == 2, 300), process.communicate()[0]
+    os.kill(process.pid, signal.SIGKILL)  # the parent alone (the OOM killer's choice, or kill -9 PID)
+    process.wait(timeout=60)
+    try:
+        # The workers notice, queue their trials again and end: no process of the study is alive 15 s later.
+        assert wait_for(lambda: not _group(process.pid), 15), _group(process.pid)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # an earlier release's workers ran on for minutes
+    process.stdout.close()
+    study = load(db)
+    assert TrialState.RUNNING not in [t.state for t in study.trials]
+    assert len(study.get_trials(states=(TrialState.WAITING,))) == 2
+
+    result = subprocess.run([sys.executable, "-m", "study.run", *args], capture_output=True, text=True, timeout=900, cwd=REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
+    study = load(db)
+    assert len(_points(study)) == POINTS and set(_points(study).values()) == {1}
+    assert {t.state for t in study.trials} == {TrialState.COMPLETE, TrialState.FAIL}

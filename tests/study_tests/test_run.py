@@ -204,3 +204,34 @@ def test_load_model_restores_the_trained_weights(db, small_args, cifar_dir):
     accuracy = evaluate(model, build_loss(best.params["loss"]), test.images, test.labels, 10, 100, dtype).acc
     # The same images through the restored weights give the accuracy the trial recorded.
     assert accuracy == best.user_attrs["test_acc"]
+
+
+GRID8 = [
+    *("--activations", "relu,tanh", "--losses", "cross_entropy,mse"),
+    *("--grid-lrs", "2", "--lr-min", "1e-3", "--lr-max", "1e-2", "--repeats", "1"),
+]
+
+
+def _accuracies(db: str) -> dict[tuple, float]:
+    keys = ("activation", "loss", "lr", "replicate")
+    return {tuple(t.params[k] for k in keys): t.value for t in load(db).get_trials(states=(TrialState.COMPLETE,))}
+
+
+def test_a_seed_gives_the_same_accuracies_with_one_or_two_workers(tmp_path, small_args, capsys):
+    # A CPU kernel's sums depend on its thread count: every run of a study trains with the threads the study stored.
+    args = [*small_args, *GRID8, "--epochs", "1"]
+    one, mixed, two = (f"sqlite:///{tmp_path / name}.db" for name in ("one", "mixed", "two"))
+    assert main([*args, "--storage", one]) == 0
+    # Started in one process, resumed with two workers (an earlier release gave each half the cores): one pair may
+    # not mix the two.
+    assert main([*args, "--storage", mixed, "--trials", "4"]) == 0
+    assert main([*args, "--storage", mixed, "--workers", "2"]) == 0
+    assert len(_accuracies(one)) == 8 and _accuracies(mixed) == _accuracies(one)
+    # A new study with two workers and the same --threads trains the same accuracies.
+    threads = load(one).user_attrs["settings"]["threads"]
+    assert main([*args, "--storage", two, "--workers", "2", "--threads", str(threads)]) == 0
+    assert _accuracies(two) == _accuracies(one)
+    # Resuming with other threads would mix them: refused.
+    capsys.readouterr()
+    assert main([*args, "--storage", two, "--threads", str(threads + 1)]) == 2
+    assert f"trains every trial with {threads} CPU threads" in capsys.readouterr().err

@@ -173,3 +173,44 @@ def test_a_study_killed_in_its_rounds_last_trial_resumes_and_goes_on(db, small_a
     _check_rounds(study, 2)  # round 0 whole, each later round its plan, nothing twice
     retry = next(t for t in study.trials if t.system_attrs.get("failed_trial") == 7)
     assert retry.state in FINISHED and (retry.params["activation"], retry.params["loss"]) == (config.activation, config.loss)
+
+
+# A run of the command that kills itself (kill -9) inside study.ask() of the first trial after a round's plan is stored:
+# the trial exists, RUNNING, and has no grid point yet.
+KILLED_AT_A_ROUNDS_START = """
+import os, signal, sys
+from study import rounds, samplers
+from study.run import main
+
+before_trial = samplers.DesignGridSampler.before_trial
+
+def killed_at_a_rounds_start(self, study, trial):
+    if rounds.stored_rounds(study.user_attrs):
+        os.kill(os.getpid(), signal.SIGKILL)
+    before_trial(self, study, trial)
+
+samplers.DesignGridSampler.before_trial = killed_at_a_rounds_start
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_a_study_killed_as_a_round_starts_is_finished_by_an_immediate_rerun(db, small_args):
+    # The trial left RUNNING names its dead process from its first moment, so the rerun fails it and queues its
+    # point at once; an earlier release waited 30 s for it (ORPHAN_SECONDS) and, finding nothing else to do, ended
+    # with "finished" and a planned point never trained.
+    args = [*small_args, *DESIGN, "--storage", db, "--epochs", "2", "--max-repeats", "2"]
+    killed = subprocess.run([sys.executable, "-c", KILLED_AT_A_ROUNDS_START, *args], capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert killed.returncode == -9, killed.stdout + killed.stderr
+    study = load(db)
+    assert rounds.stored_rounds(study.user_attrs)[0]["points"]  # round 1 has points to train
+    left = study.get_trials(states=(TrialState.RUNNING,))
+    assert len(left) == 1 and "grid_id" not in left[0].system_attrs
+    resumed = subprocess.run([sys.executable, "-m", "study.run", *args], capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert f"trial(s) {left[0].number} were left running by a process that died: marked failed, queued again" in resumed.stdout
+    study = load(db)
+    _check_rounds(study, 2)  # every planned point finished once, nothing else ran
+    assert [t.state for t in study.trials].count(TrialState.RUNNING) == 0
+    assert [t.state for t in study.trials].count(TrialState.WAITING) == 0
+    assert "round 1 is not complete" not in resumed.stdout and " 1 failed" in resumed.stdout
