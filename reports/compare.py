@@ -1,10 +1,10 @@
 """``python -m reports.compare A B ...``: do a study's answers hold as the training set grows?
 
-Each argument is a study of the paired grid: a folder that holds a ``study.db`` (a shipped example, or a GPU check's
-unpacked archive), a SQLite file, or a storage URL, each optionally followed by ``::STUDY-NAME`` (needed only where
-the storage holds several studies). Every study is analysed exactly as ``reports.build`` would (its own verdicts at its
-own error rate), the studies are ordered by training-set size (the rungs of a ladder), and each comparison that two
-neighbouring rungs share is read side by side:
+Each argument is a study of the paired grid: a folder that holds a ``study.db`` (a shipped example), the GPU check's
+``gpu-check-results.tar.gz`` as it came back, a SQLite file, or a storage URL, each optionally followed by
+``::STUDY-NAME`` (needed only where the storage holds several studies). Every study is analysed exactly as
+``reports.build`` would (its own verdicts at its own error rate), the studies are ordered by training-set size (the
+rungs of a ladder), and each comparison that two neighbouring rungs share is read side by side:
 
 =====================  =====================================================================================
 status                 meaning
@@ -30,9 +30,13 @@ and another lacks are listed, not dropped.
 from __future__ import annotations
 
 import argparse
+import atexit
 import itertools
 import math
+import shutil
 import sys
+import tarfile
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -206,10 +210,25 @@ def parse_source(text: str) -> tuple[str, str | None]:
         path = Path(source)
         if path.is_dir():
             path = path / "study.db"
+        elif path.is_file() and tarfile.is_tarfile(path):  # the GPU check's gpu-check-results.tar.gz
+            path = _unpack_database(path)
         if not path.is_file():
-            raise StudyError(f"{text}: no such study database (give a folder holding study.db, a SQLite file or a storage URL)")
+            raise StudyError(f"{text}: no such study (give a folder holding study.db, a SQLite file, a GPU check's archive or a URL)")
         source = f"sqlite:///{path}"
     return source, name or None
+
+
+def _unpack_database(archive: Path) -> Path:
+    """The ``study.db`` of ``archive``, extracted into a temporary folder removed when the process ends."""
+    with tarfile.open(archive) as tar:
+        member = next((m for m in tar.getmembers() if m.isfile() and Path(m.name).name == "study.db"), None)
+        if member is None:
+            raise StudyError(f"{archive}: the archive holds no study.db (the GPU check packs one when its study ran)")
+        folder = Path(tempfile.mkdtemp(prefix="cnn-compare-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        member.name = "study.db"
+        tar.extract(member, folder, filter="data")
+    return folder / "study.db"
 
 
 def load_rung(text: str, margin: float | None = None, error_rate: str = "fdr") -> Rung:
@@ -409,8 +428,9 @@ def build_parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
     )
     parser.add_argument(
-        "studies", nargs="+", metavar="STUDY", help="a folder holding study.db, a SQLite file or a storage URL (::NAME names the study)"
-    )
+        "studies", nargs="+", metavar="STUDY",
+        help="a folder holding study.db, a SQLite file, gpu-check-results.tar.gz or a storage URL (::NAME names the study)",
+    )  # fmt: skip
     parser.add_argument("--out", default="runs/compare", help="output folder (default: %(default)s)")
     parser.add_argument("--margin", type=float, help="practical margin in accuracy points (default: each study's own)")
     parser.add_argument("--error-rate", choices=ERROR_RATES, default="fdr",

@@ -108,7 +108,7 @@ def test_compare_lists_comparisons_only_one_study_makes(tmp_path, rungs):
     ("argv", "message"),
     [
         (["docs/example"], "at least two studies"),
-        (["no-such-folder", "docs/example"], "no-such-folder: no such study database"),
+        (["no-such-folder", "docs/example"], "no-such-folder: no such study"),
         (["docs/example::nope", "docs/example"], "no study 'nope'"),
     ],
 )
@@ -134,3 +134,17 @@ def test_compare_csv_round_trips(tmp_path, rungs):
     path = compare.compare([str(EXAMPLE), str(EXAMPLE)], tmp_path)
     table = pd.read_csv(path.parent / "compare.csv")
     assert set(table["status_1"]) <= {"held", "still open"}
+
+
+def test_compare_reads_the_gpu_checks_archive(tmp_path):
+    # the GPU check's archive holds the log, figures.json, study.db and the report: the study joins the ladder as it came back
+    import tarfile
+
+    archive = tmp_path / "gpu-check-results.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(EXAMPLE / "study.db", arcname="study.db")
+        tar.add(EXAMPLE / "report.md", arcname="report/report.md")
+    storage, name = compare.parse_source(str(archive))
+    assert name is None and storage.startswith("sqlite:///") and storage.endswith("study.db")
+    with sqlite3.connect(storage.removeprefix("sqlite:///")) as db:
+        assert db.execute("SELECT study_name FROM studies").fetchone() == ("cifar10-sequential",)
