@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: setup study test bench lint faults simulate-sequential
+.PHONY: setup study test bench lint faults simulate-sequential example-10k ladder
 
 setup: $(VENV)/.installed
 
@@ -36,3 +36,19 @@ faults: setup
 # ARGS=--help lists the rest). CI runs a seeded slice (tests/reports_tests/test_sequential.py).
 simulate-sequential: setup
 	PYTHONPATH=tests nice $(BIN)/python -m reports_tests.simulate_sequential $(ARGS)
+
+# The ladder's second rung (docs/ladder.md): the default grid (3 activations x 3 losses x lr 1e-4, 1e-3, 1e-2), sequential,
+# 15 epochs, on 10,000 training images and the whole 10,000-image test set of the CIFAR-10 JPEG archive in ../shared/data
+# (or $CIFAR10_JPG), unpacked once into data/cifar10-jpg. Resumable: rerun it after any stop. Then `make ladder`.
+CIFAR10_JPG ?= ../shared/data/cifar10-jpg.tar.gz
+EXAMPLE_10K := --data-dir data/cifar10-jpg --train-size 10000 --test-size 10000 --epochs 15 --compare-epoch 10 --workers 2 \
+	--study-name cifar10-10k --storage sqlite:///docs/example-10k/study.db --no-report --keep-weights none
+example-10k: setup
+	test -d data/cifar10-jpg/train || (mkdir -p data/cifar10-jpg && tar xzf $(CIFAR10_JPG) -C data/cifar10-jpg)
+	mkdir -p docs/example-10k
+	$(BIN)/python -m study.run $(EXAMPLE_10K) $(ARGS)
+
+# Both examples' reports rebuilt from their databases, and their verdicts side by side (docs/ladder/compare.md).
+ladder: setup
+	$(BIN)/python -m reports.build --storage sqlite:///docs/example-10k/study.db --study-name cifar10-10k --out docs/example-10k --no-samples
+	$(BIN)/python -m reports.compare docs/example docs/example-10k --out docs/ladder
