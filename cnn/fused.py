@@ -14,17 +14,17 @@ parameter of the CNN (14 in all), and :class:`FusedOptimizer` updates all of the
 vectorised Adam or SGD step with each member's learning rate as an element of a (K,) tensor,
 as HFTA's fused optimisers do. So the number of operators of a training step does not grow
 with K: autograd sees 14 leaves, the optimiser runs a fixed number of ``torch._foreach_*``
-calls, the forward pass no list over members (only one call per distinct activation and per
-distinct loss), and the augmentation of all members is one pass. A member that leaves
+calls (the step count and bias corrections are device tensors, so the step can be captured),
+the forward pass no list over members (a few whole-tensor operators per distinct activation
+and per distinct loss, selected per channel or per member by masks), and the augmentation of
+all members is drawn once per epoch (one host call per member) and applied in one pass. A member that leaves
 (diverged, stopped by ``on_epoch``, or done) is written back into its own plain
 :class:`cnn.model.CNN`, with its BatchNorm statistics and a ``torch.optim`` optimiser holding
 its state; the others go on as a narrower stack.
 """
 
-import itertools
 import math
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnn.augment import crop_flip, draw, to_device
+from cnn.augment import crop_flip, decode, draw, draw_codes, to_device
 from cnn.data import Data, normalize
 from cnn.model import CNN
 from cnn.registry import lookup
@@ -57,9 +57,11 @@ def _key(name: str) -> str:
     return name.replace(".", "_")  # ParameterDict keys may not contain dots
 
 
-def _runs(activations: list[nn.Module]) -> list[tuple[nn.Module, int]]:
-    # Runs of consecutive members with the same activation (compared by repr, so arguments count): [(module, members)].
-    return [(next(group), 1 + sum(1 for _ in group)) for _, group in itertools.groupby(activations, key=repr)]
+def _distinct(activations: list[nn.Module]) -> tuple[list[nn.Module], torch.Tensor]:
+    # The distinct activations (compared by repr, so arguments count) in order of first use, and each member's: (K,) int64.
+    names = [repr(a) for a in activations]
+    order = list(dict.fromkeys(names))
+    return [activations[names.index(n)] for n in order], torch.tensor([order.index(n) for n in names])
 
 
 class FusedCNN(nn.Module):
@@ -67,8 +69,8 @@ class FusedCNN(nn.Module):
 
     Every parameter ``name`` of :class:`CNN` becomes one (K, *shape) parameter,
     ``stacked[_key(name)]``, whose slice k is member k's; the BatchNorm running statistics are
-    (K, c) buffers. The members' own models are not touched until :meth:`export`. Members with
-    the same activation should sit next to each other: each run of equal activations is one call.
+    (K, c) buffers. The members' own models are not touched until :meth:`export`. Each distinct
+    activation is one call over all channels, kept by a per-channel mask (no split per member).
 
     Input: member k's images in channels ``[3k, 3k+3)``, (B, K*3, H, W), or one batch that
     all members see, (B, 3, H, W). Output: logits (K, B, C).
@@ -90,7 +92,8 @@ class FusedCNN(nn.Module):
             self.register_buffer(f"running_mean{i}", torch.stack([bn.running_mean for bn in norms]))  # (K, c)
             self.register_buffer(f"running_var{i}", torch.stack([bn.running_var for bn in norms]))
         self.activations = [m.layer1[2] for m in models]
-        self._runs = _runs(self.activations)
+        self._distinct, self._which = _distinct(self.activations)
+        self._masks: dict[tuple[int, torch.device], list[torch.Tensor]] = {}  # (channels per member, device) -> per activation
         self.steps = 0  # training-mode forwards: each adds 1 to every member's num_batches_tracked (see export)
 
     def parameter_list(self) -> list[nn.Parameter]:
@@ -130,11 +133,19 @@ class FusedCNN(nn.Module):
         return torch.baddbmm(bias, features, p["fc_weight"].transpose(1, 2))  # (K, B, C)
 
     def _activate(self, x: torch.Tensor) -> torch.Tensor:
-        if len(self._runs) == 1:
-            return self._runs[0][0](x)
-        per_member = x.shape[1] // self.k
-        parts = x.split([n * per_member for _, n in self._runs], dim=1)
-        return torch.cat([activation(part) for (activation, _), part in zip(self._runs, parts, strict=True)], dim=1)
+        # Each distinct activation over every channel, each channel keeping its member's: a few whole-tensor operators
+        # per distinct activation, none per member, no split and concatenation (and their copies).
+        if len(self._distinct) == 1:
+            return self._distinct[0](x)
+        key = (x.shape[1] // self.k, x.device)
+        if key not in self._masks:  # once per layer width: (1, K*c, 1, 1) bool, channel j belongs to member j // c
+            channels = self._which.repeat_interleave(key[0]).to(x.device)
+            self._masks[key] = [(channels == a).view(1, -1, 1, 1) for a in range(len(self._distinct))]
+        masks = self._masks[key]
+        out = self._distinct[0](x)
+        for activation, mask in zip(self._distinct[1:], masks[1:], strict=True):
+            out = torch.where(mask, activation(x), out)
+        return out
 
     @torch.no_grad()
     def export(self, k: int, model: CNN) -> None:
@@ -157,7 +168,8 @@ class FusedCNN(nn.Module):
             for stat in ("running_mean", "running_var"):
                 setattr(self, f"{stat}{i}", getattr(self, f"{stat}{i}")[index])
         self.activations = [self.activations[k] for k in members]
-        self._runs = _runs(self.activations)
+        self._distinct, self._which = _distinct(self.activations)
+        self._masks = {}
         self.k = len(members)
 
 
@@ -178,13 +190,22 @@ class FusedOptimizer:
             raise NotImplementedError(f"the fused {name} optimizer has no {', '.join(f'{k}={v!r}' for k, v in unsupported.items())}")
         self.name, self.params, self.lr = name, params, list(lr)
         self.betas, self.eps, self.momentum = defaults.get("betas"), defaults.get("eps"), defaults.get("momentum", 0.0)
-        self.steps = 0  # optimiser steps taken by every member
+        # Optimiser steps taken by every member, on the parameters' device: the bias corrections are computed there from
+        # it, so a step holds no Python number that changes from step to step and can be captured (CUDA graphs) as is.
+        # float64 as torch.optim.Adam's Python-float bias corrections (MPS has no float64).
+        step_dtype = torch.float32 if params[0].device.type == "mps" else torch.float64
+        self.step_count = torch.zeros((), dtype=step_dtype, device=params[0].device)
         self.state: dict[str, list[torch.Tensor] | None] = (
             {"exp_avg": [torch.zeros_like(p) for p in params], "exp_avg_sq": [torch.zeros_like(p) for p in params]}
             if name == "adam"
             else {"momentum_buffer": None}  # SGD's buffers start as the first gradient, as torch.optim.SGD's
         )
         self._set_lr()
+
+    @property
+    def steps(self) -> int:
+        """Optimiser steps taken so far (reads the device-side count: a sync on a GPU; for export, not per step)."""
+        return int(self.step_count.item())
 
     def _set_lr(self) -> None:
         lr = torch.tensor(self.lr, dtype=self.params[0].dtype, device=self.params[0].device)
@@ -198,19 +219,23 @@ class FusedOptimizer:
     @torch.no_grad()
     def step(self) -> None:
         grads = [p.grad for p in self.params]
-        self.steps += 1
+        self.step_count.add_(1)
         if self.name == "adam":
             beta1, beta2 = self.betas
             exp_avg, exp_avg_sq = self.state["exp_avg"], self.state["exp_avg_sq"]
             torch._foreach_lerp_(exp_avg, grads, 1 - beta1)
             torch._foreach_mul_(exp_avg_sq, beta2)
             torch._foreach_addcmul_(exp_avg_sq, grads, grads, 1 - beta2)
+            # torch.optim.Adam's bias corrections, as 0-dim tensors from the device-side count.
+            bias_correction1 = 1 - torch.pow(beta1, self.step_count)
+            bias_correction2_sqrt = (1 - torch.pow(beta2, self.step_count)).sqrt()
             denom = torch._foreach_sqrt(exp_avg_sq)
-            torch._foreach_div_(denom, math.sqrt(1 - beta2**self.steps))
+            torch._foreach_div_(denom, bias_correction2_sqrt)
             torch._foreach_add_(denom, self.eps)
             update = torch._foreach_div(exp_avg, denom)
             torch._foreach_mul_(update, self._neg_lr)
-            torch._foreach_add_(self.params, update, alpha=1 / (1 - beta1**self.steps))  # param -= lr / bias_correction1 * m / denom
+            torch._foreach_div_(update, bias_correction1)
+            torch._foreach_add_(self.params, update)  # param -= lr / bias_correction1 * m / denom
         else:
             buffers = self.state["momentum_buffer"]
             if buffers is None:
@@ -232,10 +257,11 @@ class FusedOptimizer:
     def export(self, k: int, model: CNN) -> torch.optim.Optimizer:
         """A ``torch.optim`` optimiser for member ``k``'s own ``model``, holding its state: its steps would go on as here."""
         optimizer = lookup(OPTIMIZERS, self.name, "optimizer")(model.parameters(), self.lr[k])
+        steps = self.steps
         for i, p in enumerate(model.parameters()):  # the order of the stacked parameters
-            if self.name == "adam" and self.steps:
+            if self.name == "adam" and steps:
                 optimizer.state[p] = {
-                    "step": torch.tensor(float(self.steps)),
+                    "step": torch.tensor(float(steps)),
                     "exp_avg": torch.empty_like(p).copy_(self.state["exp_avg"][i][k]),
                     "exp_avg_sq": torch.empty_like(p).copy_(self.state["exp_avg_sq"][i][k]),
                 }
@@ -244,28 +270,59 @@ class FusedOptimizer:
         return optimizer
 
 
+def _flat(loss: Callable[..., torch.Tensor], **kwargs) -> Callable[..., torch.Tensor]:
+    # A loss of (logits (N, C), labels (N,)) per image, as each member's batch mean: (K, B, C), (K, B) -> (K,).
+    return lambda x, y, target: loss(x.flatten(0, 1), y.flatten(), reduction="none", **kwargs).view(y.shape).mean(1)
+
+
+def _against_one_hot(loss: Callable[..., torch.Tensor], transform=None) -> Callable[..., torch.Tensor]:
+    # A loss of (inputs, one-hot target) per element, as each member's mean over its B*C elements: -> (K,).
+    return lambda x, y, target: loss(transform(x) if transform else x, target, reduction="none").mean((1, 2))
+
+
+# name -> each member's batch mean of LOSSES[name] at once: float logits (K, B, C), labels (K, B) and, for the losses
+# against a one-hot target, that target (K, B, C) -> (K,). The module's formula (tests/cnn_tests/test_fused.py checks
+# each) as a few whole-tensor operators for any K.
+PER_MEMBER_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]] = {
+    "cross_entropy": _flat(F.cross_entropy),
+    "label_smoothing": _flat(F.cross_entropy, label_smoothing=0.1),
+    "mse": _against_one_hot(F.mse_loss),
+    "mse_softmax": _against_one_hot(F.mse_loss, lambda x: x.softmax(2)),
+    "bce_with_logits": _against_one_hot(F.binary_cross_entropy_with_logits),
+    "multi_margin": _flat(F.multi_margin_loss),
+}
+def _vmapped(criterion: nn.Module) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]:
+    # A loss not in the table: the module itself, vmapped over the members.
+    batched = torch.vmap(criterion)
+    return lambda x, y, target: batched(x, y)
+
+
+ONE_HOT_LOSSES = frozenset({"mse", "mse_softmax", "bce_with_logits"})  # those whose target is the one-hot labels
+
+
 class _MemberLosses:
     """Each member's own loss: float logits (K, B, C) and labels (K, B) -> (K,) batch means.
 
-    Members that share a loss are computed as one vmapped call rather than one call each.
+    Each distinct loss is computed for every member at once (:data:`PER_MEMBER_LOSSES`, or a
+    vmapped call of the module for a loss not listed there) and each member keeps its own by a
+    (K,) mask: a few operators per distinct loss, none per member, no indexing or concatenation.
+    The one-hot target is made once for all the losses that need it.
     """
 
     def __init__(self, names: list[str], criteria: list[nn.Module], device: torch.device):
-        positions: dict[str, list[int]] = {}
-        for position, name in enumerate(names):
-            positions.setdefault(name, []).append(position)
-        self.groups = [(torch.vmap(criteria[ps[0]]), torch.tensor(ps, device=device)) for ps in positions.values()]
-        grouped = torch.tensor([p for ps in positions.values() for p in ps])
-        self.inverse = torch.argsort(grouped).to(device)  # grouped order -> member order
+        distinct = list(dict.fromkeys(names))
+        which = torch.tensor([distinct.index(name) for name in names], device=device)
+        self.losses = [PER_MEMBER_LOSSES.get(name) or _vmapped(criteria[names.index(name)]) for name in distinct]
+        self.masks = [which == a for a in range(len(distinct))]  # (K,) bool per distinct loss
+        self.one_hot = bool(ONE_HOT_LOSSES & set(distinct))
 
     def __call__(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        with warnings.catch_warnings():
-            # multi_margin has no batching rule; vmap falls back to a loop over members and says so every call.
-            warnings.filterwarnings("ignore", message="There is a performance drop")
-            if len(self.groups) == 1:
-                return self.groups[0][0](logits, labels)
-            parts = [loss(logits[pos], labels[pos]) for loss, pos in self.groups]
-            return torch.cat(parts)[self.inverse]
+        target = F.one_hot(labels, logits.shape[-1]).to(logits.dtype) if self.one_hot else None  # (K, B, C)
+        out = self.losses[0](logits, labels, target)
+        for loss, mask in zip(self.losses[1:], self.masks[1:], strict=True):
+            # where's backward gives the other members' rows of this loss a zero gradient: only each member's own counts.
+            out = torch.where(mask, loss(logits, labels, target), out)
+        return out
 
 
 @dataclass(eq=False)  # members are told apart by identity
@@ -396,7 +453,8 @@ def member_batches(
 
 
 def draw_many(generators: list[torch.Generator], batch: int, device: torch.device) -> torch.Tensor:
-    """Every member's augmentation draws for one step, each from its own generator: uint8 (K, 3, B) on ``device``, one copy."""
+    """Every member's augmentation draws for ``batch`` images (an epoch's), each from its own generator: uint8 (K, 3, B)
+    on ``device``, one copy."""
     return to_device(torch.stack([draw(batch, g) for g in generators]), device)
 
 
@@ -438,14 +496,18 @@ def train_epoch_many(run: FusedRun, images: torch.Tensor, labels: torch.Tensor) 
     run.net.train()
     n = len(labels)
     orders = to_device(torch.stack([torch.randperm(n, generator=m.generator) for m in run.members]), device)  # (K, N)
+    # The whole epoch's augmentation, drawn after the shuffle from each member's generator as train_one_epoch draws it:
+    # (K, N) codes in one copy, decoded to (K, 3, N) for all members at once; a step takes its columns.
+    codes = to_device(torch.stack([draw_codes(n, m.generator) for m in run.members]), device) if run.augment else None
+    draws = decode(codes) if codes is not None else None
     loss_sum = torch.zeros(len(run.members), device=device)  # (K,) sums over images; on the device, no sync per step
     correct = torch.zeros(len(run.members), dtype=torch.int64, device=device)
     seen = 0
     check_every = 1 if device.type == "cpu" else 25  # as train_one_epoch: a finiteness check syncs the GPU
     for step, start in enumerate(range(0, n, run.batch_size), 1):
         idx = orders[:, start : start + run.batch_size]  # (K, B)
-        draws = draw_many([m.generator for m in run.members], idx.shape[1], device) if run.augment else None
-        losses, hits = train_step(run, images, labels, idx, draws)
+        step_draws = draws[:, :, start : start + run.batch_size] if draws is not None else None  # (K, 3, B)
+        losses, hits = train_step(run, images, labels, idx, step_draws)
         loss_sum += losses * idx.shape[1]
         correct += hits
         seen += idx.shape[1]
@@ -459,6 +521,7 @@ def train_epoch_many(run: FusedRun, images: torch.Tensor, labels: torch.Tensor) 
             if not run.members:
                 return results  # every member diverged: nothing left to train
             loss_sum, correct, orders = loss_sum[finite], correct[finite], orders[finite]
+            draws = draws[finite] if draws is not None else None
     for m, total, count in zip(run.members, loss_sum.tolist(), correct.tolist(), strict=True):
         results[m.index] = (total / seen, 100.0 * count / seen, not math.isfinite(total / seen))
     return results
@@ -497,11 +560,12 @@ def evaluate_many(run: FusedRun, images: torch.Tensor, labels: torch.Tensor) -> 
         predicted[:, start : start + y.shape[1]] = logits.argmax(2)
     # One count over all members once the pass is done: (member, true, predicted) cells, flattened.
     cells = ((torch.arange(k, device=device)[:, None] * c + labels) * c + predicted).flatten()
-    confusion = torch.bincount(cells, minlength=k * c * c).view(k, c, c).cpu()
-    predicted, n = predicted.cpu(), len(labels)
+    confusion = torch.bincount(cells, minlength=k * c * c).view(k, c, c)
+    hits = confusion.diagonal(dim1=1, dim2=2).sum(1)  # (K,) images right, all members at once: no host call per member
+    confusion, predicted, n = confusion.cpu(), predicted.cpu(), len(labels)
     return [
-        Scores(total / n, 100.0 * conf.trace().item() / n, conf, preds)
-        for total, conf, preds in zip(loss_sum.tolist(), confusion, predicted, strict=True)
+        Scores(total / n, 100.0 * right / n, conf, preds)
+        for total, right, conf, preds in zip(loss_sum.tolist(), hits.tolist(), confusion, predicted, strict=True)
     ]
 
 

@@ -14,7 +14,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from cnn.augment import augment as augment_batch
+from cnn.augment import crop_flip, decode, draw_codes, to_device
 from cnn.data import Data, normalize
 from cnn.losses import LOSSES, build_loss
 from cnn.model import ACTIVATIONS, build_model
@@ -281,6 +281,11 @@ def train_one_epoch(
 ) -> tuple[float, float, bool]:
     """One shuffled pass over uint8 ``images`` (N, 3, H, W) already on the device.
 
+    With ``augment``, the epoch's augmentation is drawn once, right after its shuffle:
+    ``draw_codes(N, generator)``, one code per position of the shuffled order (the image at
+    position i gets code i: its crop offsets and flip). One host call and one copy per
+    epoch, not per step (so a fused run draws once per member per epoch, not per step).
+
     Returns:
         (mean training loss, training accuracy in percent, diverged). Accuracy is counted
         on the fly over the epoch, as the notebook does. On a NaN or infinite loss the
@@ -289,6 +294,7 @@ def train_one_epoch(
     device = images.device
     model.train()
     order = torch.randperm(len(labels), generator=generator).to(device)
+    draws = decode(to_device(draw_codes(len(labels), generator), device)) if augment else None  # (3, N) uint8: dy, dx, flip
     loss_sum = torch.zeros((), device=device)  # sum over images; kept on the device, no sync per step
     correct = torch.zeros((), dtype=torch.int64, device=device)
     seen = 0
@@ -297,8 +303,8 @@ def train_one_epoch(
     for step, start in enumerate(range(0, len(order), batch_size), 1):
         idx = order[start : start + batch_size]
         x, y = images[idx], labels[idx]
-        if augment:
-            x = augment_batch(x, generator).contiguous(memory_format=torch.channels_last)
+        if draws is not None:
+            x = crop_flip(x, draws[:, start : start + batch_size]).contiguous(memory_format=torch.channels_last)
         x = normalize(x)
         with _autocast(device, dtype):
             logits = model(x)
