@@ -291,6 +291,8 @@ PER_MEMBER_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor, torch.Tensor 
     "bce_with_logits": _against_one_hot(F.binary_cross_entropy_with_logits),
     "multi_margin": _flat(F.multi_margin_loss),
 }
+
+
 def _vmapped(criterion: nn.Module) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]:
     # A loss not in the table: the module itself, vmapped over the members.
     batched = torch.vmap(criterion)
@@ -355,17 +357,39 @@ class FusedRun:
     eval_batch: int  # images per evaluation pass at K=1; evaluate_many shrinks it as K grows (MAX_EVAL_ELEMENTS)
     num_classes: int
     memory_format: torch.memory_format = torch.channels_last
+    # A torch.compile mode for the training step ("reduce-overhead": CUDA graphs on a GPU), or None: eager (the default;
+    # see COMPILE_MODES). The forward pass with the losses and the optimiser step are compiled apart (backward between).
+    compile_mode: str | None = None
     net: FusedCNN | None = field(init=False)  # None once every member has left
     optimizer: FusedOptimizer | None = field(init=False)
     losses: _MemberLosses | None = field(init=False)
+    compiled: tuple[Callable, Callable] | None = field(init=False, default=None)  # (forward and losses, optimiser step)
 
     def __post_init__(self):
+        if self.compile_mode is not None:
+            lookup(COMPILE_MODES, self.compile_mode, "compile mode")
         self.net = FusedCNN([m.model for m in self.members], self.memory_format)
         self.optimizer = FusedOptimizer(self.optimizer_name, self.net.parameter_list(), [m.config.lr for m in self.members])
         self._losses()
 
     def _losses(self) -> None:
         self.losses = _MemberLosses([m.config.loss for m in self.members], [m.criterion for m in self.members], self.device)
+        self.compiled = None  # a narrower network: compiled again on the next step
+
+    def forward_losses(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (K, B, C) and each member's loss (K,) of member batches ``x`` (B, K*3, H, W) with labels ``y`` (K, B)."""
+        with _autocast(x.device, self.dtype):
+            logits = self.net(normalize(x))  # (K, B, C)
+        # Autocast computes every loss of LOSSES in fp32, so upcasting first gives train()'s losses; vmap would bypass autocast.
+        return logits, self.losses(logits.float(), y)
+
+    def step_functions(self) -> tuple[Callable, Callable]:
+        """(forward and losses, optimiser step): eager, or compiled with ``compile_mode`` (once per set of members)."""
+        if self.compile_mode is None:
+            return self.forward_losses, self.optimizer.step
+        if self.compiled is None:
+            self.compiled = (_compile(self.forward_losses, self.compile_mode), _compile(self.optimizer.step, self.compile_mode))
+        return self.compiled
 
     def drop(self, leaving: list[Member]) -> None:
         """Take ``leaving`` out of the fused computation, so the others run without them.
@@ -395,6 +419,15 @@ class FusedRun:
         self.drop(list(self.members))
 
 
+# train_many's compile_mode: torch.compile's modes. "reduce-overhead" captures CUDA graphs on a GPU: what the device-side
+# step count of FusedOptimizer allows. Not measured on a GPU yet; on the CPU eager is the default (see cnn.bench --compile).
+COMPILE_MODES = {"default": "default", "reduce-overhead": "reduce-overhead", "max-autotune-no-cudagraphs": "max-autotune-no-cudagraphs"}
+
+
+def _compile(function: Callable, mode: str) -> Callable:
+    return torch.compile(function, mode=mode)
+
+
 def check_shared(configs: list[TrainConfig]) -> None:
     """Raise ValueError unless ``configs`` is non-empty and agrees on :data:`SHARED_FIELDS`."""
     if not configs:
@@ -409,8 +442,11 @@ def check_shared(configs: list[TrainConfig]) -> None:
                 )
 
 
-def setup_many(configs: list[TrainConfig], data: Data, memory_format: str = "channels_last") -> FusedRun:
-    """Build each member exactly as ``setup`` does (same seed, same initial weights and generator) and fuse them."""
+def setup_many(configs: list[TrainConfig], data: Data, memory_format: str = "channels_last", compile_mode: str | None = None) -> FusedRun:
+    """Build each member exactly as ``setup`` does (same seed, same initial weights and generator) and fuse them.
+
+    ``compile_mode`` (None: eager) compiles the training step with that torch.compile mode (:data:`COMPILE_MODES`).
+    """
     check_shared(configs)
     layout = lookup(MEMORY_FORMATS, memory_format, "memory format")
     bind_device(configs[0].device)  # a worker on cuda:N allocates there, not on cuda:0
@@ -430,6 +466,7 @@ def setup_many(configs: list[TrainConfig], data: Data, memory_format: str = "cha
         eval_batch=run.eval_batch,
         num_classes=run.num_classes,
         memory_format=layout,
+        compile_mode=compile_mode,
     )
 
 
@@ -467,13 +504,11 @@ def train_step(run: FusedRun, images: torch.Tensor, labels: torch.Tensor, idx: t
     """
     x = member_batches(images, idx, draws, run.memory_format)
     y = labels[idx]  # (K, B)
-    with _autocast(images.device, run.dtype):
-        logits = run.net(normalize(x))  # (K, B, C)
-    # Autocast computes every loss of LOSSES in fp32, so upcasting first gives train()'s losses; vmap would bypass autocast.
-    losses = run.losses(logits.float(), y)  # (K,)
+    forward_losses, optimizer_step = run.step_functions()
+    logits, losses = forward_losses(x, y)  # (K, B, C), (K,)
     run.optimizer.zero_grad()
     losses.sum().backward()
-    run.optimizer.step()
+    optimizer_step()
     return losses.detach(), (logits.argmax(2) == y).sum(1)
 
 
@@ -503,7 +538,8 @@ def train_epoch_many(run: FusedRun, images: torch.Tensor, labels: torch.Tensor) 
     loss_sum = torch.zeros(len(run.members), device=device)  # (K,) sums over images; on the device, no sync per step
     correct = torch.zeros(len(run.members), dtype=torch.int64, device=device)
     seen = 0
-    check_every = 1 if device.type == "cpu" else 25  # as train_one_epoch: a finiteness check syncs the GPU
+    # As train_one_epoch: a finiteness check syncs the GPU. It sits between steps, outside the (compiled, captured) step.
+    check_every = 1 if device.type == "cpu" else 25
     for step, start in enumerate(range(0, n, run.batch_size), 1):
         idx = orders[:, start : start + run.batch_size]  # (K, B)
         step_draws = draws[:, :, start : start + run.batch_size] if draws is not None else None  # (K, 3, B)
@@ -574,6 +610,7 @@ def train_many(
     data: Data,
     on_epoch: Callable[[int, EpochRow], bool | None] | None = None,
     memory_format: str = "channels_last",
+    compile_mode: str | None = None,
 ) -> list[TrainResult]:
     """Train one CNN per config, all at once as one fused network; ``result[k]`` is what ``train(configs[k], data)`` gives.
 
@@ -590,6 +627,8 @@ def train_many(
             its epoch row; returning True stops that member.
         memory_format: the fused network's activation layout, a key of :data:`MEMORY_FORMATS`
             ("channels_last" or "contiguous"); results do not depend on it.
+        compile_mode: None (eager, the default) or a torch.compile mode of :data:`COMPILE_MODES` for the training
+            step; "reduce-overhead" captures it as CUDA graphs on a GPU.
 
     Returns:
         One :class:`TrainResult` per config, in order; each ``model`` is a plain ``CNN``.
@@ -600,7 +639,7 @@ def train_many(
         >>> configs = [TrainConfig(epochs=1, lr=lr) for lr in (1e-3, 3e-4)]  # doctest: +SKIP
         >>> [r.test_acc for r in train_many(configs, load_data("data"))]  # doctest: +SKIP
     """
-    run = setup_many(configs, data, memory_format)
+    run = setup_many(configs, data, memory_format, compile_mode)
     members = sorted(run.members, key=lambda m: m.index)
     train_set, test_set = data.train.to(run.device), data.test.to(run.device)
     val_set = data.val.to(run.device) if data.val is not None else None
@@ -637,7 +676,14 @@ def train_many(
     precision = str(run.dtype).removeprefix("torch.")
     return [
         TrainResult(
-            m.history, m.model, m.confusion.tolist(), str(run.device), precision, m.diverged, m.stopped, batch_orders[m.index],
+            m.history,
+            m.model,
+            m.confusion.tolist(),
+            str(run.device),
+            precision,
+            m.diverged,
+            m.stopped,
+            batch_orders[m.index],
             {split: torch.stack(rows) for split, rows in m.predictions.items()},
         )
         for m in members

@@ -219,3 +219,26 @@ def test_fused_optimizer_step_traces_as_one_graph(optimizer):
         step()
     for a, b in zip(stacked, twin, strict=True):
         torch.testing.assert_close(a, b)
+
+
+def test_a_compiled_fused_step_gives_the_eager_steps_losses(monkeypatch):
+    # The compile switch's wiring, traced by dynamo on the CPU without code generation (backend "eager"): the forward pass
+    # with the study's mixed activations and losses, and the optimiser step, give the eager run's losses and weights.
+    import cnn.fused as fused_module
+
+    monkeypatch.setattr(fused_module, "_compile", lambda function, mode: torch.compile(function, backend="eager"))
+    torch._dynamo.reset()
+    data = _random_data()
+    configs = _configs(3, **STUDY_MIX, batch_size=8)
+    eager, compiled = setup_many(configs, data), setup_many(configs, data, compile_mode="reduce-overhead")
+    for seed in range(3):
+        want, got = train_step(eager, *_batch(eager, data, seed)), train_step(compiled, *_batch(compiled, data, seed))
+        torch.testing.assert_close(got[0], want[0])
+    assert compiled.compiled is not None
+    for a, b in zip(eager.net.parameter_list(), compiled.net.parameter_list(), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_an_unknown_compile_mode_is_named():
+    with pytest.raises(ValueError, match="compile mode"):
+        setup_many(_configs(1), _random_data(), compile_mode="fast")
