@@ -36,7 +36,7 @@ from torch import nn
 
 from cnn.cli import ArgumentParser, flag_hint
 from cnn.data import Data, DataError, ImageSet, load_data
-from cnn.fused import MEMORY_FORMATS, evaluate_many, setup_many, train_epoch_many
+from cnn.fused import COMPILE_MODES, MEMORY_FORMATS, evaluate_many, setup_many, train_epoch_many
 from cnn.model import build_model
 from cnn.registry import UnknownNameError, lookup
 from cnn.train import (
@@ -241,9 +241,9 @@ def one_at_a_time_loop(configs: list[TrainConfig], data: Data) -> Loop:
     return Loop("one at a time", len(configs), one_at_a_time)
 
 
-def fused_loop(configs: list[TrainConfig], data: Data, memory_format: str = "channels_last") -> Loop:
-    """The configs' epochs run as one fused network, with the functions ``train_many`` runs."""
-    run = setup_many(configs, data, memory_format)
+def fused_loop(configs: list[TrainConfig], data: Data, memory_format: str = "channels_last", compile_mode: str | None = None) -> Loop:
+    """The configs' epochs run as one fused network, with the functions ``train_many`` runs (compiled with ``compile_mode``)."""
+    run = setup_many(configs, data, memory_format, compile_mode)
     train_set, test_set = data.train.to(run.device), data.test.to(run.device)
 
     def fused() -> float:
@@ -346,6 +346,7 @@ def run_bench(
     fuse: int = 0,
     configs: list[TrainConfig] | None = None,
     memory_format: str = "channels_last",
+    compile_mode: str | None = None,
 ) -> list[dict]:
     """Alternate one notebook epoch and one of ours (and with ``fuse`` K trials one at a time and fused), ``rounds`` times.
 
@@ -364,6 +365,9 @@ def run_bench(
     if fuse:
         configs = configs or fuse_configs(fuse, device, precision, seed)
         loops += [one_at_a_time_loop(configs, data), fused_loop(configs, data, memory_format)]
+        if compile_mode:  # the same fused trials with the step compiled, beside the eager ones
+            loops.append(fused_loop(configs, data, memory_format, compile_mode))
+            loops[-1] = Loop(f"fused {compile_mode}", loops[-1].trials, loops[-1].run)
     width = max(len(loop.name) for loop in loops)
     dtype = resolve_precision(precision, device)
     rows = []
@@ -413,6 +417,11 @@ def build_parser() -> argparse.ArgumentParser:
     fused.add_argument("--augment", action="store_true", help="random crop and flip in every trial")
     fused.add_argument("--optimizer", default="adam", help=f"one of {', '.join(OPTIMIZERS)} (default: %(default)s)")
     fused.add_argument(
+        "--compile",
+        metavar="MODE",
+        help=f"also time the fused trials with the step compiled in this torch.compile mode: {', '.join(COMPILE_MODES)} (default: off)",
+    )
+    fused.add_argument(
         "--memory-format", default="channels_last", help=f"the fused network's layout: {' or '.join(MEMORY_FORMATS)} (default: %(default)s)"
     )
     return parser
@@ -430,6 +439,8 @@ def main(argv: list[str] | None = None) -> None:
         names = {"activations": tuple(args.activations.split(",")), "losses": tuple(args.losses.split(","))}
         configs = fuse_configs(args.fuse, device, args.precision, args.seed, **names, augment=args.augment, optimizer=args.optimizer)
         lookup(MEMORY_FORMATS, args.memory_format, "memory format")
+        if args.compile:
+            lookup(COMPILE_MODES, args.compile, "compile mode")
     except (DeviceError, UnknownNameError) as error:
         parser.error(str(error))
     try:
@@ -455,7 +466,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"K={args.fuse} trials (optimizer {args.optimizer}, augment {args.augment}, fused in {args.memory_format}): {members}")
     if device.type == "cuda":
         print("cudnn.benchmark on for every contender, set once before any of them is built")
-    rows = run_bench(data, args.rounds, device, args.precision, args.seed, args.fuse, configs, args.memory_format)
+    rows = run_bench(data, args.rounds, device, args.precision, args.seed, args.fuse, configs, args.memory_format, args.compile)
     per_loop: dict[str, list[float]] = {}
     for row in rows:
         if row["loop"] != "matmul":
@@ -486,6 +497,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.fuse:
         # Both do the same K trial-epochs per round, so the ratio of their seconds is the ratio of their throughputs.
         fused = [one / fused for one, fused in zip(per_loop["one at a time"], per_loop["fused"], strict=True)]
+        if args.compile:
+            # The first round of a compiled loop includes compiling it: the later rounds are the figure.
+            later = slice(1, None) if args.rounds > 1 else slice(None)
+            gain = [e / c for e, c in zip(per_loop["fused"][later], per_loop[f"fused {args.compile}"][later], strict=True)]
+            print(f"fused K={args.fuse} compiled ({args.compile}) vs eager: {statistics.median(gain):.2f}x (rounds after the first)")
         print(f"fused K={args.fuse} vs one at a time: {statistics.median(fused):.2f}x trial-epochs/s")
 
 
