@@ -34,6 +34,7 @@ from torch import nn
 
 from cnn.augment import crop_flip, decode, draw, draw_codes, to_device
 from cnn.data import Data, normalize
+from cnn.layers import auto_memory_format
 from cnn.model import CNN
 from cnn.registry import lookup
 from cnn.train import OPTIMIZERS, EpochRow, Scores, TrainConfig, TrainResult, _autocast, bind_device, evaluate, order_fingerprint, setup
@@ -360,6 +361,7 @@ class FusedRun:
     # A torch.compile mode for the training step ("reduce-overhead": CUDA graphs on a GPU), or None: eager (the default;
     # see COMPILE_MODES). The forward pass with the losses and the optimiser step are compiled apart (backward between).
     compile_mode: str | None = None
+    memory_format_choice: str = ""  # the layout's name and why it was chosen ("auto": measured, cnn.layers)
     net: FusedCNN | None = field(init=False)  # None once every member has left
     optimizer: FusedOptimizer | None = field(init=False)
     losses: _MemberLosses | None = field(init=False)
@@ -448,12 +450,17 @@ def setup_many(configs: list[TrainConfig], data: Data, memory_format: str = "cha
     ``compile_mode`` (None: eager) compiles the training step with that torch.compile mode (:data:`COMPILE_MODES`).
     """
     check_shared(configs)
-    layout = lookup(MEMORY_FORMATS, memory_format, "memory format")
+    if memory_format != "auto":
+        lookup(MEMORY_FORMATS, memory_format, "memory format")
     bind_device(configs[0].device)  # a worker on cuda:N allocates there, not on cuda:0
     members = []
     for index, config in enumerate(configs):
         run = setup(config, data)
         members.append(Member(index, config, run.model, run.criterion, run.generator))
+    why = f"{memory_format} as asked"
+    if memory_format == "auto":  # the layout whose grouped convolutions ran faster here, at this K and batch size
+        memory_format, why = auto_memory_format(run.device, run.dtype, len(configs), configs[0].batch_size)
+    layout = MEMORY_FORMATS[memory_format]
     members.sort(key=lambda m: (m.config.activation, m.index))  # equal activations side by side: one call per run of them
     first = configs[0]
     return FusedRun(
@@ -467,6 +474,7 @@ def setup_many(configs: list[TrainConfig], data: Data, memory_format: str = "cha
         num_classes=run.num_classes,
         memory_format=layout,
         compile_mode=compile_mode,
+        memory_format_choice=f"{memory_format}: {why}",
     )
 
 
@@ -626,7 +634,8 @@ def train_many(
         on_epoch: called as ``on_epoch(k, row)`` with each member's index in ``configs`` and
             its epoch row; returning True stops that member.
         memory_format: the fused network's activation layout, a key of :data:`MEMORY_FORMATS`
-            ("channels_last" or "contiguous"); results do not depend on it.
+            ("channels_last" or "contiguous"), or "auto": the one whose grouped convolutions a short measurement
+            on the device finds faster (:func:`cnn.layers.auto_memory_format`); results do not depend on it.
         compile_mode: None (eager, the default) or a torch.compile mode of :data:`COMPILE_MODES` for the training
             step; "reduce-overhead" captures it as CUDA graphs on a GPU.
 
