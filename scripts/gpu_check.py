@@ -12,8 +12,10 @@ Uses the machine's own PyTorch (nothing is installed or downloaded) and, within 
    for one trial; our loop one trial at a time (the baseline); K trials fused for K in 1, 4,
    16, 64 as the study fuses them (the study's activations and losses mixed), in trial-epochs
    per second and as a multiple of the baseline; and fused K=16 in the contiguous layout
-   against channels_last. They stop at the first K that runs out of GPU memory (only a real
-   allocation failure: ``torch.OutOfMemoryError``, CUDA's "out of memory", cuBLAS's or cuDNN's
+   against channels_last; then each of the three convolutions at K=16, grouped against 16
+   separate ones, forward and backward, in both layouts (cnn.layers), and the layout
+   ``--memory-format auto`` would pick from them. They stop at the first K that runs out of
+   GPU memory (only a real allocation failure: ``torch.OutOfMemoryError``, CUDA's "out of memory", cuBLAS's or cuDNN's
    ``*_STATUS_ALLOC_FAILED``) or passes its share of the time. Any other error in a figure (a
    device mismatch, an illegal memory access, ``CUDNN_STATUS_NOT_SUPPORTED``...) stops the
    figures loudly: its traceback goes to the log and figures.json, the study still runs, and
@@ -51,6 +53,7 @@ sys.path.insert(0, str(REPO))  # run from a checkout without installing the pack
 from cnn.bench import Loop, fair_cudnn, fuse_configs, fused_loop, notebook_loop, one_at_a_time_loop, ours_loop, time_loop  # noqa: E402
 from cnn.cli import ArgumentParser, flag_hint  # noqa: E402
 from cnn.data import DataError, load_data  # noqa: E402
+from cnn.layers import conv_layer_times, pick_memory_format  # noqa: E402
 from cnn.train import DeviceError, resolve_device, resolve_precision  # noqa: E402
 
 FUSE_SIZES = (1, 4, 16, 64)  # trials per fused network
@@ -253,6 +256,40 @@ def figures(args: argparse.Namespace, device: torch.device, data, clock: Clock, 
     return found
 
 
+def layer_figures(device: torch.device, dtype: torch.dtype, clock: Clock, log: Log, found: dict, k: int = 16) -> None:
+    """Each of the three convolutions at ``k`` members, grouped against ``k`` separate ones, forward and backward, in both
+    memory formats (cnn.layers), and the layout a fused run would pick from them; into ``found["conv layers"]``.
+
+    An allocation failure is said and skipped; any other error raises :class:`FigureFailure` with its traceback logged.
+    """
+    if clock.left() < 10:
+        log("conv layers: skipped, no time left", figure=True)
+        return
+    batch = 100 if device.type == "cuda" else 8  # the study's batch on a GPU; a small one for a test run on the CPU
+    try:
+        rows = conv_layer_times(device, dtype, k=k, batch=batch, repeats=3)
+    except Exception as error:
+        if not is_allocation_failure(error):
+            trace = traceback.format_exc()
+            log(f"conv layers: FAILED, not an allocation failure; traceback:\n{trace.rstrip()}", figure=True)
+            found["conv layers"] = {"error": f"{type(error).__name__}: {error}", "traceback": trace}
+            raise FigureFailure("conv layers", error) from error
+        _free(device)
+        log(f"conv layers: out of GPU memory ({type(error).__name__}: {str(error).splitlines()[0][:160]})", figure=True)
+        found["conv layers"] = {"error": str(error).splitlines()[0]}
+        return
+    found["conv layers"] = rows
+    for row in rows:
+        log(
+            f"conv layer {row['layer']} K={k} {row['memory_format']:<13s} forward+backward, {batch} images: grouped "
+            f"{1e3 * row['grouped_s']:7.2f} ms, {k} separate {1e3 * row['separate_s']:7.2f} ms: grouped {row['speedup']:5.2f}x",
+            figure=True,
+        )
+    name, why = pick_memory_format(rows)
+    found["memory format"] = name
+    log(f"memory format auto would pick for K={k}: {name} ({why})", figure=True)
+
+
 def group_size(device: torch.device, extra: list[str]) -> int:
     """Trials per fused group of the study: ``--fuse`` among the extra flags (the last one), else auto's (16 on CUDA, 1 elsewhere)."""
     given = [extra[i + 1] for i, flag in enumerate(extra[:-1]) if flag == "--fuse"]
@@ -356,6 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     failure = None
     try:
         figures(args, device, data, share, log, found)
+        layer_figures(device, dtype, share, log, found)
     except FigureFailure as error:
         failure = error  # the figures stop there; the study runs in a fresh process all the same, and the exit status says it
     (out / "figures.json").write_text(

@@ -160,3 +160,38 @@ def test_a_failed_figure_fails_the_check_and_its_traceback_is_in_the_archive(tmp
     assert "FAILED: figure notebook: RuntimeError: Expected all tensors to be on the same device" in log
     assert "Traceback (most recent call last)" in log and "Traceback" in figures["figures"]["notebook"]["traceback"]
     assert figures["failed"].startswith("notebook: RuntimeError")
+
+
+def test_layer_figures_print_each_convolution_and_the_layout_auto_would_pick(tmp_path, monkeypatch, capsys):
+    gpu_check = _script()
+    log = gpu_check.Log(tmp_path / "log")
+    log.device_name = "Test GPU"
+    found = {}
+    monkeypatch.setattr(gpu_check, "conv_layer_times", lambda device, dtype, k, batch, repeats: _layer_rows())
+    gpu_check.layer_figures(torch.device("cpu"), torch.float32, gpu_check.Clock(60), log, found, k=16)
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 7 and all(line.startswith("[Test GPU] ") for line in printed)
+    assert "conv layer 1 K=16 channels_last" in printed[0] and "grouped  2.00x" in printed[0]
+    assert found["memory format"] == "channels_last" and printed[-1].startswith("[Test GPU] memory format auto would pick")
+    # A non-allocation error fails loudly; an allocation failure is said and skipped.
+    monkeypatch.setattr(gpu_check, "conv_layer_times", _raise(RuntimeError("cuDNN error: CUDNN_STATUS_NOT_SUPPORTED")))
+    with pytest.raises(gpu_check.FigureFailure, match="conv layers"):
+        gpu_check.layer_figures(torch.device("cpu"), torch.float32, gpu_check.Clock(60), log, found)
+    monkeypatch.setattr(gpu_check, "conv_layer_times", _raise(RuntimeError("cuDNN error: CUDNN_STATUS_ALLOC_FAILED")))
+    gpu_check.layer_figures(torch.device("cpu"), torch.float32, gpu_check.Clock(60), log, found)
+    assert "out of GPU memory" in capsys.readouterr().out
+
+
+def _layer_rows():
+    return [
+        {"layer": layer, "memory_format": name, "grouped_s": 0.001, "separate_s": 0.002, "speedup": 2.0}
+        for layer in (1, 2, 3)
+        for name in ("channels_last", "contiguous")
+    ]
+
+
+def _raise(error):
+    def run(*args, **kwargs):
+        raise error
+
+    return run
