@@ -95,7 +95,14 @@ class FusedCNN(nn.Module):
         self.activations = [m.layer1[2] for m in models]
         self._distinct, self._which = _distinct(self.activations)
         self._masks: dict[tuple[int, torch.device], list[torch.Tensor]] = {}  # (channels per member, device) -> per activation
-        self.steps = 0  # training-mode forwards: each adds 1 to every member's num_batches_tracked (see export)
+        # Training-mode forwards: each adds 1 to every member's num_batches_tracked (see export). A device tensor, not a
+        # Python int: an int attribute changed in forward makes torch.compile recompile every step (and breaks capture).
+        self.register_buffer("batches", torch.zeros((), dtype=torch.int64, device=first_norm.running_mean.device), persistent=False)
+
+    @property
+    def steps(self) -> int:
+        """Training-mode forwards so far (reads the device-side count: a sync on a GPU)."""
+        return int(self.batches.item())
 
     def parameter_list(self) -> list[nn.Parameter]:
         """The stacked parameters in :class:`CNN`'s parameter order (``self.names``; ParameterDict sorts its keys)."""
@@ -109,7 +116,7 @@ class FusedCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
-            self.steps += 1
+            self.batches.add_(1)
         p = self.stacked
         for i, (conv, norm) in enumerate(zip(_CONVS, _NORMS, strict=True)):
             weight = p[_key(conv + ".weight")]  # (K, c_out, c_in, 3, 3)
@@ -157,7 +164,7 @@ class FusedCNN(nn.Module):
             bn = model.get_submodule(norm)
             bn.running_mean.copy_(getattr(self, f"running_mean{i}")[k])
             bn.running_var.copy_(getattr(self, f"running_var{i}")[k])
-            bn.num_batches_tracked += self.steps
+            bn.num_batches_tracked += self.batches.to(bn.num_batches_tracked.device)
 
     @torch.no_grad()
     def keep(self, members: list[int]) -> None:
