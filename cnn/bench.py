@@ -3,12 +3,18 @@
 Usage:
     python -m cnn.bench --data-dir DIR [--train-size N] [--test-size N] [--rounds R] [--fuse K]
         [--activations A,B] [--losses L,M] [--augment] [--optimizer adam|sgd] [--memory-format channels_last|contiguous]
+        [--compile MODE]
 
 Each round runs one epoch (train + test evaluation) of the notebook's loop exactly as
 written (a dataset that turns each uint8 image into a PIL image and applies
 ``ToTensor()`` + ``Normalize``, ``DataLoader(batch_size=100, shuffle=True)``, the eager
 NCHW model, its test loop), then one epoch of ours, alternating so that both see the
-same machine state. The last line is ``train+eval speedup vs notebook: N.NNx``.
+same machine state. The last line is ``train+eval speedup vs notebook: N.NNx``. With
+``--precision auto`` (the default) ours also runs in the precision auto did not pick, and a
+line says what auto picked, why, and how it compared (``precision: auto (...) ran N.NNx the
+speed of ...``). A ``roofline:`` line gives our epoch's achieved FLOP/s (convolutions and
+matmuls, counted by FlopCounterMode) against a dense 1024x1024 matmul timed in every round:
+how close to the machine's limit one trial runs.
 
 With ``--fuse K`` each round also runs K trials for one epoch each, one at a time, and the
 same K trials fused into one network (``cnn.fused``), and the last line becomes
