@@ -23,6 +23,25 @@ def draw(batch: int, generator: torch.Generator, padding: int = PADDING) -> torc
     return torch.cat([offsets, flip[None]]).to(torch.uint8)
 
 
+def draw_codes(n: int, generator: torch.Generator, padding: int = PADDING) -> torch.Tensor:
+    """An epoch's augmentation for ``n`` images in one host call: int64 (N,) codes, one per image (see :func:`decode`).
+
+    Code v in [0, 2 (2p+1)^2) holds the crop offsets and the flip coin of one image, all three
+    uniform and independent: dy = v // (2 (2p+1)), dx = v // 2 mod (2p+1), flip = v mod 2.
+    One ``randint`` per member per epoch, decoded on the device for all members at once.
+    """
+    side = 2 * padding + 1
+    if 2 * side * side > 256:
+        raise ValueError(f"padding must be at most 5 (codes that fit in uint8 draws) but got {padding}")
+    return torch.randint(0, 2 * side * side, (n,), generator=generator)
+
+
+def decode(codes: torch.Tensor, padding: int = PADDING) -> torch.Tensor:
+    """Codes (..., N) of :func:`draw_codes` -> draws (..., 3, N) uint8 on their device: rows dy, dx, flip (see :func:`crop_flip`)."""
+    side = 2 * padding + 1
+    return torch.stack([codes // (2 * side), codes // 2 % side, codes % 2], dim=-2).to(torch.uint8)
+
+
 def to_device(draws: torch.Tensor, device: torch.device) -> torch.Tensor:
     """Copy CPU ``draws`` to ``device`` without making the host wait: pinned and non-blocking on CUDA."""
     if device.type != "cuda":

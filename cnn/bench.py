@@ -3,12 +3,18 @@
 Usage:
     python -m cnn.bench --data-dir DIR [--train-size N] [--test-size N] [--rounds R] [--fuse K]
         [--activations A,B] [--losses L,M] [--augment] [--optimizer adam|sgd] [--memory-format channels_last|contiguous]
+        [--compile MODE]
 
 Each round runs one epoch (train + test evaluation) of the notebook's loop exactly as
 written (a dataset that turns each uint8 image into a PIL image and applies
 ``ToTensor()`` + ``Normalize``, ``DataLoader(batch_size=100, shuffle=True)``, the eager
 NCHW model, its test loop), then one epoch of ours, alternating so that both see the
-same machine state. The last line is ``train+eval speedup vs notebook: N.NNx``.
+same machine state. The last line is ``train+eval speedup vs notebook: N.NNx``. With
+``--precision auto`` (the default) ours also runs in the precision auto did not pick, and a
+line says what auto picked, why, and how it compared (``precision: auto (...) ran N.NNx the
+speed of ...``). A ``roofline:`` line gives our epoch's achieved FLOP/s (convolutions and
+matmuls, counted by FlopCounterMode) against a dense 1024x1024 matmul timed in every round:
+how close to the machine's limit one trial runs.
 
 With ``--fuse K`` each round also runs K trials for one epoch each, one at a time, and the
 same K trials fused into one network (``cnn.fused``), and the last line becomes
@@ -36,10 +42,20 @@ from torch import nn
 
 from cnn.cli import ArgumentParser, flag_hint
 from cnn.data import Data, DataError, ImageSet, load_data
-from cnn.fused import MEMORY_FORMATS, evaluate_many, setup_many, train_epoch_many
+from cnn.fused import COMPILE_MODES, MEMORY_FORMATS, evaluate_many, setup_many, train_epoch_many
 from cnn.model import build_model
 from cnn.registry import UnknownNameError, lookup
-from cnn.train import OPTIMIZERS, DeviceError, TrainConfig, evaluate, resolve_device, resolve_precision, setup, train_one_epoch
+from cnn.train import (
+    OPTIMIZERS,
+    DeviceError,
+    TrainConfig,
+    evaluate,
+    precision_choice,
+    resolve_device,
+    resolve_precision,
+    setup,
+    train_one_epoch,
+)
 
 DEFAULT_SIZES = (10_000, 2_000)  # (train, test) images per epoch when not given
 # The study's default grid (study.space.SearchSpace): fused members cycle through these, as a study's fused groups mix them.
@@ -171,7 +187,7 @@ def notebook_loop(data: Data, device: torch.device, seed: int = 0) -> Loop:
     return Loop("notebook", 1, lambda: notebook_epoch(model, criterion, optimizer, train_loader, test_loader, device))
 
 
-def ours_loop(data: Data, device: torch.device, precision: str = "auto", seed: int = 0) -> Loop:
+def ours_loop(data: Data, device: torch.device, precision: str = "auto", seed: int = 0, name: str = "ours") -> Loop:
     """Our loop for the notebook's configuration, set up exactly as train() does it."""
     mine = setup(TrainConfig(seed=seed, device=str(device), precision=precision), data)
     # train() moves the data once per run, not per epoch: moved here, untimed, as for the other contenders of ours.
@@ -181,7 +197,7 @@ def ours_loop(data: Data, device: torch.device, precision: str = "auto", seed: i
         train_one_epoch(mine.model, mine.criterion, mine.optimizer, *_tensors(train_set), 100, mine.generator, dtype=mine.dtype)
         return evaluate(mine.model, mine.criterion, *_tensors(test_set), mine.num_classes, mine.eval_batch, mine.dtype)[1]
 
-    return Loop("ours", 1, ours)
+    return Loop(name, 1, ours)
 
 
 def fuse_configs(
@@ -231,9 +247,9 @@ def one_at_a_time_loop(configs: list[TrainConfig], data: Data) -> Loop:
     return Loop("one at a time", len(configs), one_at_a_time)
 
 
-def fused_loop(configs: list[TrainConfig], data: Data, memory_format: str = "channels_last") -> Loop:
-    """The configs' epochs run as one fused network, with the functions ``train_many`` runs."""
-    run = setup_many(configs, data, memory_format)
+def fused_loop(configs: list[TrainConfig], data: Data, memory_format: str = "channels_last", compile_mode: str | None = None) -> Loop:
+    """The configs' epochs run as one fused network, with the functions ``train_many`` runs (compiled with ``compile_mode``)."""
+    run = setup_many(configs, data, memory_format, compile_mode)
     train_set, test_set = data.train.to(run.device), data.test.to(run.device)
 
     def fused() -> float:
@@ -258,6 +274,69 @@ def time_loop(device: torch.device, loop: Loop) -> dict:
     }
 
 
+def other_precision(precision: str, device: torch.device) -> str | None:
+    """The precision ``auto`` did not pick on ``device`` ("bf16" or "fp32"); None unless ``precision`` is auto on a CPU or CUDA."""
+    if precision != "auto" or device.type not in ("cpu", "cuda"):
+        return None
+    return "fp32" if precision_choice(device)[0] == torch.bfloat16 else "bf16"
+
+
+def step_flops(data: Data, device: torch.device, dtype: torch.dtype, batch_size: int = 100) -> tuple[int, int]:
+    """FLOPs (multiply-adds count 2) of one training step of the notebook's CNN and of one evaluation image.
+
+    Counted by ``torch.utils.flop_counter.FlopCounterMode`` on a real step (forward, backward: the convolutions and the
+    matmuls, which hold almost all the arithmetic). Returns (per training step of ``batch_size`` images, per evaluated image).
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    run = setup(TrainConfig(device=str(device), precision="fp32" if dtype == torch.float32 else "bf16"), data)
+    x = torch.zeros(batch_size, 3, *data.train.images.shape[-2:], device=device).contiguous(memory_format=torch.channels_last)
+    y = torch.zeros(batch_size, dtype=torch.int64, device=device)
+    with FlopCounterMode(display=False) as train_count:
+        run.criterion(run.model(x), y).backward()
+    run.model.eval()
+    with FlopCounterMode(display=False) as eval_count, torch.no_grad():
+        run.model(x)
+    return train_count.get_total_flops(), eval_count.get_total_flops() // batch_size
+
+
+def matmul_rate(device: torch.device, dtype: torch.dtype, n: int = 1024, seconds: float = 0.5) -> float:
+    """This device's dense matrix-multiply rate in FLOP/s: (n, n) @ (n, n) in ``dtype``, repeated for about ``seconds``.
+
+    The roofline's compute ceiling for our step, measured in the same run (a machine shared with others shows here too).
+    """
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    torch.mm(a, b)  # warm-up: library initialisation, clocks
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    calls, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds or calls < 3:
+        torch.mm(a, b)
+        calls += 1
+        if device.type == "cuda" and calls % 10 == 0:
+            torch.cuda.synchronize(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        elapsed = time.perf_counter() - start
+    return 2 * n**3 * calls / elapsed
+
+
+def roofline(
+    data: Data, device: torch.device, dtype: torch.dtype, seconds: list[float], matmul: list[float], batch_size: int = 100
+) -> dict:
+    """Our epoch's achieved FLOP/s against the dense matmul rate, from per-round ``seconds`` of our epoch and ``matmul`` rates.
+
+    The share is the median over rounds of (epoch FLOPs / that round's seconds) / that round's matmul rate: both measured
+    under the same load. Returns epoch_flops, achieved and matmul (medians, FLOP/s) and share.
+    """
+    per_step, per_image = step_flops(data, device, dtype, batch_size)
+    steps = -(-len(data.train) // batch_size)
+    flops = steps * per_step + len(data.test) * per_image
+    share = statistics.median(flops / s / m for s, m in zip(seconds, matmul, strict=True))
+    return {"epoch_flops": flops, "achieved": flops / statistics.median(seconds), "matmul": statistics.median(matmul), "share": share}
+
+
 def fair_cudnn(device: torch.device) -> None:
     """cuDNN's settings for every contender: autotuning on (fixed shapes, as ``setup`` sets it), set before any is built."""
     if device.type == "cuda":
@@ -273,18 +352,30 @@ def run_bench(
     fuse: int = 0,
     configs: list[TrainConfig] | None = None,
     memory_format: str = "channels_last",
+    compile_mode: str | None = None,
 ) -> list[dict]:
     """Alternate one notebook epoch and one of ours (and with ``fuse`` K trials one at a time and fused), ``rounds`` times.
 
+    With ``precision`` auto (on a CPU or CUDA device), ours also runs in the precision auto did not pick ("ours bf16" or
+    "ours fp32"), so that one run shows whether auto picked the faster.
+
     The fused trials are ``configs`` (default: :func:`fuse_configs`). Returns one row per
-    timed call (see :func:`time_loop`), with its ``round``.
+    timed call (see :func:`time_loop`), with its ``round``, and per round a ``matmul`` row: the dense matmul rate
+    (``flops_per_s``, :func:`matmul_rate`) in our loop's precision, measured after the round's loops.
     """
     fair_cudnn(device)
     loops = [notebook_loop(data, device, seed), ours_loop(data, device, precision, seed)]
+    other = other_precision(precision, device)
+    if other:  # auto's choice against the precision it did not pick, in the same rounds
+        loops.append(ours_loop(data, device, other, seed, name=f"ours {other}"))
     if fuse:
         configs = configs or fuse_configs(fuse, device, precision, seed)
         loops += [one_at_a_time_loop(configs, data), fused_loop(configs, data, memory_format)]
+        if compile_mode:  # the same fused trials with the step compiled, beside the eager ones
+            loops.append(fused_loop(configs, data, memory_format, compile_mode))
+            loops[-1] = Loop(f"fused {compile_mode}", loops[-1].trials, loops[-1].run)
     width = max(len(loop.name) for loop in loops)
+    dtype = resolve_precision(precision, device)
     rows = []
     for r in range(1, rounds + 1):
         for loop in loops:
@@ -296,6 +387,8 @@ def run_bench(
                 f"  test acc {row['test_acc']:5.2f}%  peak {row['peak_bytes'] / 2**20:7.0f} MiB",
                 flush=True,
             )
+        # The roofline's ceiling, measured in every round beside the loops, under the same load.
+        rows.append({"round": r, "loop": "matmul", "flops_per_s": matmul_rate(device, dtype)})
     return rows
 
 
@@ -330,6 +423,11 @@ def build_parser() -> argparse.ArgumentParser:
     fused.add_argument("--augment", action="store_true", help="random crop and flip in every trial")
     fused.add_argument("--optimizer", default="adam", help=f"one of {', '.join(OPTIMIZERS)} (default: %(default)s)")
     fused.add_argument(
+        "--compile",
+        metavar="MODE",
+        help=f"also time the fused trials with the step compiled in this torch.compile mode: {', '.join(COMPILE_MODES)} (default: off)",
+    )
+    fused.add_argument(
         "--memory-format", default="channels_last", help=f"the fused network's layout: {' or '.join(MEMORY_FORMATS)} (default: %(default)s)"
     )
     return parser
@@ -347,6 +445,8 @@ def main(argv: list[str] | None = None) -> None:
         names = {"activations": tuple(args.activations.split(",")), "losses": tuple(args.losses.split(","))}
         configs = fuse_configs(args.fuse, device, args.precision, args.seed, **names, augment=args.augment, optimizer=args.optimizer)
         lookup(MEMORY_FORMATS, args.memory_format, "memory format")
+        if args.compile:
+            lookup(COMPILE_MODES, args.compile, "compile mode")
     except (DeviceError, UnknownNameError) as error:
         parser.error(str(error))
     try:
@@ -365,15 +465,18 @@ def main(argv: list[str] | None = None) -> None:
         f"torch {torch.__version__} on {device} ({torch.get_num_threads()} threads); "
         f"{len(data.train)} train + {len(data.test)} test images; ours in {dtype}, notebook in float32"
     )
+    if args.precision == "auto":
+        print(f"precision auto on {device.type}: {str(dtype).removeprefix('torch.')}, because {precision_choice(device)[1]}")
     if args.fuse:
         members = ", ".join(f"{c.activation}/{c.loss}" for c in configs)
         print(f"K={args.fuse} trials (optimizer {args.optimizer}, augment {args.augment}, fused in {args.memory_format}): {members}")
     if device.type == "cuda":
         print("cudnn.benchmark on for every contender, set once before any of them is built")
-    rows = run_bench(data, args.rounds, device, args.precision, args.seed, args.fuse, configs, args.memory_format)
+    rows = run_bench(data, args.rounds, device, args.precision, args.seed, args.fuse, configs, args.memory_format, args.compile)
     per_loop: dict[str, list[float]] = {}
     for row in rows:
-        per_loop.setdefault(row["loop"], []).append(row["seconds"])
+        if row["loop"] != "matmul":
+            per_loop.setdefault(row["loop"], []).append(row["seconds"])
     width = max(8, *map(len, per_loop))
     n = len(data.train) + len(data.test)
     for name, seconds in per_loop.items():
@@ -383,10 +486,28 @@ def main(argv: list[str] | None = None) -> None:
         per_trial = f"  {trials / median:6.3f} trial-epochs/s" if args.fuse else ""
         print(f"{name:{width}s} median {median:7.2f} s/epoch  {trials * n / median:8.0f} img/s{per_trial}  peak {peak / 2**20:.0f} MiB")
     ratios = [nb / ours for nb, ours in zip(per_loop["notebook"], per_loop["ours"], strict=True)]
+    other = other_precision(args.precision, device)
+    if other:
+        # Per-round ratios: each round's two epochs ran side by side, under the same load.
+        ratio = statistics.median(o / a for o, a in zip(per_loop[f"ours {other}"], per_loop["ours"], strict=True))
+        picked = str(dtype).removeprefix("torch.")
+        verdict = "auto picked the faster" if ratio >= 1 else f"auto is {100 * (1 - ratio):.0f}% slower than {other}"
+        print(f"precision: auto ({picked}) ran {ratio:.2f}x the speed of {other}: {verdict}")
+    line = roofline(data, device, dtype, per_loop["ours"], [row["flops_per_s"] for row in rows if row["loop"] == "matmul"])
+    print(
+        f"roofline: our epoch {line['achieved'] / 1e9:.1f} GFLOP/s ({line['epoch_flops'] / 1e9:.1f} GFLOP of convolutions and "
+        f"matmuls, train + test) against {line['matmul'] / 1e9:.1f} GFLOP/s of dense {str(dtype).removeprefix('torch.')} "
+        f"1024x1024 matmul in the same rounds: {100 * line['share']:.0f}% of it"
+    )
     print(f"train+eval speedup vs notebook: {statistics.median(ratios):.2f}x")
     if args.fuse:
         # Both do the same K trial-epochs per round, so the ratio of their seconds is the ratio of their throughputs.
         fused = [one / fused for one, fused in zip(per_loop["one at a time"], per_loop["fused"], strict=True)]
+        if args.compile:
+            # The first round of a compiled loop includes compiling it: the later rounds are the figure.
+            later = slice(1, None) if args.rounds > 1 else slice(None)
+            gain = [e / c for e, c in zip(per_loop["fused"][later], per_loop[f"fused {args.compile}"][later], strict=True)]
+            print(f"fused K={args.fuse} compiled ({args.compile}) vs eager: {statistics.median(gain):.2f}x (rounds after the first)")
         print(f"fused K={args.fuse} vs one at a time: {statistics.median(fused):.2f}x trial-epochs/s")
 
 

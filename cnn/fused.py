@@ -14,17 +14,17 @@ parameter of the CNN (14 in all), and :class:`FusedOptimizer` updates all of the
 vectorised Adam or SGD step with each member's learning rate as an element of a (K,) tensor,
 as HFTA's fused optimisers do. So the number of operators of a training step does not grow
 with K: autograd sees 14 leaves, the optimiser runs a fixed number of ``torch._foreach_*``
-calls, the forward pass no list over members (only one call per distinct activation and per
-distinct loss), and the augmentation of all members is one pass. A member that leaves
+calls (the step count and bias corrections are device tensors, so the step can be captured),
+the forward pass no list over members (a few whole-tensor operators per distinct activation
+and per distinct loss, selected per channel or per member by masks), and the augmentation of
+all members is drawn once per epoch (one host call per member) and applied in one pass. A member that leaves
 (diverged, stopped by ``on_epoch``, or done) is written back into its own plain
 :class:`cnn.model.CNN`, with its BatchNorm statistics and a ``torch.optim`` optimiser holding
 its state; the others go on as a narrower stack.
 """
 
-import itertools
 import math
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -32,8 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnn.augment import crop_flip, draw, to_device
+from cnn.augment import crop_flip, decode, draw, draw_codes, to_device
 from cnn.data import Data, normalize
+from cnn.layers import auto_memory_format
 from cnn.model import CNN
 from cnn.registry import lookup
 from cnn.train import OPTIMIZERS, EpochRow, Scores, TrainConfig, TrainResult, _autocast, bind_device, evaluate, order_fingerprint, setup
@@ -57,9 +58,11 @@ def _key(name: str) -> str:
     return name.replace(".", "_")  # ParameterDict keys may not contain dots
 
 
-def _runs(activations: list[nn.Module]) -> list[tuple[nn.Module, int]]:
-    # Runs of consecutive members with the same activation (compared by repr, so arguments count): [(module, members)].
-    return [(next(group), 1 + sum(1 for _ in group)) for _, group in itertools.groupby(activations, key=repr)]
+def _distinct(activations: list[nn.Module]) -> tuple[list[nn.Module], torch.Tensor]:
+    # The distinct activations (compared by repr, so arguments count) in order of first use, and each member's: (K,) int64.
+    names = [repr(a) for a in activations]
+    order = list(dict.fromkeys(names))
+    return [activations[names.index(n)] for n in order], torch.tensor([order.index(n) for n in names])
 
 
 class FusedCNN(nn.Module):
@@ -67,8 +70,8 @@ class FusedCNN(nn.Module):
 
     Every parameter ``name`` of :class:`CNN` becomes one (K, *shape) parameter,
     ``stacked[_key(name)]``, whose slice k is member k's; the BatchNorm running statistics are
-    (K, c) buffers. The members' own models are not touched until :meth:`export`. Members with
-    the same activation should sit next to each other: each run of equal activations is one call.
+    (K, c) buffers. The members' own models are not touched until :meth:`export`. Each distinct
+    activation is one call over all channels, kept by a per-channel mask (no split per member).
 
     Input: member k's images in channels ``[3k, 3k+3)``, (B, K*3, H, W), or one batch that
     all members see, (B, 3, H, W). Output: logits (K, B, C).
@@ -90,8 +93,16 @@ class FusedCNN(nn.Module):
             self.register_buffer(f"running_mean{i}", torch.stack([bn.running_mean for bn in norms]))  # (K, c)
             self.register_buffer(f"running_var{i}", torch.stack([bn.running_var for bn in norms]))
         self.activations = [m.layer1[2] for m in models]
-        self._runs = _runs(self.activations)
-        self.steps = 0  # training-mode forwards: each adds 1 to every member's num_batches_tracked (see export)
+        self._distinct, self._which = _distinct(self.activations)
+        self._masks: dict[tuple[int, torch.device], list[torch.Tensor]] = {}  # (channels per member, device) -> per activation
+        # Training-mode forwards: each adds 1 to every member's num_batches_tracked (see export). A device tensor, not a
+        # Python int: an int attribute changed in forward makes torch.compile recompile every step (and breaks capture).
+        self.register_buffer("batches", torch.zeros((), dtype=torch.int64, device=first_norm.running_mean.device), persistent=False)
+
+    @property
+    def steps(self) -> int:
+        """Training-mode forwards so far (reads the device-side count: a sync on a GPU)."""
+        return int(self.batches.item())
 
     def parameter_list(self) -> list[nn.Parameter]:
         """The stacked parameters in :class:`CNN`'s parameter order (``self.names``; ParameterDict sorts its keys)."""
@@ -105,7 +116,7 @@ class FusedCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
-            self.steps += 1
+            self.batches.add_(1)
         p = self.stacked
         for i, (conv, norm) in enumerate(zip(_CONVS, _NORMS, strict=True)):
             weight = p[_key(conv + ".weight")]  # (K, c_out, c_in, 3, 3)
@@ -130,11 +141,19 @@ class FusedCNN(nn.Module):
         return torch.baddbmm(bias, features, p["fc_weight"].transpose(1, 2))  # (K, B, C)
 
     def _activate(self, x: torch.Tensor) -> torch.Tensor:
-        if len(self._runs) == 1:
-            return self._runs[0][0](x)
-        per_member = x.shape[1] // self.k
-        parts = x.split([n * per_member for _, n in self._runs], dim=1)
-        return torch.cat([activation(part) for (activation, _), part in zip(self._runs, parts, strict=True)], dim=1)
+        # Each distinct activation over every channel, each channel keeping its member's: a few whole-tensor operators
+        # per distinct activation, none per member, no split and concatenation (and their copies).
+        if len(self._distinct) == 1:
+            return self._distinct[0](x)
+        key = (x.shape[1] // self.k, x.device)
+        if key not in self._masks:  # once per layer width: (1, K*c, 1, 1) bool, channel j belongs to member j // c
+            channels = self._which.repeat_interleave(key[0]).to(x.device)
+            self._masks[key] = [(channels == a).view(1, -1, 1, 1) for a in range(len(self._distinct))]
+        masks = self._masks[key]
+        out = self._distinct[0](x)
+        for activation, mask in zip(self._distinct[1:], masks[1:], strict=True):
+            out = torch.where(mask, activation(x), out)
+        return out
 
     @torch.no_grad()
     def export(self, k: int, model: CNN) -> None:
@@ -145,7 +164,7 @@ class FusedCNN(nn.Module):
             bn = model.get_submodule(norm)
             bn.running_mean.copy_(getattr(self, f"running_mean{i}")[k])
             bn.running_var.copy_(getattr(self, f"running_var{i}")[k])
-            bn.num_batches_tracked += self.steps
+            bn.num_batches_tracked += self.batches.to(bn.num_batches_tracked.device)
 
     @torch.no_grad()
     def keep(self, members: list[int]) -> None:
@@ -157,7 +176,8 @@ class FusedCNN(nn.Module):
             for stat in ("running_mean", "running_var"):
                 setattr(self, f"{stat}{i}", getattr(self, f"{stat}{i}")[index])
         self.activations = [self.activations[k] for k in members]
-        self._runs = _runs(self.activations)
+        self._distinct, self._which = _distinct(self.activations)
+        self._masks = {}
         self.k = len(members)
 
 
@@ -178,13 +198,22 @@ class FusedOptimizer:
             raise NotImplementedError(f"the fused {name} optimizer has no {', '.join(f'{k}={v!r}' for k, v in unsupported.items())}")
         self.name, self.params, self.lr = name, params, list(lr)
         self.betas, self.eps, self.momentum = defaults.get("betas"), defaults.get("eps"), defaults.get("momentum", 0.0)
-        self.steps = 0  # optimiser steps taken by every member
+        # Optimiser steps taken by every member, on the parameters' device: the bias corrections are computed there from
+        # it, so a step holds no Python number that changes from step to step and can be captured (CUDA graphs) as is.
+        # float64 as torch.optim.Adam's Python-float bias corrections (MPS has no float64).
+        step_dtype = torch.float32 if params[0].device.type == "mps" else torch.float64
+        self.step_count = torch.zeros((), dtype=step_dtype, device=params[0].device)
         self.state: dict[str, list[torch.Tensor] | None] = (
             {"exp_avg": [torch.zeros_like(p) for p in params], "exp_avg_sq": [torch.zeros_like(p) for p in params]}
             if name == "adam"
             else {"momentum_buffer": None}  # SGD's buffers start as the first gradient, as torch.optim.SGD's
         )
         self._set_lr()
+
+    @property
+    def steps(self) -> int:
+        """Optimiser steps taken so far (reads the device-side count: a sync on a GPU; for export, not per step)."""
+        return int(self.step_count.item())
 
     def _set_lr(self) -> None:
         lr = torch.tensor(self.lr, dtype=self.params[0].dtype, device=self.params[0].device)
@@ -198,19 +227,23 @@ class FusedOptimizer:
     @torch.no_grad()
     def step(self) -> None:
         grads = [p.grad for p in self.params]
-        self.steps += 1
+        self.step_count.add_(1)
         if self.name == "adam":
             beta1, beta2 = self.betas
             exp_avg, exp_avg_sq = self.state["exp_avg"], self.state["exp_avg_sq"]
             torch._foreach_lerp_(exp_avg, grads, 1 - beta1)
             torch._foreach_mul_(exp_avg_sq, beta2)
             torch._foreach_addcmul_(exp_avg_sq, grads, grads, 1 - beta2)
+            # torch.optim.Adam's bias corrections, as 0-dim tensors from the device-side count.
+            bias_correction1 = 1 - torch.pow(beta1, self.step_count)
+            bias_correction2_sqrt = (1 - torch.pow(beta2, self.step_count)).sqrt()
             denom = torch._foreach_sqrt(exp_avg_sq)
-            torch._foreach_div_(denom, math.sqrt(1 - beta2**self.steps))
+            torch._foreach_div_(denom, bias_correction2_sqrt)
             torch._foreach_add_(denom, self.eps)
             update = torch._foreach_div(exp_avg, denom)
             torch._foreach_mul_(update, self._neg_lr)
-            torch._foreach_add_(self.params, update, alpha=1 / (1 - beta1**self.steps))  # param -= lr / bias_correction1 * m / denom
+            torch._foreach_div_(update, bias_correction1)
+            torch._foreach_add_(self.params, update)  # param -= lr / bias_correction1 * m / denom
         else:
             buffers = self.state["momentum_buffer"]
             if buffers is None:
@@ -232,10 +265,11 @@ class FusedOptimizer:
     def export(self, k: int, model: CNN) -> torch.optim.Optimizer:
         """A ``torch.optim`` optimiser for member ``k``'s own ``model``, holding its state: its steps would go on as here."""
         optimizer = lookup(OPTIMIZERS, self.name, "optimizer")(model.parameters(), self.lr[k])
+        steps = self.steps
         for i, p in enumerate(model.parameters()):  # the order of the stacked parameters
-            if self.name == "adam" and self.steps:
+            if self.name == "adam" and steps:
                 optimizer.state[p] = {
-                    "step": torch.tensor(float(self.steps)),
+                    "step": torch.tensor(float(steps)),
                     "exp_avg": torch.empty_like(p).copy_(self.state["exp_avg"][i][k]),
                     "exp_avg_sq": torch.empty_like(p).copy_(self.state["exp_avg_sq"][i][k]),
                 }
@@ -244,28 +278,61 @@ class FusedOptimizer:
         return optimizer
 
 
+def _flat(loss: Callable[..., torch.Tensor], **kwargs) -> Callable[..., torch.Tensor]:
+    # A loss of (logits (N, C), labels (N,)) per image, as each member's batch mean: (K, B, C), (K, B) -> (K,).
+    return lambda x, y, target: loss(x.flatten(0, 1), y.flatten(), reduction="none", **kwargs).view(y.shape).mean(1)
+
+
+def _against_one_hot(loss: Callable[..., torch.Tensor], transform=None) -> Callable[..., torch.Tensor]:
+    # A loss of (inputs, one-hot target) per element, as each member's mean over its B*C elements: -> (K,).
+    return lambda x, y, target: loss(transform(x) if transform else x, target, reduction="none").mean((1, 2))
+
+
+# name -> each member's batch mean of LOSSES[name] at once: float logits (K, B, C), labels (K, B) and, for the losses
+# against a one-hot target, that target (K, B, C) -> (K,). The module's formula (tests/cnn_tests/test_fused.py checks
+# each) as a few whole-tensor operators for any K.
+PER_MEMBER_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]] = {
+    "cross_entropy": _flat(F.cross_entropy),
+    "label_smoothing": _flat(F.cross_entropy, label_smoothing=0.1),
+    "mse": _against_one_hot(F.mse_loss),
+    "mse_softmax": _against_one_hot(F.mse_loss, lambda x: x.softmax(2)),
+    "bce_with_logits": _against_one_hot(F.binary_cross_entropy_with_logits),
+    "multi_margin": _flat(F.multi_margin_loss),
+}
+
+
+def _vmapped(criterion: nn.Module) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]:
+    # A loss not in the table: the module itself, vmapped over the members.
+    batched = torch.vmap(criterion)
+    return lambda x, y, target: batched(x, y)
+
+
+ONE_HOT_LOSSES = frozenset({"mse", "mse_softmax", "bce_with_logits"})  # those whose target is the one-hot labels
+
+
 class _MemberLosses:
     """Each member's own loss: float logits (K, B, C) and labels (K, B) -> (K,) batch means.
 
-    Members that share a loss are computed as one vmapped call rather than one call each.
+    Each distinct loss is computed for every member at once (:data:`PER_MEMBER_LOSSES`, or a
+    vmapped call of the module for a loss not listed there) and each member keeps its own by a
+    (K,) mask: a few operators per distinct loss, none per member, no indexing or concatenation.
+    The one-hot target is made once for all the losses that need it.
     """
 
     def __init__(self, names: list[str], criteria: list[nn.Module], device: torch.device):
-        positions: dict[str, list[int]] = {}
-        for position, name in enumerate(names):
-            positions.setdefault(name, []).append(position)
-        self.groups = [(torch.vmap(criteria[ps[0]]), torch.tensor(ps, device=device)) for ps in positions.values()]
-        grouped = torch.tensor([p for ps in positions.values() for p in ps])
-        self.inverse = torch.argsort(grouped).to(device)  # grouped order -> member order
+        distinct = list(dict.fromkeys(names))
+        which = torch.tensor([distinct.index(name) for name in names], device=device)
+        self.losses = [PER_MEMBER_LOSSES.get(name) or _vmapped(criteria[names.index(name)]) for name in distinct]
+        self.masks = [which == a for a in range(len(distinct))]  # (K,) bool per distinct loss
+        self.one_hot = bool(ONE_HOT_LOSSES & set(distinct))
 
     def __call__(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        with warnings.catch_warnings():
-            # multi_margin has no batching rule; vmap falls back to a loop over members and says so every call.
-            warnings.filterwarnings("ignore", message="There is a performance drop")
-            if len(self.groups) == 1:
-                return self.groups[0][0](logits, labels)
-            parts = [loss(logits[pos], labels[pos]) for loss, pos in self.groups]
-            return torch.cat(parts)[self.inverse]
+        target = F.one_hot(labels, logits.shape[-1]).to(logits.dtype) if self.one_hot else None  # (K, B, C)
+        out = self.losses[0](logits, labels, target)
+        for loss, mask in zip(self.losses[1:], self.masks[1:], strict=True):
+            # where's backward gives the other members' rows of this loss a zero gradient: only each member's own counts.
+            out = torch.where(mask, loss(logits, labels, target), out)
+        return out
 
 
 @dataclass(eq=False)  # members are told apart by identity
@@ -298,17 +365,40 @@ class FusedRun:
     eval_batch: int  # images per evaluation pass at K=1; evaluate_many shrinks it as K grows (MAX_EVAL_ELEMENTS)
     num_classes: int
     memory_format: torch.memory_format = torch.channels_last
+    # A torch.compile mode for the training step ("reduce-overhead": CUDA graphs on a GPU), or None: eager (the default;
+    # see COMPILE_MODES). The forward pass with the losses and the optimiser step are compiled apart (backward between).
+    compile_mode: str | None = None
+    memory_format_choice: str = ""  # the layout's name and why it was chosen ("auto": measured, cnn.layers)
     net: FusedCNN | None = field(init=False)  # None once every member has left
     optimizer: FusedOptimizer | None = field(init=False)
     losses: _MemberLosses | None = field(init=False)
+    compiled: tuple[Callable, Callable] | None = field(init=False, default=None)  # (forward and losses, optimiser step)
 
     def __post_init__(self):
+        if self.compile_mode is not None:
+            lookup(COMPILE_MODES, self.compile_mode, "compile mode")
         self.net = FusedCNN([m.model for m in self.members], self.memory_format)
         self.optimizer = FusedOptimizer(self.optimizer_name, self.net.parameter_list(), [m.config.lr for m in self.members])
         self._losses()
 
     def _losses(self) -> None:
         self.losses = _MemberLosses([m.config.loss for m in self.members], [m.criterion for m in self.members], self.device)
+        self.compiled = None  # a narrower network: compiled again on the next step
+
+    def forward_losses(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (K, B, C) and each member's loss (K,) of member batches ``x`` (B, K*3, H, W) with labels ``y`` (K, B)."""
+        with _autocast(x.device, self.dtype):
+            logits = self.net(normalize(x))  # (K, B, C)
+        # Autocast computes every loss of LOSSES in fp32, so upcasting first gives train()'s losses; vmap would bypass autocast.
+        return logits, self.losses(logits.float(), y)
+
+    def step_functions(self) -> tuple[Callable, Callable]:
+        """(forward and losses, optimiser step): eager, or compiled with ``compile_mode`` (once per set of members)."""
+        if self.compile_mode is None:
+            return self.forward_losses, self.optimizer.step
+        if self.compiled is None:
+            self.compiled = (_compile(self.forward_losses, self.compile_mode), _compile(self.optimizer.step, self.compile_mode))
+        return self.compiled
 
     def drop(self, leaving: list[Member]) -> None:
         """Take ``leaving`` out of the fused computation, so the others run without them.
@@ -338,6 +428,15 @@ class FusedRun:
         self.drop(list(self.members))
 
 
+# train_many's compile_mode: torch.compile's modes. "reduce-overhead" captures CUDA graphs on a GPU: what the device-side
+# step count of FusedOptimizer allows. Not measured on a GPU yet; on the CPU eager is the default (see cnn.bench --compile).
+COMPILE_MODES = {"default": "default", "reduce-overhead": "reduce-overhead", "max-autotune-no-cudagraphs": "max-autotune-no-cudagraphs"}
+
+
+def _compile(function: Callable, mode: str) -> Callable:
+    return torch.compile(function, mode=mode)
+
+
 def check_shared(configs: list[TrainConfig]) -> None:
     """Raise ValueError unless ``configs`` is non-empty and agrees on :data:`SHARED_FIELDS`."""
     if not configs:
@@ -352,15 +451,23 @@ def check_shared(configs: list[TrainConfig]) -> None:
                 )
 
 
-def setup_many(configs: list[TrainConfig], data: Data, memory_format: str = "channels_last") -> FusedRun:
-    """Build each member exactly as ``setup`` does (same seed, same initial weights and generator) and fuse them."""
+def setup_many(configs: list[TrainConfig], data: Data, memory_format: str = "channels_last", compile_mode: str | None = None) -> FusedRun:
+    """Build each member exactly as ``setup`` does (same seed, same initial weights and generator) and fuse them.
+
+    ``compile_mode`` (None: eager) compiles the training step with that torch.compile mode (:data:`COMPILE_MODES`).
+    """
     check_shared(configs)
-    layout = lookup(MEMORY_FORMATS, memory_format, "memory format")
+    if memory_format != "auto":
+        lookup(MEMORY_FORMATS, memory_format, "memory format")
     bind_device(configs[0].device)  # a worker on cuda:N allocates there, not on cuda:0
     members = []
     for index, config in enumerate(configs):
         run = setup(config, data)
         members.append(Member(index, config, run.model, run.criterion, run.generator))
+    why = f"{memory_format} as asked"
+    if memory_format == "auto":  # the layout whose grouped convolutions ran faster here, at this K and batch size
+        memory_format, why = auto_memory_format(run.device, run.dtype, len(configs), configs[0].batch_size)
+    layout = MEMORY_FORMATS[memory_format]
     members.sort(key=lambda m: (m.config.activation, m.index))  # equal activations side by side: one call per run of them
     first = configs[0]
     return FusedRun(
@@ -373,6 +480,8 @@ def setup_many(configs: list[TrainConfig], data: Data, memory_format: str = "cha
         eval_batch=run.eval_batch,
         num_classes=run.num_classes,
         memory_format=layout,
+        compile_mode=compile_mode,
+        memory_format_choice=f"{memory_format}: {why}",
     )
 
 
@@ -396,7 +505,8 @@ def member_batches(
 
 
 def draw_many(generators: list[torch.Generator], batch: int, device: torch.device) -> torch.Tensor:
-    """Every member's augmentation draws for one step, each from its own generator: uint8 (K, 3, B) on ``device``, one copy."""
+    """Every member's augmentation draws for ``batch`` images (an epoch's), each from its own generator: uint8 (K, 3, B)
+    on ``device``, one copy."""
     return to_device(torch.stack([draw(batch, g) for g in generators]), device)
 
 
@@ -409,13 +519,11 @@ def train_step(run: FusedRun, images: torch.Tensor, labels: torch.Tensor, idx: t
     """
     x = member_batches(images, idx, draws, run.memory_format)
     y = labels[idx]  # (K, B)
-    with _autocast(images.device, run.dtype):
-        logits = run.net(normalize(x))  # (K, B, C)
-    # Autocast computes every loss of LOSSES in fp32, so upcasting first gives train()'s losses; vmap would bypass autocast.
-    losses = run.losses(logits.float(), y)  # (K,)
+    forward_losses, optimizer_step = run.step_functions()
+    logits, losses = forward_losses(x, y)  # (K, B, C), (K,)
     run.optimizer.zero_grad()
     losses.sum().backward()
-    run.optimizer.step()
+    optimizer_step()
     return losses.detach(), (logits.argmax(2) == y).sum(1)
 
 
@@ -438,14 +546,19 @@ def train_epoch_many(run: FusedRun, images: torch.Tensor, labels: torch.Tensor) 
     run.net.train()
     n = len(labels)
     orders = to_device(torch.stack([torch.randperm(n, generator=m.generator) for m in run.members]), device)  # (K, N)
+    # The whole epoch's augmentation, drawn after the shuffle from each member's generator as train_one_epoch draws it:
+    # (K, N) codes in one copy, decoded to (K, 3, N) for all members at once; a step takes its columns.
+    codes = to_device(torch.stack([draw_codes(n, m.generator) for m in run.members]), device) if run.augment else None
+    draws = decode(codes) if codes is not None else None
     loss_sum = torch.zeros(len(run.members), device=device)  # (K,) sums over images; on the device, no sync per step
     correct = torch.zeros(len(run.members), dtype=torch.int64, device=device)
     seen = 0
-    check_every = 1 if device.type == "cpu" else 25  # as train_one_epoch: a finiteness check syncs the GPU
+    # As train_one_epoch: a finiteness check syncs the GPU. It sits between steps, outside the (compiled, captured) step.
+    check_every = 1 if device.type == "cpu" else 25
     for step, start in enumerate(range(0, n, run.batch_size), 1):
         idx = orders[:, start : start + run.batch_size]  # (K, B)
-        draws = draw_many([m.generator for m in run.members], idx.shape[1], device) if run.augment else None
-        losses, hits = train_step(run, images, labels, idx, draws)
+        step_draws = draws[:, :, start : start + run.batch_size] if draws is not None else None  # (K, 3, B)
+        losses, hits = train_step(run, images, labels, idx, step_draws)
         loss_sum += losses * idx.shape[1]
         correct += hits
         seen += idx.shape[1]
@@ -459,6 +572,7 @@ def train_epoch_many(run: FusedRun, images: torch.Tensor, labels: torch.Tensor) 
             if not run.members:
                 return results  # every member diverged: nothing left to train
             loss_sum, correct, orders = loss_sum[finite], correct[finite], orders[finite]
+            draws = draws[finite] if draws is not None else None
     for m, total, count in zip(run.members, loss_sum.tolist(), correct.tolist(), strict=True):
         results[m.index] = (total / seen, 100.0 * count / seen, not math.isfinite(total / seen))
     return results
@@ -497,11 +611,12 @@ def evaluate_many(run: FusedRun, images: torch.Tensor, labels: torch.Tensor) -> 
         predicted[:, start : start + y.shape[1]] = logits.argmax(2)
     # One count over all members once the pass is done: (member, true, predicted) cells, flattened.
     cells = ((torch.arange(k, device=device)[:, None] * c + labels) * c + predicted).flatten()
-    confusion = torch.bincount(cells, minlength=k * c * c).view(k, c, c).cpu()
-    predicted, n = predicted.cpu(), len(labels)
+    confusion = torch.bincount(cells, minlength=k * c * c).view(k, c, c)
+    hits = confusion.diagonal(dim1=1, dim2=2).sum(1)  # (K,) images right, all members at once: no host call per member
+    confusion, predicted, n = confusion.cpu(), predicted.cpu(), len(labels)
     return [
-        Scores(total / n, 100.0 * conf.trace().item() / n, conf, preds)
-        for total, conf, preds in zip(loss_sum.tolist(), confusion, predicted, strict=True)
+        Scores(total / n, 100.0 * right / n, conf, preds)
+        for total, right, conf, preds in zip(loss_sum.tolist(), hits.tolist(), confusion, predicted, strict=True)
     ]
 
 
@@ -510,6 +625,7 @@ def train_many(
     data: Data,
     on_epoch: Callable[[int, EpochRow], bool | None] | None = None,
     memory_format: str = "channels_last",
+    compile_mode: str | None = None,
 ) -> list[TrainResult]:
     """Train one CNN per config, all at once as one fused network; ``result[k]`` is what ``train(configs[k], data)`` gives.
 
@@ -525,7 +641,10 @@ def train_many(
         on_epoch: called as ``on_epoch(k, row)`` with each member's index in ``configs`` and
             its epoch row; returning True stops that member.
         memory_format: the fused network's activation layout, a key of :data:`MEMORY_FORMATS`
-            ("channels_last" or "contiguous"); results do not depend on it.
+            ("channels_last" or "contiguous"), or "auto": the one whose grouped convolutions a short measurement
+            on the device finds faster (:func:`cnn.layers.auto_memory_format`); results do not depend on it.
+        compile_mode: None (eager, the default) or a torch.compile mode of :data:`COMPILE_MODES` for the training
+            step; "reduce-overhead" captures it as CUDA graphs on a GPU.
 
     Returns:
         One :class:`TrainResult` per config, in order; each ``model`` is a plain ``CNN``.
@@ -536,7 +655,7 @@ def train_many(
         >>> configs = [TrainConfig(epochs=1, lr=lr) for lr in (1e-3, 3e-4)]  # doctest: +SKIP
         >>> [r.test_acc for r in train_many(configs, load_data("data"))]  # doctest: +SKIP
     """
-    run = setup_many(configs, data, memory_format)
+    run = setup_many(configs, data, memory_format, compile_mode)
     members = sorted(run.members, key=lambda m: m.index)
     train_set, test_set = data.train.to(run.device), data.test.to(run.device)
     val_set = data.val.to(run.device) if data.val is not None else None
@@ -573,7 +692,14 @@ def train_many(
     precision = str(run.dtype).removeprefix("torch.")
     return [
         TrainResult(
-            m.history, m.model, m.confusion.tolist(), str(run.device), precision, m.diverged, m.stopped, batch_orders[m.index],
+            m.history,
+            m.model,
+            m.confusion.tolist(),
+            str(run.device),
+            precision,
+            m.diverged,
+            m.stopped,
+            batch_orders[m.index],
             {split: torch.stack(rows) for split, rows in m.predictions.items()},
         )
         for m in members

@@ -14,7 +14,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from cnn.augment import augment as augment_batch
+from cnn.augment import crop_flip, decode, draw_codes, to_device
 from cnn.data import Data, normalize
 from cnn.losses import LOSSES, build_loss
 from cnn.model import ACTIVATIONS, build_model
@@ -48,7 +48,7 @@ class TrainConfig:
     augment: bool = False  # random crop (4-pixel padding) and horizontal flip, on the device
     seed: int = 0  # seeds initialisation, shuffling and augmentation
     device: str = "auto"  # "auto" (cuda, then mps, then cpu), "cpu", "cuda", "cuda:N" or "mps"
-    precision: str = "auto"  # "auto", "bf16" or "fp32"; auto = bf16 autocast where the hardware has it natively
+    precision: str = "auto"  # "auto", "bf16" or "fp32"; auto = bf16 autocast where it is faster (precision_choice)
     eval_batch_size: int | None = None  # images per evaluation pass (None: 100 on CPU, 1000 on GPUs); results do not depend on it
 
     def __post_init__(self):
@@ -128,23 +128,137 @@ def bind_device(name: str = "auto") -> torch.device:
     return device
 
 
-def native_bf16(device: torch.device) -> bool:
-    """Whether ``device`` computes bfloat16 in hardware (CUDA since Ampere, AVX512-BF16 or AMX CPUs)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported(including_emulation=False)
-    if device.type == "cpu":
+def cpu_has_amx() -> bool:
+    """Whether this CPU has AMX's bfloat16 tile unit (Sapphire Rapids and later): /proc/cpuinfo's ``amx_bf16`` flag.
+
+    Where there is no /proc/cpuinfo, PyTorch's own probe (``torch._C._cpu._init_amx``, which also asks the kernel for
+    the tiles) answers.
+    """
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            return any(line.startswith("flags") and "amx_bf16" in line.split() for line in cpuinfo)
+    except OSError:
         try:
-            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+            return bool(torch._C._cpu._init_amx())
         except (AttributeError, RuntimeError):
             return False
-    return False
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            return next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "")
+    except OSError:
+        import platform
+
+        return platform.processor() or platform.machine()
+
+
+def measure_cpu_bf16(steps: int = 3, rounds: int = 3, batch_size: int = 100) -> float:
+    """How many times faster a bf16-autocast training step of the notebook's CNN is than an fp32 one, on this CPU now.
+
+    One model, its Adam, a random batch of ``batch_size``; after one warm-up step each, ``rounds`` rounds of ``steps``
+    fp32 steps then ``steps`` bf16 steps, alternating so that both see the same load. Returns the median over rounds of
+    fp32 seconds / bf16 seconds (above 1: bf16 is faster). About 2 s on 2 cores.
+    """
+    generator = torch.Generator().manual_seed(0)
+    model = build_model().to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    criterion = nn.CrossEntropyLoss()
+    x = torch.randn(batch_size, 3, 32, 32, generator=generator).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (batch_size,), generator=generator)
+    cpu = torch.device("cpu")
+
+    def seconds(dtype: torch.dtype, n: int) -> float:
+        start = time.perf_counter()
+        for _ in range(n):
+            with _autocast(cpu, dtype):
+                loss = criterion(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        return time.perf_counter() - start
+
+    seconds(torch.float32, 1), seconds(torch.bfloat16, 1)  # oneDNN builds its kernels on a dtype's first step
+    ratios = sorted(seconds(torch.float32, steps) / seconds(torch.bfloat16, steps) for _ in range(rounds))
+    return ratios[len(ratios) // 2]
+
+
+# bf16 must be at least this many times faster than fp32 for auto to pick it on a CPU: a tie keeps the exact fp32.
+BF16_MARGIN = 1.05
+
+_cpu_choice: tuple[torch.dtype, str] | None = None  # this process's answer: measured once
+
+
+def _cpu_precision_choice() -> tuple[torch.dtype, str]:
+    """auto's CPU precision: bf16 with AMX; otherwise measured (:func:`measure_cpu_bf16`), once per machine.
+
+    The measurement is kept in the data cache folder (``$CNN_STUDY_CACHE``), keyed by CPU model, thread count and
+    PyTorch version, so every process of a study (and every trial) resolves auto the same way without measuring again.
+    """
+    global _cpu_choice
+    if _cpu_choice is not None:
+        return _cpu_choice
+    if cpu_has_amx():
+        _cpu_choice = torch.bfloat16, "the CPU has AMX (amx_bf16): bfloat16 matrix tiles"
+        return _cpu_choice
+    try:
+        avx512_bf16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        avx512_bf16 = False
+    if not avx512_bf16:
+        _cpu_choice = torch.float32, "the CPU has no native bfloat16"
+        return _cpu_choice
+    import hashlib
+    import json
+    import os
+    from pathlib import Path
+
+    key = f"{_cpu_name()}|{torch.get_num_threads()} threads|torch {torch.__version__}"
+    folder = Path(os.environ.get("CNN_STUDY_CACHE") or Path.home() / ".cache" / "cnn-study")
+    path = folder / f"cpu-bf16-{hashlib.sha1(key.encode()).hexdigest()[:12]}.json"
+    try:
+        ratio, when = float(json.loads(path.read_text())["bf16_speedup"]), "measured earlier"
+    except (OSError, ValueError, KeyError, TypeError):
+        ratio, when = measure_cpu_bf16(), "measured now"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"key": key, "bf16_speedup": ratio}) + "\n")
+        except OSError:
+            pass  # a read-only home: measure again next process
+    dtype = torch.bfloat16 if ratio >= BF16_MARGIN else torch.float32
+    _cpu_choice = dtype, f"a bf16 training step ran {ratio:.2f}x the speed of fp32 on this CPU (AVX512-BF16, no AMX; {when})"
+    return _cpu_choice
+
+
+def precision_choice(device: torch.device) -> tuple[torch.dtype, str]:
+    """What ``--precision auto`` runs on ``device``, and why (one clause, for the logs).
+
+    On CUDA: bfloat16 where the GPU computes it natively (Ampere and later). On the CPU:
+    bfloat16 with AMX; fp32 without native bfloat16; in between (AVX512-BF16 without AMX,
+    where bf16 may be faster or slower than fp32 depending on the CPU and the PyTorch
+    build) whichever a short measurement of a training step finds faster, by at least
+    :data:`BF16_MARGIN` for bf16 (see :func:`_cpu_precision_choice`).
+    """
+    if device.type == "cuda":
+        if torch.cuda.is_bf16_supported(including_emulation=False):
+            return torch.bfloat16, "the GPU computes bfloat16 natively"
+        return torch.float32, "the GPU has no native bfloat16"
+    if device.type == "cpu":
+        return _cpu_precision_choice()
+    return torch.float32, f"no bfloat16 autocast on {device.type}"
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether auto picks bfloat16 on ``device`` (CUDA since Ampere; AMX CPUs; AVX512-BF16 CPUs where it measured faster)."""
+    return precision_choice(device)[0] == torch.bfloat16
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
-    """The compute dtype for ``precision`` on ``device``: bf16 autocast or plain fp32."""
+    """The compute dtype for ``precision`` on ``device``: bf16 autocast or plain fp32 (auto: see :func:`precision_choice`)."""
     dtype = lookup(PRECISIONS, precision, "precision")
     if dtype is None:
-        dtype = torch.bfloat16 if native_bf16(device) else torch.float32
+        dtype = precision_choice(device)[0]
     return dtype
 
 
@@ -167,6 +281,11 @@ def train_one_epoch(
 ) -> tuple[float, float, bool]:
     """One shuffled pass over uint8 ``images`` (N, 3, H, W) already on the device.
 
+    With ``augment``, the epoch's augmentation is drawn once, right after its shuffle:
+    ``draw_codes(N, generator)``, one code per position of the shuffled order (the image at
+    position i gets code i: its crop offsets and flip). One host call and one copy per
+    epoch, not per step (so a fused run draws once per member per epoch, not per step).
+
     Returns:
         (mean training loss, training accuracy in percent, diverged). Accuracy is counted
         on the fly over the epoch, as the notebook does. On a NaN or infinite loss the
@@ -175,6 +294,7 @@ def train_one_epoch(
     device = images.device
     model.train()
     order = torch.randperm(len(labels), generator=generator).to(device)
+    draws = decode(to_device(draw_codes(len(labels), generator), device)) if augment else None  # (3, N) uint8: dy, dx, flip
     loss_sum = torch.zeros((), device=device)  # sum over images; kept on the device, no sync per step
     correct = torch.zeros((), dtype=torch.int64, device=device)
     seen = 0
@@ -183,8 +303,8 @@ def train_one_epoch(
     for step, start in enumerate(range(0, len(order), batch_size), 1):
         idx = order[start : start + batch_size]
         x, y = images[idx], labels[idx]
-        if augment:
-            x = augment_batch(x, generator).contiguous(memory_format=torch.channels_last)
+        if draws is not None:
+            x = crop_flip(x, draws[:, start : start + batch_size]).contiguous(memory_format=torch.channels_last)
         x = normalize(x)
         with _autocast(device, dtype):
             logits = model(x)

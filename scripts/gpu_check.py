@@ -12,8 +12,14 @@ Uses the machine's own PyTorch (nothing is installed or downloaded) and, within 
    for one trial; our loop one trial at a time (the baseline); K trials fused for K in 1, 4,
    16, 64 as the study fuses them (the study's activations and losses mixed), in trial-epochs
    per second and as a multiple of the baseline; and fused K=16 in the contiguous layout
-   against channels_last. They stop at the first K that runs out of GPU memory (every CUDA
-   allocation failure is caught, cuDNN's included) or passes its share of the time;
+   against channels_last; then each of the three convolutions at K=16, grouped against 16
+   separate ones, forward and backward, in both layouts (cnn.layers), and the layout
+   ``--memory-format auto`` would pick from them. They stop at the first K that runs out of
+   GPU memory (only a real allocation failure: ``torch.OutOfMemoryError``, CUDA's "out of memory", cuBLAS's or cuDNN's
+   ``*_STATUS_ALLOC_FAILED``) or passes its share of the time. Any other error in a figure (a
+   device mismatch, an illegal memory access, ``CUDNN_STATUS_NOT_SUPPORTED``...) stops the
+   figures loudly: its traceback goes to the log and figures.json, the study still runs, and
+   the command exits with status 1;
 3. a real study in the time left: ``python -m study.run --fuse auto`` on the whole training and
    test sets, the default sequential design of 10 epochs (27 grid points in its first round, or
    what fits: it is stopped in time and resumes where it stopped when the command runs again),
@@ -35,6 +41,7 @@ import sys
 import tarfile
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 
@@ -46,12 +53,16 @@ sys.path.insert(0, str(REPO))  # run from a checkout without installing the pack
 from cnn.bench import Loop, fair_cudnn, fuse_configs, fused_loop, notebook_loop, one_at_a_time_loop, ours_loop, time_loop  # noqa: E402
 from cnn.cli import ArgumentParser, flag_hint  # noqa: E402
 from cnn.data import DataError, load_data  # noqa: E402
+from cnn.layers import conv_layer_times, pick_memory_format  # noqa: E402
 from cnn.train import DeviceError, resolve_device, resolve_precision  # noqa: E402
 
 FUSE_SIZES = (1, 4, 16, 64)  # trials per fused network
 STUDY_NAME = "gpu-check"
 REPORT_SECONDS = 60.0  # kept back from the study for the report and the archive
-ALLOCATION_FAILURES = ("out of memory", "cuda", "cudnn", "cublas")  # words of a RuntimeError from a failed CUDA allocation
+# What the message of a RuntimeError from a failed GPU allocation holds (case-insensitive): CUDA's cudaErrorMemoryAllocation
+# ("CUDA error: out of memory"), cuBLAS's and cuDNN's allocation statuses. Nothing broader: "cuda" or "cudnn" alone would
+# turn a device mismatch, an illegal memory access or CUDNN_STATUS_NOT_SUPPORTED into a quiet "out of memory".
+ALLOCATION_FAILURES = ("out of memory", "cublas_status_alloc_failed", "cudnn_status_alloc_failed")
 
 
 def build_parser() -> ArgumentParser:
@@ -76,10 +87,19 @@ def build_parser() -> ArgumentParser:
 
 
 def is_allocation_failure(error: BaseException) -> bool:
-    """Whether ``error`` is the GPU running out of memory: ``torch.OutOfMemoryError``, or a RuntimeError from CUDA, cuDNN or cuBLAS."""
+    """Whether ``error`` is the GPU running out of memory: ``torch.OutOfMemoryError``, or a RuntimeError whose message is
+    one of :data:`ALLOCATION_FAILURES` (CUDA's "out of memory", cuBLAS's or cuDNN's ``*_STATUS_ALLOC_FAILED``)."""
     if isinstance(error, torch.OutOfMemoryError):
         return True
     return isinstance(error, RuntimeError) and any(word in str(error).lower() for word in ALLOCATION_FAILURES)
+
+
+class FigureFailure(Exception):
+    """A figure failed with something other than an allocation failure: its traceback is in the log and figures.json."""
+
+    def __init__(self, name: str, error: BaseException):
+        super().__init__(f"{name}: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
+        self.name = name
 
 
 class Clock:
@@ -162,19 +182,28 @@ def _free(device: torch.device) -> None:
             pass
 
 
-def figures(args: argparse.Namespace, device: torch.device, data, clock: Clock, log: Log) -> dict:
-    """Measure and print every figure that fits before ``clock``'s deadline; returns them by name."""
-    found: dict = {}
+def figures(args: argparse.Namespace, device: torch.device, data, clock: Clock, log: Log, found: dict | None = None) -> dict:
+    """Measure and print every figure that fits before ``clock``'s deadline; returns them by name (into ``found``).
+
+    Raises:
+        FigureFailure: a figure failed with anything but an allocation failure; ``found`` holds the figures so far and
+            the failed one's error and traceback.
+    """
+    found = {} if found is None else found
 
     def guarded(name: str, run: Callable[[], dict | None]) -> dict | bool | None:
         # False: the GPU ran out of memory (said, and the caller stops growing K); None: no time left.
+        # Any other error is a real failure: its traceback is logged and kept, and FigureFailure stops the figures.
         try:
             return run()
         except Exception as error:
             if not is_allocation_failure(error):
-                raise
+                trace = traceback.format_exc()
+                log(f"{name}: FAILED, not an allocation failure; traceback:\n{trace.rstrip()}", figure=True)
+                found[name] = {"error": f"{type(error).__name__}: {error}", "traceback": trace}
+                raise FigureFailure(name, error) from error
             _free(device)
-            log(f"{name}: out of GPU memory or a CUDA error ({type(error).__name__}: {str(error).splitlines()[0][:160]})", figure=True)
+            log(f"{name}: out of GPU memory ({type(error).__name__}: {str(error).splitlines()[0][:160]})", figure=True)
             found[name] = {"error": str(error).splitlines()[0]}
             return False
 
@@ -225,6 +254,40 @@ def figures(args: argparse.Namespace, device: torch.device, data, clock: Clock, 
                 previous = (k, row["seconds"])
             _free(device)
     return found
+
+
+def layer_figures(device: torch.device, dtype: torch.dtype, clock: Clock, log: Log, found: dict, k: int = 16) -> None:
+    """Each of the three convolutions at ``k`` members, grouped against ``k`` separate ones, forward and backward, in both
+    memory formats (cnn.layers), and the layout a fused run would pick from them; into ``found["conv layers"]``.
+
+    An allocation failure is said and skipped; any other error raises :class:`FigureFailure` with its traceback logged.
+    """
+    if clock.left() < 10:
+        log("conv layers: skipped, no time left", figure=True)
+        return
+    batch = 100 if device.type == "cuda" else 8  # the study's batch on a GPU; a small one for a test run on the CPU
+    try:
+        rows = conv_layer_times(device, dtype, k=k, batch=batch, repeats=3)
+    except Exception as error:
+        if not is_allocation_failure(error):
+            trace = traceback.format_exc()
+            log(f"conv layers: FAILED, not an allocation failure; traceback:\n{trace.rstrip()}", figure=True)
+            found["conv layers"] = {"error": f"{type(error).__name__}: {error}", "traceback": trace}
+            raise FigureFailure("conv layers", error) from error
+        _free(device)
+        log(f"conv layers: out of GPU memory ({type(error).__name__}: {str(error).splitlines()[0][:160]})", figure=True)
+        found["conv layers"] = {"error": str(error).splitlines()[0]}
+        return
+    found["conv layers"] = rows
+    for row in rows:
+        log(
+            f"conv layer {row['layer']} K={k} {row['memory_format']:<13s} forward+backward, {batch} images: grouped "
+            f"{1e3 * row['grouped_s']:7.2f} ms, {k} separate {1e3 * row['separate_s']:7.2f} ms: grouped {row['speedup']:5.2f}x",
+            figure=True,
+        )
+    name, why = pick_memory_format(rows)
+    found["memory format"] = name
+    log(f"memory format auto would pick for K={k}: {name} ({why})", figure=True)
 
 
 def group_size(device: torch.device, extra: list[str]) -> int:
@@ -326,9 +389,20 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     share = Clock(min(args.figures_share * args.time_limit, clock.left() - REPORT_SECONDS))
-    found = figures(args, device, data, share, log)
+    found: dict = {}
+    failure = None
+    try:
+        figures(args, device, data, share, log, found)
+        layer_figures(device, dtype, share, log, found)
+    except FigureFailure as error:
+        failure = error  # the figures stop there; the study runs in a fresh process all the same, and the exit status says it
     (out / "figures.json").write_text(
-        json.dumps({"device": log.device_name, "torch": torch.__version__, "figures": found}, indent=2, default=str) + "\n"
+        json.dumps(
+            {"device": log.device_name, "torch": torch.__version__, "figures": found, "failed": str(failure) if failure else None},
+            indent=2,
+            default=str,
+        )
+        + "\n"
     )
     del data
     _free(device)
@@ -347,9 +421,11 @@ def main(argv: list[str] | None = None) -> int:
     report_ok = (out / "study.db").exists() and run_logged(report, log, max(10.0, clock.left() - 5)) == 0
     if not report_ok:
         log("report: not built (see above)")
+    if failure:
+        log(f"FAILED: figure {failure} (traceback above and in figures.json)")
     pack(out, log)
     log(f"done in {args.time_limit - clock.left():.0f} s")
-    return 0 if study_ok and report_ok else 1
+    return 0 if study_ok and report_ok and not failure else 1
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """scripts/gpu_check.py: the one command for a GPU machine, run whole on the CPU on a tiny subset."""
 
 import importlib.util
+import json
 import sqlite3
 import subprocess
 import sys
@@ -33,6 +34,15 @@ def test_every_cuda_allocation_failure_is_caught_and_nothing_else():
     assert all(gpu_check.is_allocation_failure(error) for error in failures)
     assert not gpu_check.is_allocation_failure(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
     assert not gpu_check.is_allocation_failure(ValueError("out of memory"))
+    # Real failures that name CUDA, cuDNN or cuBLAS without being an allocation failure: never a quiet skip.
+    real = [
+        RuntimeError("CUDA error: an illegal memory access was encountered"),
+        RuntimeError("Expected all tensors to be on the same device, but found at least two devices, cuda:0 and cpu!"),
+        RuntimeError("cuDNN error: CUDNN_STATUS_NOT_SUPPORTED. This error may appear if you passed in a non-contiguous input."),
+        RuntimeError("CUDA error: CUBLAS_STATUS_EXECUTION_FAILED when calling `cublasSgemm( handle, opa, opb, m, n, k)`"),
+        RuntimeError("CUDA error: device-side assert triggered"),
+    ]
+    assert not any(gpu_check.is_allocation_failure(error) for error in real)
 
 
 def test_group_size_is_the_last_fuse_flag_or_autos():
@@ -102,3 +112,86 @@ def test_figures_stop_growing_k_at_the_first_allocation_failure(tmp_path, monkey
     printed = capsys.readouterr().out.splitlines()
     assert printed[-1].startswith("[Test GPU] fused K=16: out of GPU memory")
     assert all(line.startswith("[Test GPU] ") for line in printed)
+
+
+def test_a_non_allocation_error_in_a_figure_stops_the_figures_with_its_traceback(tmp_path, monkeypatch, capsys):
+    gpu_check = _script()
+    calls = []
+
+    def measure(device, make, estimate, clock, warm=True):
+        calls.append(len(calls))
+        if len(calls) == 4:  # notebook, ours, one at a time, then fused K=1
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return {"seconds": 1.0, "trial_epochs_per_s": 1.0, "test_acc": 10.0, "peak_bytes": 0, "cold": False}
+
+    monkeypatch.setattr(gpu_check, "measure", measure)
+    log = gpu_check.Log(tmp_path / "log")
+    log.device_name = "Test GPU"
+    args = gpu_check.build_parser().parse_args(["--data", "x"])
+    found = {}
+    with pytest.raises(gpu_check.FigureFailure, match="fused K=1: RuntimeError: CUDA error: an illegal memory access"):
+        gpu_check.figures(args, torch.device("cpu"), None, gpu_check.Clock(60), log, found)
+    assert len(calls) == 4  # no larger K was tried
+    assert "illegal memory access" in found["fused K=1"]["error"] and "Traceback" in found["fused K=1"]["traceback"]
+    logged = (tmp_path / "log").read_text()
+    assert "fused K=1: FAILED, not an allocation failure" in logged and "Traceback (most recent call last)" in logged
+    assert "out of GPU memory" not in capsys.readouterr().out
+
+
+def test_a_failed_figure_fails_the_check_and_its_traceback_is_in_the_archive(tmp_path, monkeypatch):
+    # The whole main() on the CPU, with the figure raising a device mismatch, the study and report stubbed out.
+    from tests.cnn_tests.test_fused_step import _random_data
+
+    gpu_check = _script()
+
+    def measure(device, make, estimate, clock, warm=True):
+        raise RuntimeError("Expected all tensors to be on the same device, but found at least two devices, cuda:0 and cpu!")
+
+    monkeypatch.setattr(gpu_check, "measure", measure)
+    monkeypatch.setattr(gpu_check, "load_data", lambda *args, **kwargs: _random_data(20))
+    out = tmp_path / "out"
+    # The study and the report "succeed" (a database appears): the exit status is the figure's failure alone.
+    monkeypatch.setattr(gpu_check, "run_logged", lambda command, log, seconds: (out / "study.db").touch() or 0)
+    status = gpu_check.main(["--data", str(tmp_path), "--out", str(out), "--device", "cpu", "--time-limit", "200"])
+    assert status == 1
+    with tarfile.open(out / "gpu-check-results.tar.gz") as results:
+        log = results.extractfile("gpu_check.log").read().decode()
+        figures = json.loads(results.extractfile("figures.json").read())
+    assert "FAILED: figure notebook: RuntimeError: Expected all tensors to be on the same device" in log
+    assert "Traceback (most recent call last)" in log and "Traceback" in figures["figures"]["notebook"]["traceback"]
+    assert figures["failed"].startswith("notebook: RuntimeError")
+
+
+def test_layer_figures_print_each_convolution_and_the_layout_auto_would_pick(tmp_path, monkeypatch, capsys):
+    gpu_check = _script()
+    log = gpu_check.Log(tmp_path / "log")
+    log.device_name = "Test GPU"
+    found = {}
+    monkeypatch.setattr(gpu_check, "conv_layer_times", lambda device, dtype, k, batch, repeats: _layer_rows())
+    gpu_check.layer_figures(torch.device("cpu"), torch.float32, gpu_check.Clock(60), log, found, k=16)
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 7 and all(line.startswith("[Test GPU] ") for line in printed)
+    assert "conv layer 1 K=16 channels_last" in printed[0] and "grouped  2.00x" in printed[0]
+    assert found["memory format"] == "channels_last" and printed[-1].startswith("[Test GPU] memory format auto would pick")
+    # A non-allocation error fails loudly; an allocation failure is said and skipped.
+    monkeypatch.setattr(gpu_check, "conv_layer_times", _raise(RuntimeError("cuDNN error: CUDNN_STATUS_NOT_SUPPORTED")))
+    with pytest.raises(gpu_check.FigureFailure, match="conv layers"):
+        gpu_check.layer_figures(torch.device("cpu"), torch.float32, gpu_check.Clock(60), log, found)
+    monkeypatch.setattr(gpu_check, "conv_layer_times", _raise(RuntimeError("cuDNN error: CUDNN_STATUS_ALLOC_FAILED")))
+    gpu_check.layer_figures(torch.device("cpu"), torch.float32, gpu_check.Clock(60), log, found)
+    assert "out of GPU memory" in capsys.readouterr().out
+
+
+def _layer_rows():
+    return [
+        {"layer": layer, "memory_format": name, "grouped_s": 0.001, "separate_s": 0.002, "speedup": 2.0}
+        for layer in (1, 2, 3)
+        for name in ("channels_last", "contiguous")
+    ]
+
+
+def _raise(error):
+    def run(*args, **kwargs):
+        raise error
+
+    return run

@@ -22,7 +22,9 @@ def _random_data(n: int = 200) -> Data:
 
 def _configs(k: int, activations=("relu",), losses=("cross_entropy",), **fields) -> list[TrainConfig]:
     return [
-        TrainConfig(activation=activations[j % len(activations)], loss=losses[j // len(activations) % len(losses)], seed=j, **CPU, **fields)
+        TrainConfig(
+            activation=activations[j % len(activations)], loss=losses[j // len(activations) % len(losses)], seed=j, **{**CPU, **fields}
+        )
         for j in range(k)
     ]
 
@@ -130,3 +132,113 @@ def test_evaluation_batch_shrinks_as_k_grows_to_keep_layer_one_under_two_to_the_
         run = SimpleNamespace(members=[None] * k, net=net, eval_batch=1000)
         batch = eval_batch_for(run, torch.Size((1, 3, 32, 32)))
         assert batch == want and batch * k * 32 * 32 * 32 <= MAX_EVAL_ELEMENTS < 2**31
+
+
+STUDY_MIX = {"activations": ("relu", "leaky_relu", "tanh"), "losses": ("cross_entropy", "mse", "bce_with_logits")}
+
+
+def epoch_operators(configs: list[TrainConfig]) -> tuple[int, int]:
+    """Operators of one fused epoch, 5 steps of 8 images and the test evaluation, after a warm-up epoch.
+
+    Returns (top-level operators: each one call from Python into ATen, the CPU's stand-in for a kernel launch; every
+    profiler event, the nested ones included).
+    """
+    data = Data(_random_data(40).train, _random_data(16).test, tuple(str(c) for c in range(10)), "folder", "")
+    run = setup_many([dataclasses.replace(config, batch_size=8, eval_batch_size=8) for config in configs], data)
+
+    def epoch():
+        train_epoch_many(run, data.train.images, data.train.labels)
+        evaluate_many(run, data.test.images, data.test.labels)
+
+    epoch()  # the optimiser's state, the activation masks
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        epoch()
+    events = prof.events()
+    return sum(1 for event in events if event.cpu_parent is None), len(events)
+
+
+def test_a_fused_epoch_of_the_study_mix_with_augmentation_costs_about_as_many_operators_at_k16_as_at_k1(record_property):
+    # The study's real mix: 3 activations x 3 losses, augmentation on, bf16 autocast. K=1 is one relu/cross-entropy trial.
+    # Per member and epoch only its shuffle and its augmentation codes are drawn (two host calls each, its own generator);
+    # per step, a few operators per distinct activation and loss, none per member.
+    counts = {k: epoch_operators(_configs(k, **STUDY_MIX, augment=True, precision="bf16")) for k in (1, 16)}
+    launches, events = counts[16][0] / counts[1][0], counts[16][1] / counts[1][1]
+    print(f"operators per fused epoch (top-level, all events): {counts}; K=16 / K=1 = {launches:.3f}, {events:.3f}")
+    record_property("epoch_operators", counts)
+    assert launches <= 1.3, counts
+
+
+def _adam_pair(lrs=(1e-2, 1e-3)):
+    generator = torch.Generator().manual_seed(0)
+    stacked = [
+        torch.randn(len(lrs), 4, 3, generator=generator, requires_grad=True),
+        torch.randn(len(lrs), 5, generator=generator, requires_grad=True),
+    ]
+    grads = [[torch.randn(p.shape, generator=generator) for p in stacked] for _ in range(3)]
+    return stacked, grads
+
+
+def test_fused_adam_counts_steps_on_the_device_and_matches_torch_adam():
+    from cnn.fused import FusedOptimizer
+
+    lrs = (1e-2, 1e-3)
+    stacked, grads = _adam_pair(lrs)
+    members = [[p.detach()[k].clone().requires_grad_() for p in stacked] for k in range(len(lrs))]
+    fused = FusedOptimizer("adam", stacked, list(lrs))
+    plain = [torch.optim.Adam(params, lr=lr, foreach=False) for params, lr in zip(members, lrs, strict=True)]
+    for step in grads:
+        for p, g in zip(stacked, step, strict=True):
+            p.grad = g.clone()
+        fused.step()
+        for k, optimizer in enumerate(plain):
+            for p, g in zip(members[k], step, strict=True):
+                p.grad = g[k].clone()
+            optimizer.step()
+    # The step count is a tensor on the parameters' device, read only on demand.
+    assert isinstance(fused.step_count, torch.Tensor) and fused.step_count.device == stacked[0].device and fused.steps == 3
+    for k in range(len(lrs)):
+        for p, want in zip(stacked, members[k], strict=True):
+            torch.testing.assert_close(p.detach()[k], want.detach(), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_fused_optimizer_step_traces_as_one_graph(optimizer):
+    # fullgraph=True fails on a graph break: a Python number taken from a tensor (.item(), float()) or a host sync in
+    # the step. What a CUDA graph (torch.compile mode="reduce-overhead") needs; traced here on the CPU without compiling.
+    from cnn.fused import FusedOptimizer
+
+    stacked, grads = _adam_pair()
+    twin = [p.detach().clone().requires_grad_() for p in stacked]
+    eager, traced = FusedOptimizer(optimizer, stacked, [1e-2, 1e-3]), FusedOptimizer(optimizer, twin, [1e-2, 1e-3])
+    torch._dynamo.reset()
+    step = torch.compile(traced.step, backend="eager", fullgraph=True)
+    for g in grads:
+        for a, b, grad in zip(stacked, twin, g, strict=True):
+            a.grad, b.grad = grad.clone(), grad.clone()
+        eager.step()
+        step()
+    for a, b in zip(stacked, twin, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_a_compiled_fused_step_gives_the_eager_steps_losses(monkeypatch):
+    # The compile switch's wiring, traced by dynamo on the CPU without code generation (backend "eager"): the forward pass
+    # with the study's mixed activations and losses, and the optimiser step, give the eager run's losses and weights.
+    import cnn.fused as fused_module
+
+    monkeypatch.setattr(fused_module, "_compile", lambda function, mode: torch.compile(function, backend="eager"))
+    torch._dynamo.reset()
+    data = _random_data()
+    configs = _configs(3, **STUDY_MIX, batch_size=8)
+    eager, compiled = setup_many(configs, data), setup_many(configs, data, compile_mode="reduce-overhead")
+    for seed in range(3):
+        want, got = train_step(eager, *_batch(eager, data, seed)), train_step(compiled, *_batch(compiled, data, seed))
+        torch.testing.assert_close(got[0], want[0])
+    assert compiled.compiled is not None
+    for a, b in zip(eager.net.parameter_list(), compiled.net.parameter_list(), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_an_unknown_compile_mode_is_named():
+    with pytest.raises(ValueError, match="compile mode"):
+        setup_many(_configs(1), _random_data(), compile_mode="fast")
