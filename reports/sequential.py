@@ -453,7 +453,8 @@ class _Sequence:
         for row, s in zip(look.rows, settled, strict=True):
             if row.comparison.gate is not None:
                 s.gate = by_id.get(id(row.comparison.gate))
-        claims.settle(settled, self.margin, sentences=False, error_rate=self.error_rate)
+        images = claims.DATASET_TEST_IMAGES.get(self.frames.settings.data_source)
+        claims.settle(settled, self.margin, sentences=False, error_rate=self.error_rate, max_replicates=self.k, dataset_images=images)
         look.outcomes, look.needs, look.blocks = self._outcomes(look, settled, lr_result)
 
     def _outcomes(self, look: _Look, settled: list[Comparison], lr_result) -> tuple[list[Outcome], set, list]:
@@ -769,13 +770,15 @@ def sequential_section(frames: Frames, plan: RoundPlan) -> Section:
     if still:
         lines, more = [], []
         for o in still:
-            m = max(int(o.more), 1) if math.isfinite(o.more) else None
-            cost = (
-                "the test images would have to shrink first"
-                if m is None
-                else f"about {plural(m, 'more replicate')} ({m * len(o.needs)} trials) would decide a {_margin(o):g}-point difference "
-                "with 80% probability"
-            )
+            # The advice the question sections print for the same comparison (claims.replicates_advice: one result).
+            c = o.comparison
+            p = claims.plan(c) if c is not None else None
+            m = int(p.replicates) if p is not None and p.test_size is None and math.isfinite(p.replicates) else None
+            if m is not None and o.replicates + m > 2 * plan.max_repeats:
+                m = None  # beyond twice --max-repeats: the advice says in words what blocks it, and no cost is counted
+            cost = claims.replicates_advice(c) if c is not None else "run more replicates (--repeats)"
+            if m is not None:
+                cost += f" ({m * len(o.needs)} trials)"
             interval = f"[{o.low:.1f}, {o.high:.1f}]" if math.isfinite(o.low) else "(no interval yet)"
             lines.append(f"- {o.name}: {o.diff:+.1f} points {interval} after {plural(o.replicates, 'replicate')}; {cost}")
             if m is not None:

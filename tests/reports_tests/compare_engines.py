@@ -1,6 +1,6 @@
 """Old engine against new on the same simulated studies: error rate, coverage and power at 3 and 5 replicates.
 
-``PYTHONPATH=<engine root>:tests python -m reports_tests.compare_engines REPORTS SEED`` prints one markdown row per
+``PYTHONPATH=<engine root>:tests python -m reports_tests.compare_engines REPORTS SEED [fdr|fwer]`` prints one markdown row per
 scenario and replicate count for the engine on the path (``reports.build.analyse``); run it once with this checkout
 and once with an older one (``git archive <commit> | tar -x -C /tmp/old``) on the same seeds: the simulated studies
 are the same (``simulate.py`` draws them from the seed alone). Rows: claims per report, the mean false discovery
@@ -15,13 +15,16 @@ import numpy as np
 from reports_tests.simulate import SCENARIOS, false_claims, simulate, truth
 
 
-def row(effect, curve, reports: int, seed: int, replicates: int, margin: float = 2.0) -> dict:
+def row(effect, curve, reports: int, seed: int, replicates: int, margin: float = 2.0, error_rate: str | None = None) -> dict:
+    """One scenario at ``replicates`` replicates over ``reports`` simulated reports (``error_rate``: the new engine's
+    --error-rate; None for an engine without one)."""
     from reports import build
 
+    options = {} if error_rate is None else {"error_rate": error_rate}
     rng = np.random.default_rng(seed)
     claims = fdp = any_false = found = real = covered = 0.0
     for _ in range(reports):
-        result = build.analyse(simulate(rng, effect, curve, replicates=replicates), margin=margin, full=False)
+        result = build.analyse(simulate(rng, effect, curve, replicates=replicates), margin=margin, full=False, **options)
         wrong = false_claims(result.comparisons, effect, curve, margin)
         made = sum(c.claims or (c.kind == "interaction" and c.claims_difference) for c in result.comparisons)
         claims += made
@@ -38,10 +41,10 @@ def row(effect, curve, reports: int, seed: int, replicates: int, margin: float =
             "power": found / real if real else math.nan, "covered": covered / real if real else math.nan}  # fmt: skip
 
 
-def main(reports: int, seed: int) -> None:
+def main(reports: int, seed: int, error_rate: str | None = None) -> None:
     for i, (name, (effect, curve)) in enumerate(SCENARIOS.items()):
         for replicates in (3, 5):
-            r = row(effect, curve, reports, seed + i, replicates)
+            r = row(effect, curve, reports, seed + i, replicates, error_rate=error_rate)
             print(
                 f"| {name} | {replicates} | {reports} | {r['claims']:.1f} | {r['fdp']:.1%} | {r['any_false']:.0%} | "
                 f"{r['power']:.0%} | {r['covered']:.1%} |",
@@ -50,4 +53,4 @@ def main(reports: int, seed: int) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 40, int(sys.argv[2]) if len(sys.argv) > 2 else 100)
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 40, int(sys.argv[2]) if len(sys.argv) > 2 else 100, *sys.argv[3:4])

@@ -50,3 +50,11 @@ def test_a_real_drop_after_the_peak_is_found_and_covered():
     assert r["found"] >= 0.95
     assert 0.92 <= r["covered"] <= 1.0
     assert r["fdp"] <= MOST_FALSE
+
+
+def test_the_engines_comparison_runs_on_a_seeded_slice():
+    # A slice of docs/statistics-engine.md's table (compare_engines, 40 reports per row there): 4 reports at 5 replicates.
+    from reports_tests.compare_engines import row
+
+    r = row(relu_ahead, flat, reports=4, seed=101, replicates=5)
+    assert r["fdp"] <= 0.1 and r["power"] >= 0.8 and r["covered"] >= 0.85
