@@ -25,8 +25,9 @@ QUESTIONS = {
 }
 
 
-def section(comparisons: list[Comparison], margin: float, paired: bool = True) -> Section:
-    """The ``## Answers`` section: one short paragraph per question."""
+def section(comparisons: list[Comparison], margin: float, paired: bool = True, lr=None, chance: float = 10.0) -> Section:
+    """The ``## Answers`` section: one short paragraph per question (``lr``: the learning-rate question's
+    ``learning_rate.LrResult``, whose regimes open its answer; ``chance``: the accuracy of guessing, in %)."""
     s = Section(TITLE)
     if not paired:
         return s.add(
@@ -35,8 +36,21 @@ def section(comparisons: list[Comparison], margin: float, paired: bool = True) -
         )
     for question, title in QUESTIONS.items():
         mine = [c for c in comparisons if c.question == question]
-        s.add(Text(f"**{title}** {answer(mine, question, margin)}"))
+        lead = regimes(lr, chance) if question == "learning rate" and lr is not None else ""
+        s.add(Text(f"**{title}** {_limit((lead + ' ' + answer(mine, question, margin)).strip())}"))
     return s
+
+
+def regimes(lr, chance: float) -> str:
+    """Per loss, its best learning rate and what the others are (too low, too high, good, unclear), in one sentence."""
+    parts = []
+    for loss in lr.losses:
+        others = {}
+        for value in sorted(loss.versus_best):
+            others.setdefault(loss.regime(value, chance), []).append(f"{value:g}")
+        said = ", ".join(f"{name} {'/'.join(v)}" for name, v in others.items())
+        parts.append(f"{loss.loss}: best {loss.best:g}" + (f" ({said})" if said else ""))
+    return ("Best learning rate per loss: " + "; ".join(parts) + ".") if parts else ""
 
 
 def answer(comparisons: list[Comparison], question: str, margin: float) -> str:
@@ -57,6 +71,8 @@ def answer(comparisons: list[Comparison], question: str, margin: float) -> str:
         listed = "; ".join(_claim(c) for c in shown[:LISTED])
         more = f" (and {len(shown) - LISTED} more)" if len(shown) > LISTED else ""
         parts.append(f"Shown{', pooled first' if shown[0].kind == 'pooled' else ''}, largest first: {listed}{more}.")
+    if question == "learning rate" and len(shown) > LISTED:
+        parts[-1] = f"{len(shown)} differences between learning rates are shown, the largest {_claim(shown[0])}."
     same = [c for c in comparisons if c.claims_equivalence and c.kind not in ("interaction", "loss rise")]
     if same:
         are = "s are" if len(same) != 1 else " is"
@@ -80,6 +96,9 @@ def _claim(c: Comparison) -> str:
         return f"the test loss rose {c.diff:+.3f} after its lowest epoch ({c.detail.get('loss', '')}, lr {_lr(c.lr)})"
     a, b, sign = (c.a, c.b, 1) if c.diff > 0 else (c.b, c.a, -1)
     low, high = sorted((sign * c.ci_low, sign * c.ci_high))
+    if c.kind in ("gain", "drop"):
+        what = "still rising" if c.diff > 0 else "more epochs hurt"
+        return f"{what} at lr {_lr(c.lr)}: {c.a} − {c.b} = {c.diff:+.1f} points [{c.ci_low:.1f}, {c.ci_high:.1f}]"
     where = f"at lr {_lr(c.lr)}" if c.kind != "pooled" else "over the learning rates"
     if c.question == "learning rate":
         where = c.subset.replace("loss=", "with ")

@@ -216,7 +216,11 @@ def build_report(
     path = out / "report.md"
     family = result.family if frames.settings.paired else None
     protocol = Section("Protocol and method").add(*overview.header(frames, note, command, family))
-    first = [answers.section(result.comparisons, result.margin, frames.settings.paired)] if len(analysis.finished(frames.trials)) else []
+    first = (
+        [answers.section(result.comparisons, result.margin, frames.settings.paired, result.lr, frames.chance)]
+        if len(analysis.finished(frames.trials))
+        else []
+    )
     path.write_text(blocks.write(title, [blocks.Text(overview.INTRO)], [*first, protocol, *body], out))
     return path
 
