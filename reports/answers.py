@@ -61,10 +61,14 @@ def answer(comparisons: list[Comparison], question: str, margin: float) -> str:
     interactions = [c for c in comparisons if c.kind == "interaction" and not math.isnan(c.p)]
     depends = [c for c in interactions if c.claims_difference]
     if interactions:
-        parts.append(
-            f"The difference depends on the learning rate for {len(depends)} of {len(interactions)} pairs of options"
-            + (", so no overall winner is given for those." if depends else ".")
-        )
+        flips = [c for c in depends if not claims._size_only(c)]
+        sized = len(depends) - len(flips)
+        text = f"The difference depends on the learning rate for {len(depends)} of {len(interactions)} pairs of options"
+        if flips:
+            text += f"; for {len(flips)} its sign changes, so no overall winner is given for those"
+        if sized:
+            text += f"; for {sized} only its size changes, so their average over the learning rates is tested"
+        parts.append(text + ".")
     # A pooled claim (over every learning rate) answers the question most generally: first, then by size.
     shown = sorted((c for c in comparisons if _claims_size(c)), key=lambda c: (c.kind != "pooled", -abs(c.diff)))
     if shown:
