@@ -16,7 +16,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cnn.cli import ArgumentParser
-from reports import analysis, blocks, claims, epochs, importance, learning_rate, observational, options, overview, sequential
+from reports import (
+    analysis,
+    answers,
+    blocks,
+    claims,
+    epochs,
+    importance,
+    inference,
+    learning_rate,
+    observational,
+    options,
+    overview,
+    sequential,
+)  # fmt: skip
 from reports.blocks import Figure, Section
 from reports.claims import Comparison
 from reports.frames import Frames, load_frames
@@ -46,6 +59,7 @@ class Analysis:
     dataset_images: int | None = None  # test images the dataset has (None: unknown)
     plan: sequential.RoundPlan | None = None  # a sequential study: its plan now (at the report's margin and epoch)
     repeated: bool = False  # the verdicts are the sequential design's (repeated p-values and intervals over its looks)
+    error_rate: str = "fdr"  # the report's error rate (reports.inference): fdr (Benjamini–Hochberg) or fwer (Holm)
 
     @property
     def family(self) -> overview.Family:
@@ -59,12 +73,17 @@ class Analysis:
             no_predictions=self.no_predictions, dataset=self.dataset, dataset_images=self.dataset_images,
             floor=sum(claims.advises_images(c) for c in two_level),
             looks=self.plan.max_repeats if self.plan is not None else 0, repeated=self.repeated,
-            spent=sequential.spent_text(self.plan) if self.plan is not None else "",
+            spent=sequential.spent_text(self.plan) if self.plan is not None else "", error_rate=self.error_rate,
+            selected=sum(c.selected for c in self.comparisons),
+            comparisons=sum(1 for c in self.comparisons if c.p == c.p or c.p_equiv == c.p_equiv),
         )  # fmt: skip
 
 
-def analyse(frames: Frames, margin: float | None = None, compare_epoch: int | None = None, full: bool = True) -> Analysis:
-    """Answer the questions of ``frames``: ``margin`` and ``compare_epoch`` default to the study's settings.
+def analyse(
+    frames: Frames, margin: float | None = None, compare_epoch: int | None = None, full: bool = True, error_rate: str = "fdr"
+) -> Analysis:
+    """Answer the questions of ``frames``: ``margin`` and ``compare_epoch`` default to the study's settings; ``error_rate``
+    is the report's (``reports.inference``: "fdr", Benjamini–Hochberg, or "fwer", Holm).
 
     ``full=False`` settles the claims only: no variance decomposition, no verdict sentences (for simulations).
     """
@@ -72,6 +91,8 @@ def analyse(frames: Frames, margin: float | None = None, compare_epoch: int | No
     margin = settings.margin if margin is None else margin
     if margin <= 0:
         raise ValueError(f"--margin must be a positive number of accuracy points but got {margin}")
+    if error_rate not in inference.ERROR_RATES:
+        raise ValueError(f"--error-rate must be one of {', '.join(inference.ERROR_RATES)} but got {error_rate!r}")
     compare_epoch = settings.compare_epoch if compare_epoch is None else compare_epoch
     if settings.paired:
         design = build_design(frames, compare_epoch)
@@ -96,14 +117,17 @@ def analyse(frames: Frames, margin: float | None = None, compare_epoch: int | No
     result.dataset, result.dataset_images = claims.DATASET_NAMES.get(settings.data_source, ""), images
     if settings.paired and settings.sequential:
         # The study looked after every round and went on where a verdict was open: its claims are the sequential ones.
-        claims.settle(result.comparisons, margin, sentences=False, max_replicates=most, dataset_images=images)
-        result.plan = sequential.plan_round(frames, settings.repeats, margin=margin, compare_epoch=result.compare_epoch)
+        claims.settle(result.comparisons, margin, sentences=False, max_replicates=most, dataset_images=images, error_rate=error_rate)
+        result.plan = sequential.plan_round(
+            frames, settings.repeats, margin=margin, compare_epoch=result.compare_epoch, error_rate=error_rate
+        )
         result.repeated = sequential.carry_over(result.plan, result.comparisons)
         if full:
             for c in result.comparisons:
                 c.verdict = claims.verdict(c)
     else:
-        claims.settle(result.comparisons, margin, sentences=full, max_replicates=most, dataset_images=images)
+        claims.settle(result.comparisons, margin, sentences=full, max_replicates=most, dataset_images=images, error_rate=error_rate)
+    result.error_rate = error_rate
     return result
 
 
@@ -152,6 +176,7 @@ def build_report(
     command: str | None = None,
     margin: float | None = None,
     compare_epoch: int | None = None,
+    error_rate: str = "fdr",
 ) -> Path:
     """Write ``report.md``, its PNG figures and the CSVs of ``frames`` into ``out``.
 
@@ -163,11 +188,12 @@ def build_report(
         command: the command that built the report, shown in the header.
         margin: the practical margin in accuracy points (default: the study's ``--margin``, 2).
         compare_epoch: the epoch questions 1-3 are answered at (default: the study's, else 10 or the last).
+        error_rate: "fdr" (default; Benjamini–Hochberg, false-coverage-rate intervals) or "fwer" (Holm).
 
     Returns:
         The path of ``report.md``.
     """
-    result = analyse(frames, margin, compare_epoch)  # first: a bad --margin or --compare-epoch writes nothing
+    result = analyse(frames, margin, compare_epoch, error_rate=error_rate)  # first: a bad --margin or --compare-epoch writes nothing
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     frames.trials.to_csv(out / "trials.csv", index=False)
@@ -190,7 +216,13 @@ def build_report(
     title = f"What changes the notebook's CNN? Study `{frames.study_name}`"
     path = out / "report.md"
     family = result.family if frames.settings.paired else None
-    path.write_text(blocks.write(title, overview.header(frames, note, command, family), body, out))
+    protocol = Section("Protocol and method").add(*overview.header(frames, note, command, family))
+    first = (
+        [answers.section(result.comparisons, result.margin, frames.settings.paired, result.lr, frames.chance)]
+        if len(analysis.finished(frames.trials))
+        else []
+    )
+    path.write_text(blocks.write(title, [blocks.Text(overview.INTRO)], [*first, protocol, *body], out))
     return path
 
 
@@ -208,6 +240,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--compare-epoch", type=int, help="epoch at which questions 1-3 are answered (default: the study's, else 10 or the last epoch)"
     )
+    parser.add_argument(
+        "--error-rate", choices=inference.ERROR_RATES, default="fdr",
+        help="the report's error control: fdr (at most 5%% of claims false, Benjamini-Hochberg; default) or fwer (at most 5%% "
+        "chance of any false claim, Holm)",
+    )  # fmt: skip
     parser.add_argument(
         "--dashboard-note",
         action="store_true",
@@ -228,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     command = command_line("reports.build", ["…" if a == args.note else a for a in argv])  # the note itself is printed above
     try:
         path = build_report(frames, out, samples=not args.no_samples, note=args.note, command=command, margin=args.margin,
-                            compare_epoch=args.compare_epoch)  # fmt: skip
+                            compare_epoch=args.compare_epoch, error_rate=args.error_rate)  # fmt: skip
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -24,15 +24,15 @@ set, not the seeds, is what keeps a comparison open (:func:`advises_images`).
 import math
 from dataclasses import dataclass, field
 
-import numpy as np
 import pandas as pd
 
-from reports import stats
+from reports import inference, stats
 
 DEFAULT_MARGIN = 2.0  # accuracy points: a smaller difference does not matter to a student
 MIN_PAIRS = 3  # fewer pairs get no interval and no test: a t interval on 2 values is near useless
 COLUMNS = ["question", "factor", "a", "b", "lr", "epoch", "n_pairs", "diff", "ci_low", "ci_high", "verdict", "subset",
-           "p", "p_adjusted", "p_equiv", "p_equiv_adjusted", "margin", "se_seeds", "se_images", "df", "n_images"]  # fmt: skip
+           "p", "p_adjusted", "p_equiv", "p_equiv_adjusted", "margin", "se_seeds", "se_images", "df", "n_images",
+           "outcome", "alpha", "error_rate", "sd_raw", "df_prior", "multiplicity"]  # fmt: skip
 DATASET_NAMES = {"cifar10": "CIFAR-10"}  # data sources with a name (an image folder has none)
 DATASET_TEST_IMAGES = {"cifar10": 10_000}  # test images of a data source, the most --test-size can give (an image folder: unknown)
 KINDS = ("difference", "pooled", "interaction", "drop", "gain", "loss rise", "observational")
@@ -69,16 +69,30 @@ class Comparison:
     plan_alpha: float = stats.ALPHA  # the level the replicates advice plans at
     max_replicates: int | None = None  # the most replicates the study may run (a sequential study's --max-repeats); None: no bound
     dataset_images: int | None = None  # test images the dataset has, the most --test-size can give; None: unknown
+    multiplicity: float = 1.0  # Bonferroni factor inside the comparison, fixed before the data: planned looks × epochs picked from
+    outcome: str = ""  # inference.DIFFERENCE, EQUIVALENCE or OPEN once settled
+    shows_difference: bool | None = None  # its interval excludes zero (None: not settled by inference.decide)
+    shows_equivalence: bool | None = None  # its interval lies inside ±margin
+    alpha: float = math.nan  # its interval is the (1 − alpha) t interval
+    error_rate: str = "fdr"  # the report's error rate: fdr (Benjamini–Hochberg) or fwer (Holm)
+    sd_raw: float = math.nan  # the pairs' own spread before moderation (sd is the moderated one once settled)
+    df_prior: float = 0.0  # degrees of freedom the moderation's prior added
+    own_p: float = math.nan  # an interaction's own p before any adjustment (the pooling gate)
+    selected: bool = False  # selected by the report's error control (R counts these; a withheld pooled row among them)
     gate: "Comparison | None" = None  # a pooled row's interaction test: when it shows one, the pooled row claims nothing
     withheld: str = ""  # why this comparison claims nothing whatever its p-values (a pooled row over an interaction)
     verdict: str = ""
 
     @property
     def claims_difference(self) -> bool:
+        if self.shows_difference is not None:
+            return not self.withheld and self.shows_difference
         return not self.withheld and bool(self.p_adjusted < stats.ALPHA)
 
     @property
     def claims_equivalence(self) -> bool:
+        if self.shows_equivalence is not None:
+            return not self.withheld and self.shows_equivalence
         return not self.withheld and bool(self.p_equiv_adjusted < stats.ALPHA)
 
     @property
@@ -92,8 +106,8 @@ class Comparison:
         return self.se_images**2 / total if total > 0 else math.nan
 
 
-CI = "95% CI"  # what the report calls a comparison's interval; a sequential report's are repeated intervals (REPEATED_CI)
-REPEATED_CI = "repeated CI"  # at level 1 − 0.05/K at one look, covering at 95% however the study stopped (reports.sequential)
+CI = "adjusted CI"  # what the report calls a comparison's interval: at the report's end level (reports.inference)
+REPEATED_CI = "repeated CI"  # a sequential report's: that level over the K planned looks, valid however the study stopped
 
 
 def plan(c: Comparison) -> stats.Plan | None:
@@ -134,36 +148,89 @@ def from_estimate(e: stats.Estimate, **fields) -> Comparison:
 
 def settle(
     comparisons: list[Comparison], margin: float = DEFAULT_MARGIN, alpha: float = stats.ALPHA, sentences: bool = True,
-    max_replicates: int | None = None, dataset_images: int | None = None,
+    max_replicates: int | None = None, dataset_images: int | None = None, error_rate: str = "fdr",
 ) -> list[Comparison]:  # fmt: skip
-    """Adjust every p-value of the report together (Holm) and write each comparison's verdict, in place.
+    """Estimate and decide every comparison of the report together (``reports.inference``) and write each verdict, in place.
 
-    ``sentences=False`` leaves the verdicts unwritten (the claims are settled all the same): simulations need no text.
-    ``max_replicates`` (the most replicates the study may run) and ``dataset_images`` (its dataset's test images) bound
-    the advice of the open ones (None: no bound, unknown).
+    The seeds' variances are moderated within strata of like spread (:func:`stratum`); every comparison's p-values,
+    adjusted p-values, interval and outcome come from one :func:`inference.decide` over the report's family at
+    ``error_rate`` (``"fdr"``: Benjamini–Hochberg with false-coverage-rate intervals; ``"fwer"``: Holm), so a printed
+    interval excludes zero exactly when a difference is claimed. ``sentences=False`` leaves the verdicts unwritten (the
+    claims are settled all the same): simulations need no text. ``max_replicates`` (the most replicates the study may
+    run) and ``dataset_images`` (its dataset's test images) bound the advice of the open ones (None: no bound, unknown).
     """
-    family = np.array([p for c in comparisons for p in (c.p, c.p_equiv)], dtype=float)
-    groups = np.repeat(np.arange(len(comparisons)), 2)  # a comparison's two hypotheses cannot both be true
-    adjusted = stats.holm_grouped(family, groups, alpha)
-    level = stats.next_level(adjusted, groups, alpha)
-    for i, c in enumerate(comparisons):
-        c.p_adjusted, c.p_equiv_adjusted = float(adjusted[2 * i]), float(adjusted[2 * i + 1])
-        c.margin, c.plan_alpha = margin, level
+    tests = estimate(comparisons, margin)
+    decisions = inference.decide(tests, error_rate, alpha)
+    level = inference.next_level(decisions, error_rate, alpha)
+    for c, t, d in zip(comparisons, tests, decisions, strict=True):
+        if math.isfinite(t.se):
+            c.ci_low, c.ci_high = d.low, d.high
+        c.p, c.p_equiv, c.p_adjusted, c.p_equiv_adjusted = d.p, d.p_equiv, d.p_adjusted, d.p_equiv_adjusted
+        c.outcome, c.shows_difference, c.shows_equivalence, c.alpha = d.outcome, d.shows_difference, d.shows_equivalence, d.alpha
+        c.selected = d.outcome != inference.OPEN  # selected by the error control (a pooled row may still be withheld below)
+        c.margin, c.plan_alpha, c.error_rate = margin, level / c.multiplicity, error_rate
         c.max_replicates, c.dataset_images = max_replicates, dataset_images
     for c in comparisons:
         if c.gate is not None:
-            c.withheld = withheld(c.gate, c.gate.p, alpha)
+            c.withheld = withheld(c.gate, c.gate.own_p, alpha)
+            c.detail = {**c.detail, "size_only": not c.withheld and _size_only(c.gate) and c.gate.own_p < alpha}
+        if c.withheld:
+            c.outcome = inference.OPEN
         if sentences:
             c.verdict = verdict(c)
     return comparisons
 
 
+def stratum(c: Comparison) -> tuple | None:
+    """The comparisons whose seeds' variances share a prior: one kind at one learning rate (the spread of paired
+    differences grows with the learning rate: at the example's lr 0.1 it is 5 to 10 times that at 0.001). A pooled row
+    (its spread is mostly learning rate to learning rate) and a row without pairs are moderated with nothing."""
+    if c.kind in ("pooled", "interaction", "observational") or c.n_pairs < MIN_PAIRS or not math.isfinite(c.sd):
+        return None
+    group = "learning rate" if c.question == "learning rate" else "options" if c.kind == "difference" else c.kind
+    return (group, str(c.lr))
+
+
+def estimate(comparisons: list[Comparison], margin: float) -> list[inference.Test]:
+    """Each comparison as ``inference.Test``: its seeds' variance moderated within its :func:`stratum` (written back to
+    ``sd``, ``se_seeds``, ``df`` and ``df_prior``), the test images' part added, on the seeds' n − 1 + d0 df."""
+    strata = [stratum(c) for c in comparisons]
+    raw = [c.sd**2 if s is not None else math.nan for c, s in zip(comparisons, strata, strict=True)]
+    dfs = [float(c.n_pairs - 1) for c in comparisons]
+    posterior, post_df, _ = inference.moderate(raw, dfs, strata)
+    tests = []
+    for c, s, v, d in zip(comparisons, strata, posterior, post_df, strict=True):
+        if c.kind == "interaction" and math.isnan(c.own_p):
+            c.own_p = c.p  # its own test, before any adjustment: the pooling gate
+        if c.kind in ("interaction", "observational") or c.n_pairs < MIN_PAIRS or not math.isfinite(c.sd):
+            tests.append(inference.Test(p=c.p, multiplicity=c.multiplicity))
+            continue
+        if s is not None:
+            c.sd_raw, c.sd, c.df_prior = c.sd, math.sqrt(v), d - (c.n_pairs - 1)
+        c.se_seeds = c.sd / math.sqrt(c.n_pairs)
+        c.df = d if s is not None else float(c.n_pairs - 1)
+        images = c.se_images if math.isfinite(c.se_images) else 0.0
+        own_margin = None if c.kind == "loss rise" else margin
+        tests.append(inference.Test(c.diff, math.hypot(c.se_seeds, images), c.df, own_margin, c.multiplicity))
+    return tests
+
+
+def _size_only(gate: Comparison) -> bool:
+    """Whether interaction ``gate`` changes the size of the difference only: its mean is of one sign at every learning rate."""
+    means = [m for _, m in gate.detail.get("means", [])]
+    return len(means) >= 2 and (all(m > 0 for m in means) or all(m < 0 for m in means))
+
+
 def withheld(gate: Comparison, own_p: float, alpha: float = stats.ALPHA) -> str:
     """Why a pooled row claims nothing over its settled interaction test ``gate`` whose own p-value is ``own_p``; "" when
-    it may pool. Pooling needs the interaction to be absent, not merely unproven: the gate is its own p, uncorrected (the
-    report's correction protects claims; here it would protect a pooled number over an interaction instead)."""
+    it may pool. Pooling needs the interaction to be absent, not merely unproven (the gate is its own p, uncorrected:
+    the report's correction protects claims; here it would protect a pooled number over an interaction instead), or
+    to change the difference's size only: where its mean has one sign at every learning rate, the pooled row may claim
+    the average over the grid's learning rates (its interval counts the lr-to-lr spread) and says that the size varies."""
+    if _size_only(gate):
+        return ""
     if gate.claims_difference:
-        return "the difference depends on the learning rate (the interaction row above), so one number over them misleads"
+        return "the sign of the difference changes with the learning rate (the interaction row above), so one number over them misleads"
     if own_p < alpha:
         return (
             f"the difference may depend on the learning rate (the interaction's own p is {p_text(own_p)}, below {alpha:g} "
@@ -204,11 +271,21 @@ def replicates_advice(c: Comparison) -> str:
     if not math.isfinite(p.replicates):
         return "run more replicates (--repeats)"
     more = int(p.replicates)
+    if c.max_replicates and more + _replicates_run(c) > 2 * c.max_replicates:
+        return (
+            f"more replicates will not decide it within twice the {c.max_replicates} the study may run (--max-repeats): its "
+            f"pairs spread by {c.sd:.1f} points (sd), too wide for a {c.margin:g}-point margin at the report's level"
+        )
     beyond = f", more than the {c.max_replicates} the study may run (--max-repeats)" if p.beyond and c.max_replicates else ""
     return (
         f"about {more} more replicate{'s' if more != 1 else ''} would decide a {c.margin:g}-point difference "
         f"with {stats.POWER:.0%} probability{beyond}"
     )
+
+
+def _replicates_run(c: Comparison) -> int:
+    """Replicates behind comparison ``c`` (its pairs over the pairs one replicate adds)."""
+    return max(c.n_pairs // max(c.pairs_per_replicate, 1), 1)
 
 
 def _images_advice(c: Comparison, p: stats.Plan) -> str:
@@ -222,6 +299,11 @@ def _images_advice(c: Comparison, p: stats.Plan) -> str:
     if not math.isfinite(p.replicates):
         return f"more replicates cannot decide it ({share}); even {has} would leave it open at a {c.margin:g}-point margin"
     reps = int(p.replicates)
+    if c.max_replicates and reps > 2 * c.max_replicates:
+        return (
+            f"neither more replicates nor more test images decide it within twice the {c.max_replicates} replicates the study "
+            f"may run (--max-repeats): {share}, and its pairs spread by {c.sd:.1f} points (sd)"
+        )
     return (
         f"more test images would ({share}): a study with --test-size {p.test_size:,} (up to {has}), where the images take about "
         f"half of the allowed variance, and {reps} replicate{'s' if reps != 1 else ''} in all would decide a "
@@ -255,7 +337,12 @@ def verdict(c: Comparison) -> str:
         a, b, sign = (c.a, c.b, 1) if c.diff > 0 else (c.b, c.a, -1)
         if c.claims_equivalence:
             return f"negligible: {a} is ahead of {b} by only {sign * c.diff:.1f} points {_ci(c, sign)}, within the {m} ({count})"
-        return f"{a} is ahead of {b} by {sign * c.diff:.1f} points {_ci(c, sign)} ({count}, adjusted p {p_text(c.p_adjusted)})"
+        size = (
+            "averaged over the learning rates (its size changes with the learning rate, its sign does not), "
+            if c.detail.get("size_only")
+            else ""
+        )
+        return f"{size}{a} is ahead of {b} by {sign * c.diff:.1f} points {_ci(c, sign)} ({count}, adjusted p {p_text(c.p_adjusted)})"
     if c.claims_equivalence:
         return f"{c.a} and {c.b} are within the {m} of each other: {c.a} − {c.b} = {c.diff:+.1f} points {_ci(c)} ({count})"
     return (
@@ -266,7 +353,7 @@ def verdict(c: Comparison) -> str:
 
 def _interaction(c: Comparison) -> str:
     d = c.detail
-    own = d.get("own_p", c.p)  # the test's own p; a sequential report's ``p`` is the repeated one over its looks
+    own = c.own_p if math.isfinite(c.own_p) else c.p  # the test's own p, before the looks' and the report's adjustment
     test = f"F({d['df_between']}, {d['df_within']:.0f}) = {d['f']:.1f}, adjusted p {p_text(c.p_adjusted)}"
     means = ", ".join(f"{m:+.1f} at {lr:g}" for lr, m in d["means"])
     if math.isnan(own):

@@ -251,7 +251,7 @@ def load_rung(text: str, margin: float | None = None, error_rate: str = "fdr") -
     if not frames.settings.paired:
         raise StudyError(f"{text}: study {name!r} is not a paired grid, so its verdicts cannot be set side by side "
                          "(run it with the default --sampler grid)")  # fmt: skip
-    result = analyse(frames, margin, full=False)
+    result = analyse(frames, margin, full=False, error_rate=error_rate)
     finished = int(frames.trials["state"].isin(["complete", "pruned"]).sum())
     by_key = {e.key: e for e in map(entry, result.comparisons)}
     return Rung(text, name, frames.settings.train_size, frames.settings.test_size, finished, by_key)

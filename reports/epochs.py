@@ -82,11 +82,6 @@ def runs(design: Design) -> pd.DataFrame:
     return t[keep & (t["peak_test_acc"] > design.chance + LEARNED_POINTS)]
 
 
-def _selected(e: stats.Estimate, candidates: int) -> stats.Estimate:
-    """The estimate with its p-value multiplied by the number of epochs it was picked from (Bonferroni)."""
-    return e._replace(p=min(1.0, e.p * candidates)) if np.isfinite(e.p) else e
-
-
 def _across_epochs(design: Design, numbers: np.ndarray, acc: np.ndarray, last: int, other: int, margin: float) -> stats.Estimate:
     """Each trial against itself, epoch ``last`` − epoch ``other``: over seeds and test images where the trials stored
     their predictions (the same images at both epochs), over the seeds only otherwise."""
@@ -107,11 +102,11 @@ def _loss_rows(design: Design, numbers: np.ndarray, group: pd.DataFrame, lr: flo
         low = int(np.argmin(test.mean(axis=0))) + 1
         if low == n_epochs:
             continue  # still falling at the last epoch: nothing rose
-        e = _selected(stats.estimate(test[:, -1] - test[:, low - 1]), n_epochs - 1)
+        e = stats.estimate(test[:, -1] - test[:, low - 1])
         rows.append(
             claims.from_estimate(
                 e, question="epochs", factor="test loss", a=f"test loss, epoch {n_epochs}", b=f"test loss, epoch {low}", lr=lr,
-                epoch=f"{low}–{n_epochs}", subset=f"lr={lr:g}, loss={loss}", kind="loss rise",
+                epoch=f"{low}–{n_epochs}", subset=f"lr={lr:g}, loss={loss}", kind="loss rise", multiplicity=n_epochs - 1,
                 detail={"loss": loss, "lr": lr, "train_change": float((train[:, -1] - train[:, low - 1]).mean())},
             )
         )  # fmt: skip
@@ -131,8 +126,10 @@ def compute(design: Design, margin: float = claims.DEFAULT_MARGIN, seed: int = S
         peak = stats.peak_location(acc, seed)
         fields = {"question": "epochs", "factor": "epoch", "lr": lr, "subset": f"lr={lr:g}", "a": f"epoch {n_epochs}"}
         if peak.epoch < n_epochs:
-            e = _selected(_across_epochs(design, numbers, acc, n_epochs, peak.epoch, margin), n_epochs - 1)
-            row = claims.from_estimate(e, b=f"epoch {peak.epoch}", epoch=f"{peak.epoch}–{n_epochs}", kind="drop", **fields)
+            e = _across_epochs(design, numbers, acc, n_epochs, peak.epoch, margin)
+            row = claims.from_estimate(
+                e, b=f"epoch {peak.epoch}", epoch=f"{peak.epoch}–{n_epochs}", kind="drop", multiplicity=n_epochs - 1, **fields
+            )
         else:
             back = n_epochs - gain_span(n_epochs)
             e = _across_epochs(design, numbers, acc, n_epochs, back, margin)

@@ -93,7 +93,8 @@ def compare_pair(design: Design, factor: str, x: str, y: str, question: str, mar
         question=question, factor=factor, a=x, b=y, lr="interaction", epoch=epoch_text(both["epoch"]), n_pairs=len(both),
         diff=float(max(m for _, m in lr_means) - min(m for _, m in lr_means)) if lr_means else float("nan"),
         ci_low=float("nan"), ci_high=float("nan"), subset="F test of the paired differences by lr", kind="interaction", p=f.p,
-        detail={"f": f.f, "df_between": f.df_between, "df_within": f.df_within, "means": lr_means},
+        detail={"f": f.f, "df_between": f.df_between, "df_within": f.df_within, "means": lr_means,
+                "welch": any(t is None for t in tables) and f.df_within != len(both) - len(lr_means)},
     )  # fmt: skip
     pooled = None
     if len(lr_means) >= 2:

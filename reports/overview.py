@@ -35,13 +35,73 @@ class Family:
     looks: int = 0  # a sequential study: the most looks its error is spent over (--max-repeats); 0: a fixed design
     spent: str = ""  # a sequential study: its trials against the fixed designs (sequential.spent_text)
     repeated: bool = False  # a sequential study whose verdicts below are the repeated ones (sequential.carry_over)
+    error_rate: str = "fdr"  # the report's error rate (reports.inference): fdr or fwer
+    selected: int = 0  # comparisons that claim (a difference or an equivalence)
+    comparisons: int = 0  # comparisons with a test (the family's m)
+
+    @property
+    def level(self) -> float:
+        """The level the report's intervals end at (before a sequential study's looks): R q / m or Holm's last step."""
+        m = max(self.comparisons, 1)
+        if self.error_rate == "fdr":
+            return max(self.selected, 1) * 0.05 / m
+        return 0.05 / max(m - self.selected + 1, 1)
+
+    @property
+    def level_text(self) -> str:
+        return f"{self.level:.2g}"
+
+
+def error_text(family: Family) -> str:
+    """How to read the paired report: pairs, the one error rate and what it promises, the margin, the interactions."""
+    m, r = family.comparisons, family.selected
+    if family.error_rate == "fdr":
+        control = (
+            f"**One error rate for the whole report: at most 5% of its claims are expected to be false** (false discovery "
+            f"rate, Benjamini–Hochberg over its {m} tested comparisons, `--error-rate fdr`). {r} of them claim something, so "
+            f"every interval is printed at level 1 − {r} × 0.05/{m} (1 − {family.level_text}; Benjamini–Yekutieli "
+            "false-coverage intervals: at most 5% of the claimed comparisons' intervals miss their true difference)"
+        )
+    else:
+        control = (
+            f"**One error rate for the whole report: the chance that any claim below is false is at most 5%** (family-wise "
+            f"error rate, Holm's step-down over its {m} tested comparisons, `--error-rate fwer`); the {r} claimed "
+            f"comparisons' intervals are printed at level 1 − {family.level_text} (Holm's last step) and the open ones' at "
+            "the next step's level"
+        )
+    return (
+        "How to read it: trials of the same replicate train from the same seed (same initial weights, same batches), "
+        "so two trials that differ in one option only form a *pair*, and their difference is free of run-to-run "
+        f"noise. Questions 1–3 compare at epoch {family.compare_epoch}; question 4 uses every epoch. Each comparison is "
+        f"the mean paired difference *a − b* in accuracy points with its interval and *n* pairs. {control}, so **a "
+        "difference is claimed exactly when its printed interval excludes zero**, and two options are called *within the "
+        f"margin* exactly when it lies inside ±{family.margin:g} points (`--margin`; a difference shown inside the margin "
+        "reads *negligible*). With 3 to 6 pairs a comparison's own spread is a rough guess, so each is moderated toward "
+        "the spread of the comparisons of its kind at its learning rate (Smyth 2004, limma's squeezeVar), which adds the "
+        'prior\'s degrees of freedom (`df_prior`). "Cannot tell yet" says what would decide a margin-sized difference '
+        "with 80% probability. For the activation and the loss, the interaction with the learning rate is tested first "
+        "(Welch's heteroscedastic one-way test of the paired differences grouped by learning rate; where the trials stored "
+        "per-image predictions, a Wald test whose error counts each learning rate's own test-image effects). Where it "
+        'is shown the answer is "it depends on the learning rate" with the per-rate verdicts; a pooled number over the '
+        "learning rates is claimed only where the difference keeps its sign at every learning rate (its size changes, "
+        "not its direction), never where the sign changes. Every verdict is a "
+        "row of [comparisons.csv](comparisons.csv), with its `p`, `p_adjusted` and `outcome` (difference, equivalence, open)."
+    )
 
 
 SOURCES = {"folder": "image folder", "cifar10": "CIFAR-10 (torchvision)"}
 
 
+INTRO = (
+    "The lecture notebook trains a 3-block CNN on CIFAR-10 and asks four questions. This report answers them from the "
+    "trials of one Optuna study; every number below is computed from the study database. The answers come first; the "
+    "protocol, the method and each question's details follow."
+)
+
+
 def header(frames: Frames, note: str | None = None, command: str | None = None, family: Family | None = None) -> list:
-    """The title's paragraph, the protocol table and how to read the report (``family``: the paired report's error control)."""
+    """The protocol table and how to read the report (``family``: the paired report's error control); the title's
+    paragraph (``INTRO``) and the answers come before them."""
     s, trials = frames.settings, frames.trials
     counts = analysis.counts(trials)
     # Trials that never finished (failed, running) recorded no device: missing values, not devices.
@@ -50,12 +110,6 @@ def header(frames: Frames, note: str | None = None, command: str | None = None, 
     blocks: list = []
     if note:
         blocks.append(Text(note))
-    blocks.append(
-        Text(
-            "The lecture notebook trains a 3-block CNN on CIFAR-10 and asks four questions. This report answers them "
-            "from the trials of one Optuna study; every number below is computed from the study database."
-        )
-    )
     rows = [
         ("data", f"{SOURCES.get(s.data_source, '?')} at `{s.data_path}`"),
         ("images", f"{s.train_size} train, {s.val_size} validation, {s.test_size} test"),
@@ -84,52 +138,27 @@ def header(frames: Frames, note: str | None = None, command: str | None = None, 
             )
         )
     if s.paired and family is not None:
-        how = (
-            "How to read it: trials of the same replicate train from the same seed (same initial weights, same batches), "
-            "so two trials that differ in one option only form a *pair*, and their difference is free of run-to-run "
-            f"noise. Questions 1–3 compare at epoch {family.compare_epoch}; question 4 uses every epoch. Each comparison is "
-            f"the mean paired difference *a − b* in accuracy points with its {'repeated' if family.repeated else '95% t'} interval "
-            "and *n* pairs. **One error rate "
-            f"for the whole report:** its {family.size} tests (differences, equivalences, interactions, drops) are one "
-            "family, adjusted with Holm's method, so the chance that any claim below is false is at most 5%. A difference "
-            "is claimed only when its *adjusted* p is below 0.05; the intervals shown are per-comparison "
-            f"{'repeated intervals (the next paragraph says how they pay for the looks)' if family.repeated else '95% intervals'}, so "
-            "an interval that excludes zero is not enough on its own. **Practical margin:** "
-            f"{family.margin:g} accuracy points (`--margin`). A difference shown but inside the margin reads *negligible*; "
-            '"within the margin of each other" is an equivalence test (TOST) at the margin, also Holm-adjusted; "cannot '
-            'tell yet" says how many more replicates would decide a margin-sized difference with 80% probability (or, where '
-            "the test images are the floor, that more test images would). For the "
-            "activation and the loss, the interaction with the learning rate is tested first (a one-way F test of the "
-            "paired differences grouped by learning rate; where the trials stored their per-image predictions, its error also "
-            "counts each learning rate's test-image effects); where it is shown the answer is \"it depends on the learning "
-            'rate" and the per-rate verdicts, and nothing is pooled. Elsewhere a pooled difference is the mean of every '
-            "pair at every learning rate with a t interval over them: the difference averaged over the grid's learning "
-            "rates, the lr-to-lr spread counted in its interval. Every verdict is a row of [comparisons.csv](comparisons.csv), "
-            "with its `p` and `p_adjusted`."
-        )
-        blocks.append(Text(how))
+        blocks.append(Text(error_text(family)))
         if family.looks and family.repeated:
-            k = family.looks
             blocks.append(Text(
-                "**A sequential study: every verdict below holds however the study stopped.** It looked at its comparisons "
-                "after every round and trained more replicates only where they were open; an interval looked at that way "
-                f"must pay for the looks, so each comparison is a test over at most {k} looks (`--max-repeats`) with the error "
-                f"spent equally over them. Its p-value is the smallest over the looks of {k} × its p at that look, and Holm "
-                f"adjusts those over the report as above; its interval is the t interval at level 1 − 0.05/{k} "
-                f"({100 - 5 / k:g}%) on the pairs' n − 1 degrees of freedom, so that its intervals at every look cover together "
-                "at least 95% of the time. A fixed design of as many trials would show narrower intervals; these are the "
-                f"ones that stay valid. {family.spent} The section *How the study spent its trials* says when each question "
-                "was answered and what the open ones would cost."
+                f"**A sequential study: every verdict below holds however the study stopped.** It looked at its comparisons "
+                f"after every round and trained more replicates only where they were open. The error was split before the "
+                f"first trial into {family.looks} equal shares, one per planned look (`--max-repeats` = {family.looks}, "
+                f"Bonferroni over the looks): each comparison is tested at the look the study stopped at, at level "
+                f"{family.level_text}/{family.looks}, and its interval is that look's t interval at that level, so a verdict is "
+                "valid whatever rule chose when to stop (the chance that any of the looks errs is at most the sum of the "
+                "shares). No share moves from look to look with what a look found. A fixed design of as many trials would show "
+                f"narrower intervals; these are the ones that stay valid. {family.spent} The section *How the study spent "
+                "its trials* says when each question was answered and what the open ones would cost."
             ))  # fmt: skip
         elif family.looks:
             blocks.append(Text(
                 "**A sequential study.** It looked at its comparisons after every round and trained more replicates only where "
                 "they were open, so an interval looked at that way must pay for the looks. The verdicts and intervals of the "
                 "sections below are computed as for a study that planned its replicates in advance (the study's trials do not "
-                "match its rounds' plan, so its repeated numbers could not be given to them); the ones that stay valid "
-                "however the study stopped (repeated p-values over its looks, with the same Holm family, and intervals at "
-                "level 1 − 0.05/looks) are in the section *How the study spent its trials*, and where the two differ, cite that "
-                "one."
+                "match its rounds' plan, so its sequential numbers could not be given to them); the ones that stay valid "
+                "however the study stopped are in the section *How the study spent its trials*, and where the two differ, "
+                "cite that one."
             ))  # fmt: skip
         how = population_text(family)
     else:

@@ -7,29 +7,21 @@ open. The study stops when nothing is open, at ``max_repeats`` rounds, or when i
 
 **Why the verdicts stay valid.** A comparison looked at after every round, and left to run on while it is
 undecided, would claim more often than its level if each look used the fixed-sample test: optional stopping.
-Here each comparison is a group-sequential test over at most ``K = max_repeats`` looks (one per round) with
-its error spent equally over them, without credit for the correlation between looks (a Bonferroni bound
-over the looks, Jennison & Turnbull, *Group Sequential Methods*, 2000, ch. 9):
+Here the error is split before the first trial into ``K = max_repeats`` equal shares, one per planned look
+(Bonferroni over the looks, Jennison & Turnbull, *Group Sequential Methods*, 2000, ch. 9): at every look each
+comparison is settled by the report's own core (``claims.settle`` → ``reports.inference``: moderated variances, one
+error rate over the report, intervals that agree with the outcomes) with its error divided by K (its
+``multiplicity``), and its interval is that look's t interval at that level. Under a comparison's null hypothesis the
+chance that any of the K looks claims it is at most the sum of the shares, so the verdict at the look the study stopped
+at holds whatever rule chose to stop there. No share moves from look to look with what a look found (an earlier
+version added a look's share to a comparison whose pairs had not changed). The t statistic counts the test images'
+part of the variance and is referred to the seeds' n − 1 degrees of freedom plus the moderation's (:meth:`_Sequence._row`
+says why not Satterthwaite's); an interaction of seeds only is Welch's test with its own df.
 
-- its **repeated p-value** after look k is ``min over looks j <= k of min(1, K * p_j)``, where ``p_j`` is the
-  comparison's ordinary test at look j (the t test against zero, its TOST at the margin, the interaction's F
-  test). Under its null hypothesis the chance that it ever falls below a level α is at most α, whatever rule
-  decided when to stop or which points to train (a union bound over the K looks); so it is a valid p-value at
-  any stopping time, and the report's **grouped Holm step-down** over all comparisons (``claims.settle``; Holm
-  needs nothing but valid p-values) keeps the chance of any false claim in the report at 5%. A look at which a
-  comparison's pairs did not change repeats the same test: its share adds to that test's (one event, at the
-  summed level), so a comparison no round touched loses nothing by the looks;
-- its **interval** is the repeated confidence interval, the t interval at level ``1 - 0.05 / K``: all K
-  looks cover together with probability at least 95% (Jennison & Turnbull 1989), so the one shown at the look
-  the study stopped at covers at least 95% of the time, however it stopped;
-- the t statistic of both counts the test images' part of the variance and is referred to the seeds' n − 1
-  degrees of freedom (:meth:`_Sequence._row` says why).
-
-With ``K <= 5`` looks and the levels Holm asks of a claim (about 0.05 / 60), the correlation between looks
-buys almost nothing: Pocock's constant for 5 looks at two-sided 0.05 / 60 is z = 3.70 against the Bonferroni
-3.76. Anytime-valid confidence sequences (valid at every n, e.g. the t-mixture of Lai 1976, Wang & Ramdas
-2023, Lindon et al. 2024 as ``savvi`` has it) pay for infinitely many looks: at 3 to 6 pairs they are infinite
-at that level and 1.2 to 1.35 times wider than these at 12 to 15 pairs (README, "The sequential design").
+With ``K <= 5`` looks and the levels a report asks of a claim (about 0.05 / 60 to 0.05 × R / m), the correlation
+between looks buys little: Pocock's constant for 5 looks at two-sided 0.05 / 60 is z = 3.70 against the Bonferroni
+3.76. Anytime-valid confidence sequences (valid at every n, e.g. the t-mixture of Lai 1976, Wang & Ramdas 2023,
+Lindon et al. 2024 as ``savvi`` has it) pay for infinitely many looks.
 
 An open comparison that ``max_repeats`` replicates could not decide even with an optimistic spread gets no
 replicates ("beyond max repeats": a futility stop, which costs the error control nothing).
@@ -205,6 +197,7 @@ def plan_round(
     compare_epoch: int | None = None,
     *,
     cache: dict | None = None,
+    error_rate: str = "fdr",
 ) -> RoundPlan:
     """Decide every comparison of a sequential paired study and plan its next round.
 
@@ -218,6 +211,7 @@ def plan_round(
         cache: an empty dict the caller keeps between calls on one study (same arguments): each round's look is
             kept there and reused while the trials behind it are unchanged. Optional: without it every call
             analyses every round again (a second or two); simulations of hundreds of studies use it.
+        error_rate: the report's error rate, "fdr" (Benjamini–Hochberg) or "fwer" (Holm): ``reports.inference``.
 
     Returns:
         The :class:`RoundPlan`. Deterministic: a function of the finished trials only.
@@ -233,17 +227,17 @@ def plan_round(
     margin = frames.settings.margin if margin is None else margin
     if margin <= 0:
         raise ValueError(f"--margin must be a positive number of accuracy points but got {margin}")
-    return _Sequence(frames, max_repeats, margin, compare_epoch, cache).plan(max_trials)
+    return _Sequence(frames, max_repeats, margin, compare_epoch, cache, error_rate=error_rate).plan(max_trials)
 
 
-def decide_fixed(frames: Frames, margin: float | None = None, compare_epoch: int | None = None) -> RoundPlan:
+def decide_fixed(frames: Frames, margin: float | None = None, compare_epoch: int | None = None, error_rate: str = "fdr") -> RoundPlan:
     """The outcomes a fixed design reaches with one look at all its trials (no error spent on earlier looks).
 
     The same rules as :func:`plan_round` with one look: 95% t intervals, the report's Holm family. For comparing what the
     sequential design decided with what a fixed design of the same grid decides (the simulations, the report's header).
     """
     margin = frames.settings.margin if margin is None else margin
-    seq = _Sequence(frames, 1, margin, compare_epoch, spending=(1.0,))
+    seq = _Sequence(frames, 1, margin, compare_epoch, spending=(1.0,), error_rate=error_rate)
     last = max(seq.trained, default=0)
     look = seq.look(last)
     return RoundPlan(last + 1, (), tuple(look.outcomes), "fixed", 1, seq.trials_upto(last), len(seq.grid), last + 1)
@@ -266,16 +260,14 @@ def carry_over(plan: RoundPlan, comparisons: list[Comparison]) -> bool:
         for c, s in zip(comparisons, twins, strict=True)
     ):
         return False
+    copied = ("p", "p_equiv", "p_adjusted", "p_equiv_adjusted", "ci_low", "ci_high", "withheld", "outcome", "selected",
+              "shows_difference", "shows_equivalence", "alpha", "multiplicity", "plan_alpha", "sd", "sd_raw", "se_seeds", "df",
+              "df_prior", "own_p")  # fmt: skip
     for c, s in zip(comparisons, twins, strict=True):
-        if c.kind == "interaction":  # its own p at the last look: the pooling gate, and what its sentence calls its own
-            c.detail = {**c.detail, "own_p": c.p}
-            if "df_between" in c.detail:  # the F the repeated p refers to: the seeds' N − k df (``_interaction_p``)
-                c.detail["df_within"] = c.n_pairs - c.detail["df_between"] - 1
-        c.p, c.p_equiv, c.p_adjusted, c.p_equiv_adjusted = s.p, s.p_equiv, s.p_adjusted, s.p_equiv_adjusted
-        c.ci_low, c.ci_high, c.withheld = s.ci_low, s.ci_high, s.withheld
-        c.plan_alpha = s.plan_alpha / plan.max_repeats
-        if math.isfinite(s.ci_low):
-            c.df = float(c.n_pairs - 1)  # the repeated interval's (``_Sequence._row``)
+        for name in copied:
+            setattr(c, name, getattr(s, name))
+        if c.kind == "interaction" and "df_between" in c.detail:  # the F the own p refers to: the seeds' N − k df
+            c.detail = {**c.detail, "df_within": c.n_pairs - c.detail["df_between"] - 1}
     return True
 
 
@@ -312,11 +304,12 @@ class _Sequence:
     """The looks of one study, round by round, each settled with the repeated p-values of every earlier look."""
 
     def __init__(
-        self, frames: Frames, max_repeats: int, margin: float, compare_epoch: int | None, cache: dict | None = None, spending=None
-    ):
+        self, frames: Frames, max_repeats: int, margin: float, compare_epoch: int | None, cache: dict | None = None, spending=None,
+        error_rate: str = "fdr",
+    ):  # fmt: skip
         if not frames.settings.paired:
             raise ValueError("the sequential design needs a paired grid study (--sampler grid)")
-        self.k, self.margin = max_repeats, margin
+        self.k, self.margin, self.error_rate = max_repeats, margin, error_rate
         # The share of the error each look spends (look j of max_repeats): equal shares. A sum above 1 gives up the
         # guarantee; simulations use (1, 1, ...) to show what looking without spending does.
         self.spending = tuple(spending) if spending is not None else (1.0 / max_repeats,) * max_repeats
@@ -357,13 +350,17 @@ class _Sequence:
             if budget_spent:
                 return self._plan(looks, r + 1, (), "trials")
             last = looks[-1]
-            if not any(o.outcome in (OPEN, BEYOND) for o in last.outcomes):
+            # Trials of the next round exist (a study run by another rule, or an earlier version of this one): they are
+            # looked at all the same; the spending over the planned looks covers any such rule.
+            went_on = bool(self.trained.get(r + 1)) and r + 1 < self.k
+            if not went_on and not any(o.outcome in (OPEN, BEYOND) for o in last.outcomes):
                 return self._plan(looks, r + 1, (), "answered")
             if r + 1 >= self.k:
                 return self._plan(looks, r + 1, (), "max repeats")
-            if not last.needs:
+            if not went_on and not last.needs:
                 return self._plan(looks, r + 1, (), "beyond max repeats")
-            planned = last.needs
+            finished = bool(self.trained.get(r + 2))  # a later round has trials: this one is over, whatever it holds
+            planned = self.trained[r + 1] if went_on and finished else last.needs | self.trained.get(r + 1, set())
             r += 1
 
     def _plan(self, looks: list[_Look], round_: int, points: tuple, stop: str, resuming: bool = False) -> RoundPlan:
@@ -386,7 +383,7 @@ class _Sequence:
     def _cached_look(self, r: int) -> _Look:
         """:meth:`look` at round ``r``, from the cache while the trials of rounds 0..r and the arguments are unchanged."""
         trials = frozenset((j, p) for j in range(r + 1) for p in self.trained.get(j, ()))
-        signature = (self.k, self.spending, self.margin, self.compare_epoch, trials)
+        signature = (self.k, self.spending, self.margin, self.error_rate, self.compare_epoch, trials)
         hit = self.cache.get(r)
         if hit is not None and hit[0] == signature:
             _, look, best, first = hit
@@ -440,31 +437,24 @@ class _Sequence:
         return self.spending[min(r, len(self.spending) - 1)]
 
     def _settle(self, look: _Look, lr_result) -> None:
+        """Settle one look with the report's own core (``claims.settle``): each comparison's test at this look, its
+        error divided by the planned looks (Bonferroni with equal shares fixed before the data, ``spending``), so the
+        interval and the verdict at the look the study stops at hold whatever rule chose to stop there."""
+        share = self._share(look.round)
         settled: list[Comparison] = []
         for row in look.rows:
             c = row.comparison
-            sign = _oriented_sign(c, 1 if not (c.diff < 0) else -1)
-            data = (c.n_pairs, round(c.diff, 9), round(row.se_seeds, 9) if math.isfinite(row.se_seeds) else None)
-            best = self.best.get(row.key)
-            # A look whose data did not change since the comparison's last look repeats the same test: its share of the
-            # error adds to the share that test had (one event, tested at the sum), so an unchanged comparison loses nothing.
-            share = self._share(look.round) + (best[4] if best is not None and best[3] == data else 0.0)
-            p_look, q_look = _times(row.p, 1 / share), _times(row.p_equiv, 1 / share)
-            if best is not None and best[2] == sign:
-                p_look, q_look = _nanmin(p_look, best[0]), _nanmin(q_look, best[1])
-            elif best is not None:  # the difference changed sides: only its equivalence carries over
-                q_look = _nanmin(q_look, best[1])
-            self.best[row.key] = (p_look, q_look, sign, data, share)
-            low, high = _repeated_interval(c.diff, row, share) if c.kind != "interaction" else (math.nan, math.nan)
-            settled.append(replace(c, p=p_look, p_equiv=q_look, ci_low=low, ci_high=high, verdict="", withheld=""))
+            own = row.p if c.kind == "interaction" else math.nan  # the F test on the seeds' N − k df (``_interaction_p``)
+            settled.append(
+                replace(c, p=own if c.kind == "interaction" else c.p, own_p=own, multiplicity=c.multiplicity / share,
+                        verdict="", withheld="", outcome="", shows_difference=None, shows_equivalence=None)
+            )  # fmt: skip
         by_id = {id(row.comparison): s for row, s in zip(look.rows, settled, strict=True)}
         for row, s in zip(look.rows, settled, strict=True):
             if row.comparison.gate is not None:
-                row.gate_p = row.comparison.gate.p  # this look's own F test: the gate is not a claim
                 s.gate = by_id.get(id(row.comparison.gate))
-        claims.settle(settled, self.margin, sentences=False)
-        for row, s in zip(look.rows, settled, strict=True):
-            s.withheld = claims.withheld(s.gate, row.gate_p) if s.gate is not None else ""  # the gate: this look's own test
+        images = claims.DATASET_TEST_IMAGES.get(self.frames.settings.data_source)
+        claims.settle(settled, self.margin, sentences=False, error_rate=self.error_rate, max_replicates=self.k, dataset_images=images)
         look.outcomes, look.needs, look.blocks = self._outcomes(look, settled, lr_result)
 
     def _outcomes(self, look: _Look, settled: list[Comparison], lr_result) -> tuple[list[Outcome], set, list]:
@@ -475,7 +465,7 @@ class _Sequence:
                 pooled_answers[(s.question, tuple(sorted((s.a, s.b))))] = not s.withheld
         means = _cell_means(look.design)
         # The level the next claim is tested at: Holm's next step, at the next look's share of the error.
-        level = (settled[0].plan_alpha if settled else stats.ALPHA) * self._share(look.round + 1)
+        level = (settled[0].plan_alpha * settled[0].multiplicity if settled else stats.ALPHA) * self._share(look.round + 1)
         outcomes, needs, blocks, seen = [], set(), [], set()
         for row, s in zip(look.rows, settled, strict=True):
             outcome = self._outcome(row, s, versus_best, pooled_answers, means, level)
@@ -669,8 +659,8 @@ def _interaction_p(c: Comparison) -> float:
     beside 3 false learning-rate claims; with N − k df, 1 false interaction claim was left.
     """
     d = c.detail
-    if not {"f", "df_between"} <= set(d) or not math.isfinite(d["f"]) or math.isnan(c.p):
-        return c.p
+    if not {"f", "df_between"} <= set(d) or not math.isfinite(d["f"]) or math.isnan(c.p) or d.get("welch"):
+        return c.p  # Welch's test (seeds only) has its own df
     within = c.n_pairs - d["df_between"] - 1
     return float(scistats.f.sf(d["f"], d["df_between"], within)) if within >= 1 else math.nan
 
@@ -745,11 +735,12 @@ def sequential_section(frames: Frames, plan: RoundPlan) -> Section:
     s.add(
         f"**{plan.trials} trials** in {plural(len(per_round), 'round')} ({rounds} trials), against {_against(plan)}. {_stopped(plan)}",
         "Round 0 trained every grid point once; each later round trained one more replicate of only the grid points that an open "
-        "comparison needed. Every comparison was looked at after every round, so each is a group-sequential test over at most "
-        f"{plan.max_repeats} looks with the error spent equally over them: its p-value is the smallest, over the looks, of "
-        f"{plan.max_repeats} × its p-value at that look, and its interval is the t interval at level 1 − 0.05/{plan.max_repeats} "
-        f"({100 - 5 / plan.max_repeats:g}%) on the seeds' degrees of freedom. The report's error control (5% for any false claim) and "
-        'its 95% coverage then hold however and whenever the study stopped (README, "The sequential design").',
+        "comparison needed. Every comparison was looked at after every round, so the error was split before the first trial "
+        f"into {plan.max_repeats} equal shares, one per planned look: each comparison is tested at the look the study stopped at "
+        f"with its error divided by {plan.max_repeats} (its p-value {plan.max_repeats} × that look's), and its interval is that "
+        "look's t interval at the same level, on the seeds' moderated degrees of freedom. The report's error control and its "
+        "intervals then hold however and whenever the study stopped: the chance that any of the looks errs is at most the sum "
+        "of the shares.",
     )
     rows = []
     for question in ("activation", "loss", "learning rate", "epochs"):
@@ -779,13 +770,15 @@ def sequential_section(frames: Frames, plan: RoundPlan) -> Section:
     if still:
         lines, more = [], []
         for o in still:
-            m = max(int(o.more), 1) if math.isfinite(o.more) else None
-            cost = (
-                "the test images would have to shrink first"
-                if m is None
-                else f"about {plural(m, 'more replicate')} ({m * len(o.needs)} trials) would decide a {_margin(o):g}-point difference "
-                "with 80% probability"
-            )
+            # The advice the question sections print for the same comparison (claims.replicates_advice: one result).
+            c = o.comparison
+            p = claims.plan(c) if c is not None else None
+            m = int(p.replicates) if p is not None and p.test_size is None and math.isfinite(p.replicates) else None
+            if m is not None and o.replicates + m > 2 * plan.max_repeats:
+                m = None  # beyond twice --max-repeats: the advice says in words what blocks it, and no cost is counted
+            cost = claims.replicates_advice(c) if c is not None else "run more replicates (--repeats)"
+            if m is not None:
+                cost += f" ({m * len(o.needs)} trials)"
             interval = f"[{o.low:.1f}, {o.high:.1f}]" if math.isfinite(o.low) else "(no interval yet)"
             lines.append(f"- {o.name}: {o.diff:+.1f} points {interval} after {plural(o.replicates, 'replicate')}; {cost}")
             if m is not None:

@@ -192,8 +192,10 @@ def interaction_test(groups: list, images: list | None = None) -> Interaction:
     Args:
         groups: per group, its pairs' differences (points).
         images: optional, per group, its (pairs, test images) table of per-image differences (rows averaging to
-            ``groups[g]``, every group on the same test images), as :func:`estimate` takes it. Without it: the one-way
-            F test (``scipy.stats.f_oneway``), the within-group spread of the pairs as the error. With it: the Wald
+            ``groups[g]``, every group on the same test images), as :func:`estimate` takes it. Without it: Welch's
+            heteroscedastic one-way test (``statsmodels.stats.oneway.anova_oneway(use_var="unequal")``, each group's
+            own spread as its error) where every group has 2 values with some spread, else the one-way F test
+            (``scipy.stats.f_oneway``). With it: the Wald
             test of :func:`_interaction_images`, whose error counts the test images too.
 
     The seeds-only F test is right when the pairs' differences are independent. Pairs of one learning rate scored on
@@ -214,6 +216,14 @@ def interaction_test(groups: list, images: list | None = None) -> Interaction:
     if within == 0:
         spread = float(np.ptp(means))
         return Interaction(math.inf if spread else math.nan, k - 1, n - k, 0.0 if spread else 1.0)
+    if all(len(g) >= 2 and g.var(ddof=1) > 0 for g in groups):
+        # Welch's heteroscedastic one-way test (statsmodels anova_oneway, use_var="unequal"): the paired differences'
+        # spread grows with the learning rate (5 to 10 times at the example's 0.1), which the pooled F test takes for an
+        # interaction or hides one behind.
+        from statsmodels.stats.oneway import anova_oneway
+
+        w = anova_oneway(groups, use_var="unequal")
+        return Interaction(float(w.statistic), k - 1, float(w.df[1]), float(w.pvalue))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # scipy warns on constant groups; the within spread is checked above
         result = stats.f_oneway(*groups)

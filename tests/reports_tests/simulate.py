@@ -152,12 +152,13 @@ SCENARIOS = {
 }
 
 
-def run_scenario(effect, curve, reports: int = 200, seed: int = 0, margin: float = 2.0) -> dict:
+def run_scenario(effect, curve, reports: int = 200, seed: int = 0, margin: float = 2.0, error_rate: str = "fdr") -> dict:
     """Simulate ``reports`` studies, settle each report's claims, and count against the truth.
 
     Returns:
         ``{"reports", "claims": claims per report, "false_reports": share of reports with a false claim,
-        "false_per_report", "found": share of comparisons with a real difference (>= margin) that claim it,
+        "false_per_report", "fdp": mean share of a report's claims that are false (its false discovery proportion),
+        "found": share of comparisons with a real difference (>= margin) that claim it,
         "covered": share of those whose 95% interval covers the truth, "pooled_ahead": pooled rows that claim
         a difference over a true interaction, "interaction_found": share of true interactions claimed}``.
     """
@@ -165,12 +166,15 @@ def run_scenario(effect, curve, reports: int = 200, seed: int = 0, margin: float
 
     rng = np.random.default_rng(seed)
     n_claims = n_false = false_reports = found = real = covered = pooled_ahead = inter_true = inter_found = 0
+    fdp = 0.0
     for _ in range(reports):
-        result = build.analyse(simulate(rng, effect, curve), margin=margin, full=False)
+        result = build.analyse(simulate(rng, effect, curve), margin=margin, full=False, error_rate=error_rate)
         wrong = false_claims(result.comparisons, effect, curve, margin)
         n_false += len(wrong)
         false_reports += bool(wrong)
+        made = sum(c.claims or (c.kind == "interaction" and c.claims_difference) for c in result.comparisons)
         n_claims += sum(c.claims for c in result.comparisons)
+        fdp += len(wrong) / max(made, 1)
         gates = {}
         for c in result.comparisons:
             true = truth(c, effect, curve)
@@ -192,6 +196,7 @@ def run_scenario(effect, curve, reports: int = 200, seed: int = 0, margin: float
         "claims": n_claims / reports,
         "false_reports": false_reports / reports,
         "false_per_report": n_false / reports,
+        "fdp": fdp / reports,
         "found": found / real if real else math.nan,
         "covered": covered / real if real else math.nan,
         "real": real,

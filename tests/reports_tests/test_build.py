@@ -1,3 +1,4 @@
+import math
 import re
 
 import optuna
@@ -309,13 +310,12 @@ def test_intervals_count_the_seeds_and_the_stored_test_images(real_study, tmp_pa
         var_seeds = table.mean(axis=1).var(ddof=1) / 4
         var_images = max(0.0, (ms["C(image)"] - ms["Residual"]) / 4) / 200
         assert row.n_images == 200 and row.diff == pytest.approx(table.mean())
-        assert row.se_seeds == pytest.approx(var_seeds**0.5) and row.se_images == pytest.approx(var_images**0.5, abs=1e-9)
-        if var_images > 0:  # Satterthwaite's df of var_seeds + (MS_image − MS_residual) / (4 × 200)
-            terms = [(var_seeds, 3), (ms["C(image)"] / 800, 199), (ms["Residual"] / 800, 3 * 199)]
-            assert row.df == pytest.approx((var_seeds + var_images) ** 2 / sum(v**2 / d for v, d in terms))
-        else:
-            assert row.df == 3
-        half = stats.t.ppf(0.975, row.df) * (var_seeds + var_images) ** 0.5
+        # The pairs' own spread (sd_raw), then moderated within its stratum (se_seeds, on 3 + df_prior df).
+        own = row.sd_raw / 2 if math.isfinite(row.sd_raw) else row.se_seeds
+        assert own == pytest.approx(var_seeds**0.5) and row.se_images == pytest.approx(var_images**0.5, abs=1e-9)
+        assert row.df == pytest.approx(3 + row.df_prior)
+        # The printed interval: the t interval at the report's end level (1 − alpha) on those df.
+        half = stats.t.ppf(1 - row.alpha / 2, row.df) * (row.se_seeds**2 + var_images) ** 0.5
         assert (row.ci_low, row.ci_high) == pytest.approx((row.diff - half, row.diff + half))
     assert (options["se_images"] > 0).any()  # 200 test images: the images' part is there, and counted
     markdown = (tmp_path / "report.md").read_text()

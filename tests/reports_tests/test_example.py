@@ -129,15 +129,19 @@ def test_every_verdict_is_a_row_recomputed_from_the_database(rebuilt):
         if len(diffs) < 3:
             assert np.isnan(row.p) and "cannot tell yet" in row.verdict
             continue
-        se_seeds, se_images = np.std(diffs, ddof=1) / math.sqrt(len(diffs)), _se_images(images)
-        assert row.se_seeds == pytest.approx(se_seeds, rel=1e-9) and row.se_images == pytest.approx(se_images, rel=1e-6, abs=1e-9)
-        # The repeated interval: the t interval at 1 − 0.05 j/K on n − 1 df, j the looks its pairs stayed the same.
-        se = math.hypot(se_seeds, se_images)
-        widths = [2 * se * stats.t.ppf(1 - 0.05 * j / k / 2, len(diffs) - 1) for j in range(1, k + 1)]
-        assert min(abs(row.ci_high - row.ci_low - w) for w in widths) < 1e-6, row.verdict
+        sd, se_images = np.std(diffs, ddof=1), _se_images(images)
+        assert row.se_images == pytest.approx(se_images, rel=1e-6, abs=1e-9), row.verdict
+        # The pairs' own spread, then moderated toward its stratum's prior: the prior adds df_prior degrees of freedom.
+        assert (row.sd_raw if math.isfinite(row.sd_raw) else row.se_seeds * math.sqrt(len(diffs))) == pytest.approx(sd, rel=1e-9)
+        assert row.df == pytest.approx(len(diffs) - 1 + row.df_prior)
+        # The interval: the t interval at 1 − alpha on those df, alpha the report's end level over the K planned looks.
+        se = math.hypot(row.se_seeds, se_images)
+        half = se * stats.t.ppf(1 - row.alpha / 2, row.df)
+        assert row.ci_high - row.ci_low == pytest.approx(2 * half, abs=1e-6) and row.multiplicity == k, row.verdict
         assert row.ci_low < row.diff < row.ci_high or se == 0
-        # The repeated p-value is at most K times the last look's own test (it is the smallest over the looks).
-        assert row.p <= min(1.0, k * 2 * stats.t.sf(abs(row.diff) / se, len(diffs) - 1)) + 1e-9, row.verdict
+        assert row.p == pytest.approx(min(1.0, k * 2 * stats.t.sf(abs(row.diff) / se, row.df)), rel=1e-6, abs=1e-12), row.verdict
+        # The interval excludes zero exactly when a difference is claimed.
+        assert (row.ci_low > 0 or row.ci_high < 0) == (row.p_adjusted <= 0.05), row.verdict
     # Every "ahead of" sentence of the report is (part of) a row's verdict, and claims only what its adjusted p allows.
     sentences = re.findall(r"\S+ is ahead of \S+ by [0-9.]+ points \[[^\]]+\] \([^)]*\)", markdown)
     assert sentences
@@ -149,17 +153,20 @@ def test_every_verdict_is_a_row_recomputed_from_the_database(rebuilt):
 
 def test_the_family_is_adjusted_as_one(rebuilt):
     _, _, rows, _ = rebuilt
-    p = np.column_stack([rows["p"], rows["p_equiv"]]).ravel()
-    groups = np.repeat(np.arange(len(rows)), 2)
-    # Holm's step-down over the report, counting comparisons that still hold an unrejected hypothesis.
-    valid = np.flatnonzero(~np.isnan(p))
-    order = valid[np.argsort(p[valid], kind="stable")]
-    expected, running = np.full(len(p), np.nan), 0.0
-    for k, i in enumerate(order):
-        running = max(running, min(1.0, len(set(groups[order[k:]])) * p[i]))
-        expected[i] = running
-    got = np.column_stack([rows["p_adjusted"], rows["p_equiv_adjusted"]]).ravel()
-    assert np.allclose(got, expected, equal_nan=True)
+    # Benjamini–Hochberg over the comparisons' selection p-values (the smaller of the difference's and the equivalence's).
+    selection = np.fmin(rows["p"], rows["p_equiv"]).to_numpy()
+    valid = np.isfinite(selection)
+    m = int(valid.sum())
+    order = np.argsort(np.where(valid, selection, np.inf), kind="stable")[:m]
+    passing = [k + 1 for k in range(m) if selection[order[k]] <= 0.05 * (k + 1) / m]
+    r = max(passing, default=0)
+    selected = set(order[:r].tolist())
+    pooled_over_interaction = rows["verdict"].str.startswith("not pooled")
+    for i, row in enumerate(rows.itertuples()):
+        claimed = row.outcome != "open"
+        assert claimed == (i in selected and not pooled_over_interaction.iloc[i]), row.verdict
+        if math.isfinite(row.ci_low) and row.factor != "test loss":  # every interval at the end level 1 − R q / m, over K looks
+            assert row.alpha * row.multiplicity == pytest.approx(max(r, 1) * 0.05 / m)
 
 
 def test_pooled_verdicts_say_what_the_interaction_shows(rebuilt):
@@ -173,7 +180,12 @@ def test_pooled_verdicts_say_what_the_interaction_shows(rebuilt):
             (verdict,) = pooled["verdict"]
             own = re.search(r"its own p ([<0-9. ]+)\)", row.verdict)
             if row.p_adjusted < 0.05:
-                assert verdict.startswith("not pooled: the difference depends on the learning rate") and "ahead" not in verdict
+                # A change of sign: nothing pooled; a change of size only: the average over the learning rates, said so.
+                means = [float(m) for m in re.findall(r"([+-][0-9.]+) at ", row.verdict)]
+                if all(m > 0 for m in means) or all(m < 0 for m in means):  # one sign everywhere: pooled, said so if claimed
+                    assert "ahead" not in verdict or "its size changes with the learning rate, its sign does not" in verdict
+                else:
+                    assert verdict.startswith("not pooled: the sign of the difference changes") and "ahead" not in verdict
                 assert f"**{row.a} vs {row.b}: it depends on the learning rate.**" in markdown
             elif verdict.startswith("not pooled"):  # not claimed, but its own p (the same in both sentences) is below 0.05
                 assert own and f"the interaction's own p is {own.group(1).strip()}," in verdict and "may depend" in row.verdict
@@ -211,11 +223,10 @@ def test_the_header_says_the_verdicts_hold_however_the_study_stopped(rebuilt):
     _, study, rows, markdown = rebuilt
     k = _max_repeats(study)
     assert "**A sequential study: every verdict below holds however the study stopped.**" in markdown
-    assert f"level 1 − 0.05/{k} ({100 - 5 / k:g}%)" in markdown
-    # Its intervals are named as what they are everywhere: the header, the learning-rate table, the epochs' method.
-    assert "with its repeated interval and *n* pairs" in markdown and "with its 95% t interval" not in markdown
+    assert f"{k} equal shares, one per planned look (`--max-repeats` = {k}" in markdown
+    assert "No share moves from look to look with what a look found." in markdown
+    assert "**a difference is claimed exactly when its printed interval excludes zero**" in markdown
     assert "vs best (points) [repeated CI]" in markdown and "[95% CI]" not in markdown
-    assert "Satterthwaite" not in markdown and "the pairs' n − 1 degrees of freedom" in markdown
     finished = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     rounds = len({t.params["replicate"] for t in finished})
     grid = len({(t.params["activation"], t.params["loss"], t.params["lr"]) for t in finished})
@@ -223,4 +234,17 @@ def test_the_header_says_the_verdicts_hold_however_the_study_stopped(rebuilt):
     assert "**What the claims are about: new test images drawn like these 2,000, and new seeds.**" in markdown
     tested = rows.dropna(subset=["ci_low"])
     tested = tested[~tested["factor"].isin(["test loss"])]
-    assert len(tested) and (tested["n_images"] == 2000).all() and (tested["df"] == tested["n_pairs"] - 1).all()
+    assert len(tested) and (tested["n_images"] == 2000).all() and (tested["df"] == tested["n_pairs"] - 1 + tested["df_prior"]).all()
+
+
+def test_the_report_opens_with_its_answers(rebuilt):
+    _, _, _, markdown = rebuilt
+    before, heading, after = markdown.partition("\n## Answers\n")
+    assert heading and "\n## " not in before and len(before.split()) <= 150
+    answers_text = after.split("\n## ")[0]
+    paragraphs = [p for p in answers_text.split("\n\n") if p.strip()]
+    assert len(paragraphs) == 4
+    for paragraph in paragraphs:
+        question_words = len(paragraph.split("**")[1].split())
+        assert len(paragraph.split()) - question_words <= 120 and any(ch.isdigit() for ch in paragraph)
+    assert after.split("\n## ")[1].startswith("Protocol and method")

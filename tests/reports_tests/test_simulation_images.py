@@ -38,7 +38,7 @@ def test_seed_only_intervals_fall_short_where_the_test_set_counts(scenario):
     if s.name == "test-set floor dominant":
         assert r["seed_only"] < 0.8 and r["image_share"] > 0.7
         # Replicates cannot shrink what decides these: their advice is more test images.
-        assert r["floor"] == 1.0
+        assert r["floor"] >= 0.9
     elif s.name == "seed noise dominant":
         # No image effect: both intervals are the seed-only one, nearly always, and the advice stays replicates.
         assert abs(r["covered"] - r["seed_only"]) <= 0.01 and r["image_share"] < 0.05 and r["floor"] == 0.0

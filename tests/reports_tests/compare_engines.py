@@ -1,0 +1,56 @@
+"""Old engine against new on the same simulated studies: error rate, coverage and power at 3 and 5 replicates.
+
+``PYTHONPATH=<engine root>:tests python -m reports_tests.compare_engines REPORTS SEED [fdr|fwer]`` prints one markdown row per
+scenario and replicate count for the engine on the path (``reports.build.analyse``); run it once with this checkout
+and once with an older one (``git archive <commit> | tar -x -C /tmp/old``) on the same seeds: the simulated studies
+are the same (``simulate.py`` draws them from the seed alone). Rows: claims per report, the mean false discovery
+proportion (false claims / claims), the share of reports with any false claim, power (real differences of at least
+the margin claimed with the right sign) and the coverage of those differences by the printed intervals.
+"""
+
+import math
+import sys
+
+import numpy as np
+from reports_tests.simulate import SCENARIOS, false_claims, simulate, truth
+
+
+def row(effect, curve, reports: int, seed: int, replicates: int, margin: float = 2.0, error_rate: str | None = None) -> dict:
+    """One scenario at ``replicates`` replicates over ``reports`` simulated reports (``error_rate``: the new engine's
+    --error-rate; None for an engine without one)."""
+    from reports import build
+
+    options = {} if error_rate is None else {"error_rate": error_rate}
+    rng = np.random.default_rng(seed)
+    claims = fdp = any_false = found = real = covered = 0.0
+    for _ in range(reports):
+        result = build.analyse(simulate(rng, effect, curve, replicates=replicates), margin=margin, full=False, **options)
+        wrong = false_claims(result.comparisons, effect, curve, margin)
+        made = sum(c.claims or (c.kind == "interaction" and c.claims_difference) for c in result.comparisons)
+        claims += made
+        fdp += len(wrong) / max(made, 1)
+        any_false += bool(wrong)
+        for c in result.comparisons:
+            true = truth(c, effect, curve)
+            if c.kind in ("interaction", "pooled") or c.factor == "test loss" or abs(true) < margin or math.isnan(c.ci_low):
+                continue
+            real += 1
+            found += c.claims_difference and math.copysign(1, c.diff) == math.copysign(1, true)
+            covered += c.ci_low <= true <= c.ci_high
+    return {"claims": claims / reports, "fdp": fdp / reports, "any_false": any_false / reports,
+            "power": found / real if real else math.nan, "covered": covered / real if real else math.nan}  # fmt: skip
+
+
+def main(reports: int, seed: int, error_rate: str | None = None) -> None:
+    for i, (name, (effect, curve)) in enumerate(SCENARIOS.items()):
+        for replicates in (3, 5):
+            r = row(effect, curve, reports, seed + i, replicates, error_rate=error_rate)
+            print(
+                f"| {name} | {replicates} | {reports} | {r['claims']:.1f} | {r['fdp']:.1%} | {r['any_false']:.0%} | "
+                f"{r['power']:.0%} | {r['covered']:.1%} |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 40, int(sys.argv[2]) if len(sys.argv) > 2 else 100, *sys.argv[3:4])
