@@ -192,11 +192,33 @@ class Interrupted(BaseException):
         self.queued: list[int] = []  # trials failed and queued to run again
 
 
+DEFER_SECONDS = 0.05  # how long a signal that arrived inside a database call waits before it is delivered again
+_STORAGE_CODE = ("sqlalchemy", "optuna.storages", "sqlite3", "psycopg")  # modules a signal must not cut in half
+
+
+def _in_storage(frame) -> bool:
+    """Whether ``frame`` (where the main thread was when a signal arrived) is inside database code.
+
+    An exception raised there can abandon a transaction half done: a SQLite connection of this process then keeps its
+    lock while the clean-up's own write waits for it (two minutes, then "database is locked"), or the exception lands
+    in a garbage-collection callback of SQLAlchemy's, which swallows it, and the signal is lost. Found by the test of a
+    ``--workers`` parent killed with ``kill -9``: a worker's SIGTERM landed in a commit and its clean-up hung.
+    """
+    while frame is not None:
+        if frame.f_globals.get("__name__", "").startswith(_STORAGE_CODE):
+            return True
+        frame = frame.f_back
+    return False
+
+
 @contextlib.contextmanager
 def interruptible(signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)):
     """While inside, ``signals`` raise :class:`Interrupted` in the main thread; a second signal is ignored during the clean-up."""
 
     def handler(signum, frame):
+        if _in_storage(frame):  # raised here, it could leave this process holding a database lock it then waits for
+            threading.Timer(DEFER_SECONDS, os.kill, (os.getpid(), signum)).start()  # the same signal again, a moment later
+            return
         for s in signals:
             signal.signal(s, signal.SIG_IGN)
         raise Interrupted(signum)
