@@ -254,7 +254,7 @@ def _interaction_images(groups: list[np.ndarray], tables: list[np.ndarray]) -> I
     ν = (k − 1)(k + 1) / (3A), A = ½ Σ_j [tr((M V_j)²) + (tr M V_j)²] / ν_j over V's independently estimated parts
     V_j (each group's seeds on P_g − 1 df, the images' covariance on I − 1), M = C'(C V C')⁻¹C. Without images A is
     Σ_g (1 − w_g / Σ w)² / (P_g − 1), w_g = 1 / V_gg: Welch's (1951) test exactly (``anova_oneway(use_var="unequal")``).
-    When the images dominate, A ≈ (k − 1)(k + 2) / (2(I − 1)): ν is large and the test is nearly χ²(k − 1) / (k − 1),
+    When the images dominate, A ≈ k(k − 1) / (2(I − 1)): ν is large and the test is nearly χ²(k − 1) / (k − 1),
     as it should be for a covariance measured on thousands of images. Where a group has one pair (no spread of its
     own) or its seeds show no spread, :func:`_interaction_images_pooled` pools the seeds' variance instead.
     """
