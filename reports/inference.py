@@ -90,7 +90,7 @@ def fit_prior(variances, dfs, max_d0: float | None = None) -> Prior:
 
     >>> p = fit_prior([1.0, 1.1, 0.9, 1.05], [4, 4, 4, 4], max_d0=16)
     >>> round(p.s0_sq, 2), p.d0
-    (1.01, 16)
+    (1.32, 16.0)
     """
     v, d = np.asarray(variances, dtype=float), np.asarray(dfs, dtype=float)
     ok = np.isfinite(v) & (v > 0) & np.isfinite(d) & (d > 0)

@@ -87,9 +87,13 @@ def report_note(report: str, path: str | Path | None = None) -> str:
     question (the first list under each ``## N. ...`` heading).
     """
     parts = ["## What the report answers", answers_text(report) or "The report answers no question yet (no finished trials)."]
-    error_rate = _sentence(report, r"One error rate for the whole report:\*\*\s*(.+?\.)(?=\s|$)")
+    # "**One error rate for the whole report: at most 5% of its claims ... false** (false discovery rate, ...)."
+    error_rate = _sentence(report, r"One error rate for the whole report: *(.+?)\*\*")
     if error_rate:
-        parts.append(f"**Error rate:** {error_rate.replace('any claim below', 'any claim of the report')}")
+        error_rate = error_rate[0].upper() + error_rate[1:] + _sentence(report, r"One error rate for the whole report:.+?\*\*( \(.+?\))")
+        error_rate = error_rate.rstrip(".") + "."
+        error_rate = error_rate.replace("any claim below", "any claim of the report").replace("of its claims", "of the report's claims")
+        parts.append(f"**Error rate:** {error_rate}")
     shares = _sentence(report, r"(Where the variation in .+? comes from, as percent of its variance: .+?\.)(?=\s|$)")
     shares = shares or _sentence(report, r"(Parameter importance \(Optuna's fANOVA.+?as percent: .+?\.)(?=\s|$)")
     parts.append(f"**Variance shares (the report):** {shares}\n\n{REPLICATE_TEXT}" if shares else REPLICATE_TEXT)

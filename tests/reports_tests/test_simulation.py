@@ -53,7 +53,7 @@ def test_a_real_drop_after_the_peak_is_found_and_covered():
 
 
 def test_the_engines_comparison_runs_on_a_seeded_slice():
-    # A slice of docs/statistics-engine.md's table (compare_engines, 40 reports per row there): 4 reports at 5 replicates.
+    # A slice of docs/statistics.md's old-against-new table (compare_engines, 40 reports per row there): 4 reports at 5 replicates.
     from reports_tests.compare_engines import row
 
     r = row(relu_ahead, flat, reports=4, seed=101, replicates=5)

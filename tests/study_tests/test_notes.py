@@ -25,9 +25,10 @@ def test_report_build_names_the_metric_and_writes_the_answers_as_the_study_note(
     assert study.metric_names == ["test accuracy (%)"]
     note = get_note(study)
     # The report's headline verdicts, its error rate, its variance shares next to what replicate is, and its path.
-    assert note.startswith("## What the report answers\n\n**1. What changes when the activation function changes?**")
-    assert "- **leaky_relu vs relu: it depends on the learning rate.**" in note
-    assert "**Error rate:** its 118 tests" in note and "the chance that any claim of the report is false is at most 5%." in note
+    assert note.startswith("## What the report answers\n\n**What changes with the activation function?**")
+    answers = note.split("\n\n**Error rate:**")[0]
+    assert answers.count("\n\n**What ") == 4 and "**What do more epochs change?**" in answers  # the report's four answers
+    assert "**Error rate:** At most 5% of the report's claims are expected to be false (false discovery rate" in note
     assert "**Variance shares (the report):** Where the variation in test accuracy (epoch 10) comes from" in note
     assert REPLICATE_TEXT in note and f"`{(out / 'report.md').resolve()}`" in note
     assert "warning" not in capsys.readouterr().err
@@ -45,7 +46,7 @@ def test_a_study_names_its_metric_and_notes_every_trial_and_its_answers(db, smal
     study = optuna.load_study(study_name="cnn-study", storage=db)
     # With --val-split the trials return validation accuracy: the dashboard's axis says so.
     assert study.metric_names == [METRIC_NAMES["validation"]] == ["validation accuracy (%)"]
-    assert get_note(study).startswith("## What the report answers\n\n**1. What changes")
+    assert get_note(study).startswith("## What the report answers\n\n**What changes with the activation function?**")
     first, second, third = sorted(study.trials, key=lambda t: t.number)
     notes = {t.number: get_note(optuna.Trial(study, t._trial_id)) for t in (first, second, third)}
     p = third.params
