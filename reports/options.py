@@ -1,9 +1,10 @@
 """Questions 1 and 2 on a paired grid: what changes when the activation (or the loss) changes?
 
 For every two options of the factor: the paired differences at each learning rate of the grid,
-the test of their interaction with the learning rate (one-way F test of the paired differences
-grouped by learning rate; where the trials stored their per-image predictions, a Wald test whose error also counts
-each learning rate's test-image effects, ``stats.interaction_test``), and a pooled difference over the learning rates. Where the interaction
+the test of their interaction with the learning rate (Welch's one-way test of the paired differences
+grouped by learning rate, each with its own spread; where the trials stored their per-image predictions, its Welch–James
+form whose covariance also counts the test-image effects, ``stats.interaction_test``), and a pooled difference over the
+learning rates. Where the interaction
 is shown, the answer is "it depends on the learning rate" followed by the per-rate verdicts, and
 the pooled row claims nothing. Where it is not, the pooled row is the mean of every pair at every
 learning rate with a t interval over them (the two-way model with the untested interaction pooled
@@ -94,7 +95,8 @@ def compare_pair(design: Design, factor: str, x: str, y: str, question: str, mar
         diff=float(max(m for _, m in lr_means) - min(m for _, m in lr_means)) if lr_means else float("nan"),
         ci_low=float("nan"), ci_high=float("nan"), subset="F test of the paired differences by lr", kind="interaction", p=f.p,
         detail={"f": f.f, "df_between": f.df_between, "df_within": f.df_within, "means": lr_means,
-                "welch": any(t is None for t in tables) and f.df_within != len(both) - len(lr_means)},
+                # Welch's test, with or without the images: every lr's own seeds' spread, and the test's own df.
+                "welch": all(len(g) >= 2 and g.var() > 0 for g in groups)},
     )  # fmt: skip
     pooled = None
     if len(lr_means) >= 2:

@@ -81,7 +81,7 @@ def error_text(family: Family) -> str:
         'prior\'s degrees of freedom (`df_prior`). "Cannot tell yet" says what would decide a margin-sized difference '
         "with 80% probability. For the activation and the loss, the interaction with the learning rate is tested first "
         "(Welch's heteroscedastic one-way test of the paired differences grouped by learning rate; where the trials stored "
-        "per-image predictions, a Wald test whose error counts each learning rate's own test-image effects). Where it "
+        "per-image predictions, its Welch–James form, whose error adds each learning rate's own test-image effects). Where it "
         'is shown the answer is "it depends on the learning rate" with the per-rate verdicts; a pooled number over the '
         "learning rates is claimed only where the difference keeps its sign at every learning rate (its size changes, "
         "not its direction), never where the sign changes. Every verdict is a "

@@ -266,7 +266,7 @@ def carry_over(plan: RoundPlan, comparisons: list[Comparison]) -> bool:
     for c, s in zip(comparisons, twins, strict=True):
         for name in copied:
             setattr(c, name, getattr(s, name))
-        if c.kind == "interaction" and "df_between" in c.detail:  # the F the own p refers to: the seeds' N − k df
+        if c.kind == "interaction" and "df_between" in c.detail and not c.detail.get("welch"):  # the F on the seeds' N − k df
             c.detail = {**c.detail, "df_within": c.n_pairs - c.detail["df_between"] - 1}
     return True
 
