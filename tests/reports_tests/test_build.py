@@ -12,6 +12,7 @@ from reports.build import build_report, main
 from reports.frames import load_frames
 from study.run import main as run_study
 from study.space import SearchSpace
+from study.storage import output_dir
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -50,10 +51,12 @@ def real_study(tmp_path_factory, cifar_dir):
 @pytest.mark.slow  # a real study
 def test_study_run_builds_the_report_beside_the_database(real_study):
     storage, folder = real_study
-    report = folder / "cnn-study-report" / "report.md"
+    reports = output_dir(storage, "cnn-study", "report")  # beside the database, named after it and the study
+    assert reports.parent == folder and reports.name == "study-cnn-study-report"
+    report = reports / "report.md"
     assert report.is_file()
     for name in ("trials.csv", "epochs.csv", "comparisons.csv"):
-        assert (folder / "cnn-study-report" / name).is_file()
+        assert (reports / name).is_file()
 
 
 @pytest.mark.slow  # a real study
