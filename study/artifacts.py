@@ -57,9 +57,11 @@ class DatabaseArtifactStore:
             try:
                 metadata.create_all(engine, checkfirst=True)
                 break
-            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
-                # Another process created the table this instant (PostgreSQL reports a duplicate type or table).
-                if attempt == 4:
+            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError, sqlalchemy.exc.OperationalError) as error:
+                # Another process created the table this instant (PostgreSQL reports a duplicate type or table; SQLite
+                # "table ... already exists", seen when two --workers started at once). Any other fault is raised.
+                racing = not isinstance(error, sqlalchemy.exc.OperationalError) or "already exists" in str(error)
+                if attempt == 4 or not racing:
                     raise
                 time.sleep(0.2 * (attempt + 1) + random.random() / 5)
 

@@ -1,5 +1,6 @@
 """Trained weights live in the study's own database: they travel with it, load anywhere, show in the dashboard."""
 
+import io
 import os
 import shutil
 import socket
@@ -102,3 +103,27 @@ def test_weights_of_a_failed_trial_are_removed_when_it_is_requeued(db, small_arg
         artifact_store(study).open_reader(orphan)
     retry = next(t for t in study.trials if t.system_attrs.get("failed_trial") == study.trials[1].number)
     assert retry.state in FINISHED and load_model(db, "cnn-study", trial=retry.number) is not None
+
+
+def test_the_weights_table_created_by_another_process_at_the_same_instant_is_taken_as_it_is(tmp_path, monkeypatch):
+    # Two --workers processes open a new SQLite study at once: the other creates the table between this one's check and
+    # its CREATE TABLE, which SQLite answers with "table ... already exists" (an OperationalError; CI saw it).
+    import sqlalchemy
+
+    from study.artifacts import DatabaseArtifactStore
+
+    engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'study.db'}")
+    real, raced = sqlalchemy.MetaData.create_all, []
+
+    def racing(self, bind, checkfirst=True):
+        if not raced:
+            raced.append(True)
+            real(self, bind, checkfirst=True)  # the other process
+            return real(self, bind, checkfirst=False)  # this one, past its check
+        return real(self, bind, checkfirst=checkfirst)
+
+    monkeypatch.setattr(sqlalchemy.MetaData, "create_all", racing)
+    store = DatabaseArtifactStore(engine)
+    assert raced
+    store.write("weights", io.BytesIO(b"w"))  # the table the other process made works as this one's
+    assert store.open_reader("weights").read() == b"w"
