@@ -56,3 +56,35 @@ def postgresql(action: str) -> None:
         done = subprocess.run(["pg_ctlcluster", version, "main", action], stdin=subprocess.DEVNULL, stdout=log, stderr=log, timeout=120)
         log.seek(0)
         assert done.returncode == 0, log.read().decode(errors="replace")
+
+
+def group(pgid: int) -> list[int]:
+    """The live processes (zombies excepted) of process group ``pgid``: a command started by ``spawn`` and its workers."""
+    alive = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, _, group = stat.read_text().rsplit(")", 1)[1].split()[:3]
+        except (OSError, ValueError):
+            continue
+        if int(group) == pgid and state not in ("Z", "X"):
+            alive.append(int(stat.parent.name))
+    return alive
+
+
+# A run of the command that kills itself (kill -9) inside study.ask() of the first trial after a round's plan is stored:
+# the trial exists, RUNNING, and has no grid point yet.
+KILLED_AT_A_ROUNDS_START = """
+import os, signal, sys
+from study import rounds, samplers
+from study.run import main
+
+before_trial = samplers.DesignGridSampler.before_trial
+
+def killed_at_a_rounds_start(self, study, trial):
+    if rounds.stored_rounds(study.user_attrs):
+        os.kill(os.getpid(), signal.SIGKILL)
+    before_trial(self, study, trial)
+
+samplers.DesignGridSampler.before_trial = killed_at_a_rounds_start
+sys.exit(main(sys.argv[1:]))
+"""

@@ -26,10 +26,9 @@ import sys
 import time
 import uuid
 from collections import Counter
-from pathlib import Path
 
 import pytest
-from helpers import REPO, load, postgresql, spawn, wait_for
+from helpers import KILLED_AT_A_ROUNDS_START, REPO, group, load, postgresql, spawn, wait_for
 from optuna.trial import TrialState
 
 from study import load_model, rounds
@@ -154,23 +153,6 @@ def test_faults_never_leave_a_hole_in_the_grid(storage, workers, fuse, design, s
     assert design == "sequential" or invariant["planned"] == POINTS
 
 
-# A command that kills itself (kill -9) inside study.ask() of the first trial after a round's plan is stored: the trial
-# is RUNNING and has no grid point yet.
-KILLED_AT_A_ROUNDS_START = """
-import os, signal, sys
-from study import rounds, samplers
-from study.run import main
-
-before_trial = samplers.DesignGridSampler.before_trial
-
-def killed_at_a_rounds_start(self, study, trial):
-    if rounds.stored_rounds(study.user_attrs):
-        os.kill(os.getpid(), signal.SIGKILL)
-    before_trial(self, study, trial)
-
-samplers.DesignGridSampler.before_trial = killed_at_a_rounds_start
-sys.exit(main(sys.argv[1:]))
-"""
 MOMENTS = ["round start", "parent of workers killed", "sigterm to workers"]
 MOMENTS_SLICE = ["round start"]
 
@@ -181,19 +163,6 @@ def _training(db: str, name: str) -> int:
     except KeyError:
         return 0
     return sum(bool(t.user_attrs.get("history")) for t in trials)
-
-
-def _group(pgid: int) -> list[int]:
-    """The live processes (zombies excepted) of process group ``pgid``."""
-    alive = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            state, _, group = stat.read_text().rsplit(")", 1)[1].split()[:3]
-        except (OSError, ValueError):
-            continue
-        if int(group) == pgid and state not in ("Z", "X"):
-            alive.append(int(stat.parent.name))
-    return alive
 
 
 def fault_at(moment: str, args: list[str], db: str, name: str) -> dict:
@@ -218,7 +187,7 @@ def fault_at(moment: str, args: list[str], db: str, name: str) -> dict:
     os.kill(process.pid, signal.SIGKILL)  # the parent alone
     process.wait(timeout=60)
     try:
-        assert wait_for(lambda: not _group(process.pid), 15), _group(process.pid)
+        assert wait_for(lambda: not group(process.pid), 15), group(process.pid)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)

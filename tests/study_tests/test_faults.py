@@ -16,7 +16,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from helpers import REPO, load, postgresql, spawn, wait_for
+from helpers import REPO, group, load, postgresql, spawn, wait_for
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
@@ -47,19 +47,6 @@ def _second_trial_training(db: str) -> bool:
 def _training(db: str) -> list:
     """The RUNNING trials that have finished an epoch."""
     return [t for t in _trials(db) if t.state == TrialState.RUNNING and t.user_attrs.get("history")]
-
-
-def _group(pgid: int) -> list[int]:
-    """The live processes (zombies excepted) of process group ``pgid``: a command started by ``spawn`` and its workers."""
-    alive = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            state, _, group = stat.read_text().rsplit(")", 1)[1].split()[:3]
-        except (OSError, ValueError):
-            continue
-        if int(group) == pgid and state not in ("Z", "X"):
-            alive.append(int(stat.parent.name))
-    return alive
 
 
 def _digest(path: Path) -> str:
@@ -251,7 +238,7 @@ def test_sigterm_to_the_parent_of_workers_queues_and_names_every_workers_trial(d
     # Both workers' trials are failed, queued again, and named in the one line.
     assert len(failed) == 2, output
     assert f"interrupted by SIGTERM: trial(s) {', '.join(map(str, failed))} failed and queued to run again" in output
-    assert wait_for(lambda: not _group(process.pid), 15), _group(process.pid)
+    assert wait_for(lambda: not group(process.pid), 15), group(process.pid)
 
 
 @pytest.mark.slow
@@ -263,7 +250,7 @@ def test_workers_end_when_their_parent_is_killed_and_the_rerun_completes_the_gri
     process.wait(timeout=60)
     try:
         # The workers notice, queue their trials again and end: no process of the study is alive 15 s later.
-        assert wait_for(lambda: not _group(process.pid), 15), _group(process.pid)
+        assert wait_for(lambda: not group(process.pid), 15), group(process.pid)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)  # an earlier release's workers ran on for minutes

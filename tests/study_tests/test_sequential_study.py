@@ -8,7 +8,7 @@ from collections import Counter
 
 import optuna
 import pytest
-from helpers import FINISHED, REPO, load
+from helpers import FINISHED, KILLED_AT_A_ROUNDS_START, REPO, load
 from optuna.trial import TrialState
 
 from cnn import TrainConfig
@@ -173,25 +173,6 @@ def test_a_study_killed_in_its_rounds_last_trial_resumes_and_goes_on(db, small_a
     _check_rounds(study, 2)  # round 0 whole, each later round its plan, nothing twice
     retry = next(t for t in study.trials if t.system_attrs.get("failed_trial") == 7)
     assert retry.state in FINISHED and (retry.params["activation"], retry.params["loss"]) == (config.activation, config.loss)
-
-
-# A run of the command that kills itself (kill -9) inside study.ask() of the first trial after a round's plan is stored:
-# the trial exists, RUNNING, and has no grid point yet.
-KILLED_AT_A_ROUNDS_START = """
-import os, signal, sys
-from study import rounds, samplers
-from study.run import main
-
-before_trial = samplers.DesignGridSampler.before_trial
-
-def killed_at_a_rounds_start(self, study, trial):
-    if rounds.stored_rounds(study.user_attrs):
-        os.kill(os.getpid(), signal.SIGKILL)
-    before_trial(self, study, trial)
-
-samplers.DesignGridSampler.before_trial = killed_at_a_rounds_start
-sys.exit(main(sys.argv[1:]))
-"""
 
 
 @pytest.mark.slow
