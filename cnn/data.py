@@ -129,7 +129,7 @@ def load_data(
     source = _detect_source(path, download)
     if source == "cifar10" and not (path / CIFAR10_FOLDER).is_dir():
         _download_cifar10(path)
-    train, test, classes = _load_cached(path, source, Path(cache_dir) if cache_dir else _default_cache_dir())
+    train, test, classes = _load_cached(path, source, Path(cache_dir) if cache_dir else default_cache_dir())
 
     generator = torch.Generator().manual_seed(seed)
     if train_size is not None:
@@ -205,7 +205,8 @@ def _download_cifar10(path: Path) -> None:
         raise DataError(f"could not download CIFAR-10 into {path} ({reason})", fix="download") from None
 
 
-def _default_cache_dir() -> Path:
+def default_cache_dir() -> Path:
+    """Where cached files go: ``$CNN_STUDY_CACHE``, else ~/.cache/cnn-study."""
     return Path(os.environ.get("CNN_STUDY_CACHE") or Path.home() / ".cache" / "cnn-study")
 
 

@@ -4,6 +4,8 @@ This module knows nothing of Optuna: ``train`` calls ``on_epoch(row)`` after eve
 and stops when it returns True, which is how a study's pruner plugs in.
 """
 
+import hashlib
+import json
 import math
 import time
 import zlib
@@ -15,7 +17,7 @@ import torch
 from torch import nn
 
 from cnn.augment import crop_flip, decode, draw_codes, to_device
-from cnn.data import Data, normalize
+from cnn.data import Data, default_cache_dir, normalize
 from cnn.losses import LOSSES, build_loss
 from cnn.model import ACTIVATIONS, build_model
 from cnn.registry import lookup
@@ -209,13 +211,8 @@ def _cpu_precision_choice() -> tuple[torch.dtype, str]:
     if not avx512_bf16:
         _cpu_choice = torch.float32, "the CPU has no native bfloat16"
         return _cpu_choice
-    import hashlib
-    import json
-    import os
-    from pathlib import Path
-
     key = f"{_cpu_name()}|{torch.get_num_threads()} threads|torch {torch.__version__}"
-    folder = Path(os.environ.get("CNN_STUDY_CACHE") or Path.home() / ".cache" / "cnn-study")
+    folder = default_cache_dir()
     path = folder / f"cpu-bf16-{hashlib.sha1(key.encode()).hexdigest()[:12]}.json"
     try:
         ratio, when = float(json.loads(path.read_text())["bf16_speedup"]), "measured earlier"

@@ -71,7 +71,7 @@ def test_cache_never_unpickles(tmp_path, cifar_dir):
 
 
 def _cache_folder_of(folder):
-    root = cnn.data._default_cache_dir()
+    root = cnn.data.default_cache_dir()
     return root / hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16]
 
 
