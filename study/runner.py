@@ -7,6 +7,7 @@ network. SIGINT and SIGTERM fail the running trials and queue them again (:class
 """
 
 import contextlib
+import faulthandler
 import os
 import signal
 import sys
@@ -411,6 +412,7 @@ def _worker_main(config: StudyConfig, worker: int, parent: int) -> None:
 
 
 PARENT_POLL_SECONDS = 1.0  # how often a worker looks whether the command that started it is still alive
+PARENT_GRACE_SECONDS = 10.0  # how long an orphaned worker's clean-up may take before the worker ends without it
 
 
 def _watch_parent(parent: int) -> None:
@@ -418,13 +420,26 @@ def _watch_parent(parent: int) -> None:
 
     A thread that polls ``os.getppid()``, rather than Linux's ``prctl(PR_SET_PDEATHSIG)``: the
     latter fires when the parent's *thread* that started the worker ends (joblib starts workers
-    from its own threads), and exists on Linux only.
+    from its own threads), and exists on Linux only. The SIGTERM queues the worker's trials again
+    and ends it within a second; should anything hold it longer than ``PARENT_GRACE_SECONDS`` (a
+    clean-up stuck on the database), the worker prints where each of its threads was and ends at
+    once. Its trials then stay RUNNING under its pid, which the next run of the study sees is gone,
+    and queues them again (``fail_dead_trials``): a worker never outlives its command for long.
     """
 
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(PARENT_POLL_SECONDS)
         os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(PARENT_GRACE_SECONDS)  # a daemon thread: a worker that ends in time ends it too
+        print(
+            f"worker {os.getpid()}: its command ended and it did not stop within {PARENT_GRACE_SECONDS:.0f} s; it ends now,"
+            " and the next run of the study queues its trials again. Where its threads were:",
+            file=sys.stderr,
+            flush=True,
+        )
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        os._exit(128 + signal.SIGTERM)
 
     threading.Thread(target=watch, daemon=True, name="parent-watch").start()
 
