@@ -23,23 +23,29 @@ from scipy import stats
 from reports.build import main
 
 REPO = Path(__file__).resolve().parents[2]
-EXAMPLE = REPO / "docs" / "example"
-DB = Path(os.environ.get("CNN_STUDY_EXAMPLE_DB", EXAMPLE / "study.db"))  # another copy of the study, for development
-NAME = "cifar10-sequential"
-EPOCH = 10  # the example's --compare-epoch
-pytestmark = pytest.mark.skipif(not DB.is_file(), reason=f"no example database at {DB}")
+# The ladder's two rungs (docs/ladder.md): folder -> study name. Both compare at epoch 10 (their --compare-epoch).
+EXAMPLES = {"example": "cifar10-sequential", "example-10k": "cifar10-10k"}
+EPOCH = 10
+DEVELOPMENT_DB = os.environ.get("CNN_STUDY_EXAMPLE_DB")  # another copy of the first example's study, for development
 
 
-@pytest.fixture(scope="module")
-def rebuilt(tmp_path_factory):
-    """The report rebuilt from a copy of the shipped database (the shipped files stay untouched)."""
-    folder = tmp_path_factory.mktemp("example")
+def _database(folder: str) -> Path:
+    return Path(DEVELOPMENT_DB) if DEVELOPMENT_DB and folder == "example" else REPO / "docs" / folder / "study.db"
+
+
+@pytest.fixture(scope="module", params=list(EXAMPLES))
+def rebuilt(request, tmp_path_factory):
+    """An example's report rebuilt from a copy of its shipped database (the shipped files stay untouched)."""
+    db, name = _database(request.param), EXAMPLES[request.param]
+    if not db.is_file():
+        pytest.skip(f"no example database at {db}")
+    folder = tmp_path_factory.mktemp(request.param)
     copy = folder / "study.db"
-    shutil.copy(DB, copy)
+    shutil.copy(db, copy)
     out = folder / "report"
-    assert main(["--storage", f"sqlite:///{copy}", "--study-name", NAME, "--out", str(out), "--no-samples"]) == 0
-    study = optuna.load_study(study_name=NAME, storage=f"sqlite:///{copy}")
-    return out, study, pd.read_csv(out / "comparisons.csv"), (out / "report.md").read_text()
+    assert main(["--storage", f"sqlite:///{copy}", "--study-name", name, "--out", str(out), "--no-samples"]) == 0
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{copy}")
+    return out, study, pd.read_csv(out / "comparisons.csv"), (out / "report.md").read_text(), REPO / "docs" / request.param
 
 
 def _decode(stored: dict) -> np.ndarray:
@@ -87,17 +93,18 @@ def _max_repeats(study) -> int:
     return int(study.user_attrs["settings"]["repeats"])
 
 
-@pytest.mark.skipif("CNN_STUDY_EXAMPLE_DB" in os.environ, reason="another database than the shipped one")
 def test_the_shipped_report_is_what_the_database_builds(rebuilt):
-    _, _, rows, _ = rebuilt
-    shipped = pd.read_csv(EXAMPLE / "comparisons.csv")
+    _, _, rows, _, shipped_folder = rebuilt
+    if DEVELOPMENT_DB and shipped_folder.name == "example":
+        pytest.skip("another database than the shipped one")
+    shipped = pd.read_csv(shipped_folder / "comparisons.csv")
     assert shipped["verdict"].tolist() == rows["verdict"].tolist()
     numbers = ["diff", "ci_low", "ci_high", "p_adjusted"]
     assert np.allclose(shipped[numbers], rows[numbers], equal_nan=True)
 
 
 def test_each_round_trained_what_its_stored_plan_named_and_nothing_twice(rebuilt):
-    _, study, _, markdown = rebuilt
+    _, study, _, markdown, _ = rebuilt
     finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     by_round: dict[int, list] = {}
     for t in finished:
@@ -114,7 +121,7 @@ def test_each_round_trained_what_its_stored_plan_named_and_nothing_twice(rebuilt
 
 
 def test_every_verdict_is_a_row_recomputed_from_the_database(rebuilt):
-    _, study, rows, markdown = rebuilt
+    _, study, rows, markdown, _ = rebuilt
     points, k = _points(study), _max_repeats(study)
     expected = rows[rows["question"].isin(["activation", "loss", "learning rate"]) & (rows["lr"] != "interaction")]
     assert len(expected)
@@ -152,7 +159,7 @@ def test_every_verdict_is_a_row_recomputed_from_the_database(rebuilt):
 
 
 def test_the_family_is_adjusted_as_one(rebuilt):
-    _, _, rows, _ = rebuilt
+    _, _, rows, _, _ = rebuilt
     # Benjamini–Hochberg over the comparisons' selection p-values (the smaller of the difference's and the equivalence's).
     selection = np.fmin(rows["p"], rows["p_equiv"]).to_numpy()
     valid = np.isfinite(selection)
@@ -170,7 +177,7 @@ def test_the_family_is_adjusted_as_one(rebuilt):
 
 
 def test_pooled_verdicts_say_what_the_interaction_shows(rebuilt):
-    _, _, rows, markdown = rebuilt
+    _, _, rows, markdown, _ = rebuilt
     for question in ("activation", "loss"):
         mine = rows[rows["question"] == question]
         for row in mine[mine["lr"] == "interaction"].itertuples():
@@ -195,7 +202,7 @@ def test_pooled_verdicts_say_what_the_interaction_shows(rebuilt):
 
 
 def test_the_test_loss_sentences_claim_nothing_their_interval_does_not_support(rebuilt):
-    _, _, rows, markdown = rebuilt
+    _, _, rows, markdown, _ = rebuilt
     loss = rows[rows["factor"] == "test loss"]
     assert len(loss)
     for row in loss.itertuples():
@@ -213,14 +220,14 @@ def test_the_test_loss_sentences_claim_nothing_their_interval_does_not_support(r
 
 
 def test_importance_puts_the_loss_far_above_zero(rebuilt):
-    _, _, _, markdown = rebuilt
+    _, _, _, markdown, _ = rebuilt
     (sentence,) = [line for line in markdown.splitlines() if "percent of its variance" in line or "fANOVA" in line]
     share = float(re.search(r"\bloss (\d+)%", sentence).group(1))
     assert share >= 10, sentence
 
 
 def test_the_header_says_the_verdicts_hold_however_the_study_stopped(rebuilt):
-    _, study, rows, markdown = rebuilt
+    _, study, rows, markdown, _ = rebuilt
     k = _max_repeats(study)
     assert "**A sequential study: every verdict below holds however the study stopped.**" in markdown
     assert f"{k} equal shares, one per planned look (`--max-repeats` = {k}" in markdown
@@ -231,14 +238,15 @@ def test_the_header_says_the_verdicts_hold_however_the_study_stopped(rebuilt):
     rounds = len({t.params["replicate"] for t in finished})
     grid = len({(t.params["activation"], t.params["loss"], t.params["lr"]) for t in finished})
     assert f"It spent {len(finished)} trials in {rounds} rounds, against {grid * k} for the fixed design of {k} replicates" in markdown
-    assert "**What the claims are about: new test images drawn like these 2,000, and new seeds.**" in markdown
+    images = len(_decode(study.user_attrs["labels"]["test"]))
+    assert f"**What the claims are about: new test images drawn like these {images:,}, and new seeds.**" in markdown
     tested = rows.dropna(subset=["ci_low"])
     tested = tested[~tested["factor"].isin(["test loss"])]
-    assert len(tested) and (tested["n_images"] == 2000).all() and (tested["df"] == tested["n_pairs"] - 1 + tested["df_prior"]).all()
+    assert len(tested) and (tested["n_images"] == images).all() and (tested["df"] == tested["n_pairs"] - 1 + tested["df_prior"]).all()
 
 
 def test_the_report_opens_with_its_answers(rebuilt):
-    _, _, _, markdown = rebuilt
+    _, _, _, markdown, _ = rebuilt
     before, heading, after = markdown.partition("\n## Answers\n")
     assert heading and "\n## " not in before and len(before.split()) <= 150
     answers_text = after.split("\n## ")[0]
