@@ -701,6 +701,7 @@ def train_many(
             m.stopped,
             batch_orders[m.index],
             {split: torch.stack(rows) for split, rows in m.predictions.items()},
+            run.memory_format_choice,
         )
         for m in members
     ]

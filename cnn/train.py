@@ -79,6 +79,7 @@ class TrainResult:
     batch_order: str = ""  # fingerprint of the first epoch's shuffle: runs with the same seed share it
     # split ("test", "val") -> (epochs run, images) uint8: the class predicted for every image after every epoch
     predictions: dict[str, torch.Tensor] = field(default_factory=dict)
+    memory_format: str = ""  # a fused run's activation layout and why it was chosen (cnn.train_many); "" for one trial
     n_params: int = field(init=False)
 
     def __post_init__(self):

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields, replace
 
 from cnn import ACTIVATIONS, LOSSES, OPTIMIZERS, TrainConfig
 from cnn.cli import ArgumentParser, python, script
+from cnn.fused import MEMORY_FORMATS
 from cnn.registry import lookup
 from study.samplers import AUTO_PRUNER, PRUNERS, SAMPLERS
 from study.space import BASELINE, SearchSpace
@@ -53,6 +54,7 @@ class StudyConfig:
     threads: int | None = None  # CPU threads per trial, stored in a new study and used by every run of it; None: cores / workers
     baseline: bool = True  # run the notebook's configuration when the grid does not hold it
     fuse: int | None = None  # trials trained at once as one fused network per worker; None: auto (1 on CPUs, 16 on CUDA)
+    memory_format: str = "auto"  # a fused network's activation layout (cnn.MEMORY_FORMATS); auto: measured on the device
     keep_weights: str = "all"  # whose weights to keep: all finished trials, complete ones only, or none
     weights_dir: str | None = None  # None: weights in the study's own database; else a folder
     report: bool = True
@@ -77,6 +79,8 @@ class StudyConfig:
         lookup(SAMPLERS, self.sampler, "sampler")
         if self.pruner != "auto":
             lookup(PRUNERS, self.pruner, "pruner")
+        if self.memory_format != "auto" and self.memory_format not in MEMORY_FORMATS:
+            raise ValueError(f"unknown --memory-format {self.memory_format!r}; choose one of: auto, {', '.join(MEMORY_FORMATS)}")
         if self.keep_weights not in KEEP_WEIGHTS:
             raise ValueError(f"unknown --keep-weights {self.keep_weights!r}; choose one of: {', '.join(KEEP_WEIGHTS)}")
         if self.repeats is not None and self.max_repeats is not None:
@@ -246,6 +250,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="train up to K trials at once in each worker, as one fused network (grouped convolutions, as HFTA); each "
         "trial still reports every epoch and is pruned on its own. auto: 16 on CUDA, 1 on CPUs, where fused "
         "convolutions measured slower than separate ones (default: %(default)s)",
+    )
+    run.add_argument(
+        "--memory-format",
+        default=study.memory_format,
+        help="a fused network's activation layout (with --fuse above 1): channels_last, contiguous, or auto: the one whose "
+        "grouped convolutions a short measurement on the device finds faster, stored with each trial (default: %(default)s); "
+        "results do not depend on it",
     )
     run.add_argument("--timeout", type=float, help="seconds after which no new trial starts (default: none)")
     run.add_argument(

@@ -254,6 +254,8 @@ def write_history(trial: optuna.Trial, history: list[dict]) -> None:
 def write_result(trial: optuna.Trial, result: TrainResult) -> None:
     trial.set_user_attr("device", result.device)
     trial.set_user_attr("precision", result.precision)
+    if result.memory_format:  # trained fused: the layout and why (a measurement, with --memory-format auto)
+        trial.set_user_attr("memory_format", result.memory_format)
     trial.set_user_attr("n_params", result.n_params)
     trial.set_user_attr("diverged", result.diverged)
     trial.set_user_attr("epochs_run", len(result.history))

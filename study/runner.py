@@ -301,7 +301,7 @@ def _optimize(study: optuna.Study, config: StudyConfig, data: Data, worker: int 
                         time.sleep(ROUND_POLL_SECONDS)
                         continue
                     return
-                _train_and_tell(study, runs, data, store, config.keep_weights, progress)
+                _train_and_tell(study, runs, data, store, config.keep_weights, progress, config.memory_format)
             except BaseException as error:
                 with contextlib.suppress(Exception):  # the storage itself may be what failed; a resume recovers them
                     mine = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if t._trial_id in heartbeats.ids]
@@ -318,12 +318,14 @@ def _allowed(study: optuna.Study, sampler, target: int) -> set[int]:
     return rounds.allowed(sampler, stored, rounds.round_budget(study, target, stored))
 
 
-def _train_and_tell(study: optuna.Study, runs: list[TrialRun], data: Data, store, keep_weights: str, progress: Progress | None) -> None:
+def _train_and_tell(
+    study: optuna.Study, runs: list[TrialRun], data: Data, store, keep_weights: str, progress: Progress | None, memory_format: str = "auto"
+) -> None:
     """Train the asked trials (alone, or as one fused network) and tell each its result."""
     if len(runs) == 1:
         results = [train(runs[0].config, data, on_epoch=runs[0].epoch)]
     else:
-        results = train_many([run.config for run in runs], data, on_epoch=lambda k, row: runs[k].epoch(row))
+        results = train_many([run.config for run in runs], data, on_epoch=lambda k, row: runs[k].epoch(row), memory_format=memory_format)
     for run, result in zip(runs, results, strict=True):
         try:
             value = run.finish(result, store, keep_weights)

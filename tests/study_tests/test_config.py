@@ -70,6 +70,7 @@ def test_other_samplers_prune_with_the_median_and_enqueue_the_baseline():
         (["--fuse", "x"], "argument --fuse: invalid value 'x': use auto or a number of trials"),
         (["--fuse", "0"], "--fuse must be at least 1 but got 0"),
         (["--keep-weights", "some"], "unknown --keep-weights 'some'; choose one of: all, complete, none"),
+        (["--memory-format", "nchw"], "unknown --memory-format 'nchw'; choose one of: auto, channels_last, contiguous"),
     ],
 )
 def test_bad_flags_exit_with_one_line(flags, message, capsys):

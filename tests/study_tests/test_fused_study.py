@@ -1,6 +1,7 @@
 """A study with --fuse: trials trained as one fused network end exactly as trials trained alone."""
 
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -51,7 +52,9 @@ def test_fused_trials_end_with_the_same_record_as_trials_trained_alone(tmp_path,
     assert alone_trials.keys() == fused_trials.keys() and len(alone_trials) == 8
     for point, a in alone_trials.items():
         f = fused_trials[point]
-        assert set(f.user_attrs) == set(a.user_attrs) and f.state == a.state
+        # The fused trial also says which layout its network used and why: by default (--memory-format auto) measured here.
+        assert set(f.user_attrs) == set(a.user_attrs) | {"memory_format"} and f.state == a.state
+        assert re.fullmatch(r"(channels_last|contiguous): measured on cpu: its grouped convolutions took .+", f.user_attrs["memory_format"])
         for key in ("config", "seed", "replicate", "batch_order", "epochs_run", "diverged", "device", "precision", "n_params"):
             assert f.user_attrs[key] == a.user_attrs[key], (point, key)
         for row_a, row_f in zip(a.user_attrs["history"], f.user_attrs["history"], strict=True):
