@@ -432,6 +432,9 @@ def _watch_parent(parent: int) -> None:
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(PARENT_POLL_SECONDS)
+        # Should even this thread never run again (a call that holds the interpreter's lock), faulthandler's own
+        # C thread prints the threads' places and ends the process a little later.
+        faulthandler.dump_traceback_later(PARENT_GRACE_SECONDS + 5, exit=True, file=sys.stderr)
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(PARENT_GRACE_SECONDS)  # a daemon thread: a worker that ends in time ends it too
         print(
