@@ -60,6 +60,8 @@ class Analysis:
     plan: sequential.RoundPlan | None = None  # a sequential study: its plan now (at the report's margin and epoch)
     repeated: bool = False  # the verdicts are the sequential design's (repeated p-values and intervals over its looks)
     error_rate: str = "fdr"  # the report's error rate (reports.inference): fdr (Benjamini–Hochberg) or fwer (Holm)
+    # paired: the best trial's configuration against the notebook's, over the replicates both ran (None: not comparable)
+    best_vs_baseline: overview.BestVsBaseline | None = None
 
     @property
     def family(self) -> overview.Family:
@@ -104,6 +106,8 @@ def analyse(
         result.epochs = epochs.compute(design, margin)
         for part in (*result.options.values(), result.lr, result.epochs):
             result.comparisons.extend(part.comparisons())
+        if full:
+            result.best_vs_baseline = overview.best_vs_baseline(frames, design, margin)
     else:
         epoch = default_compare_epoch(frames.n_epochs) if compare_epoch is None else compare_epoch
         result = Analysis(margin, epoch, [], importance.compute(frames.trials, settings.search_space) if full else None)
@@ -210,7 +214,7 @@ def build_report(
         body = [
             *question_sections(frames, result),
             *([sequential.sequential_section(frames, result.plan)] if result.plan is not None else []),
-            overview.data_section(frames, samples),
+            overview.data_section(frames, samples, result.best_vs_baseline),
             overview.study_section(frames, importance.blocks(result.importance)),
         ]
     title = f"What changes the notebook's CNN? Study `{frames.study_name}`"

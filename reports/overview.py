@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from cnn import DataError, load_data
-from reports import analysis, figures
+from reports import analysis, figures, paired, stats
 from reports.blocks import Figure, Heading, Section, Table, Text, interval, pct, plural, pts
 from reports.frames import Frames
 from reports.observational import SEED
@@ -278,7 +278,47 @@ def _space_text(space: dict, grid_trials: pd.DataFrame | None = None) -> str:
     return f"activation ∈ {{{', '.join(space['activations'])}}}, loss ∈ {{{', '.join(space['losses'])}}}, {lrs}"
 
 
-def data_section(frames: Frames, samples: bool) -> Section:
+@dataclass
+class BestVsBaseline:
+    """The best trial's configuration against the notebook's, paired by replicate (same seeds), at the compare epoch."""
+
+    best: dict  # activation, loss, lr
+    epoch: int
+    estimate: stats.Estimate
+
+
+def best_vs_baseline(frames: Frames, design: paired.Design, margin: float) -> BestVsBaseline | None:
+    """The paired estimate of the best trial's configuration minus the notebook's (None: no best, no baseline, or the same)."""
+    best, baseline = analysis.best_and_baseline(frames.trials, frames.settings.baseline)
+    if best is None or baseline is None:
+        return None
+    keys = ("activation", "loss", "lr")
+    a, b = {k: best[k] for k in keys}, {k: baseline[k] for k in keys}
+    if a == b:
+        return None
+    pairs = paired.configuration_pairs(design, a, b)
+    return BestVsBaseline(a, design.compare_epoch, paired.estimate_pairs(design, pairs, margin))
+
+
+def _best_vs_baseline_text(found: BestVsBaseline, described: str) -> str:
+    e, best = found.estimate, found.best
+    config = f"{best['activation']}, {best['loss']}, lr {best['lr']:.3g}"
+    if e.n < 2:
+        return (
+            f"Paired by seed, the best trial's configuration ({config}) and the notebook's share {plural(e.n, 'replicate')}: "
+            "too few for an interval over seeds."
+        )
+    sources = "seeds and test images" if e.n_images else "seeds"
+    return (
+        f"Paired by seed over the {e.n} replicates both ran, at epoch {found.epoch} (the epoch the questions compare at): "
+        f"{config} − the notebook's configuration ({described}) = {pts(e.mean)} points, 95% interval {interval(e.low, e.high)} "
+        f"(over {sources}). It is descriptive, not one of the report's claims: that configuration was picked as the best "
+        "from these very trials, which flatters it, and the interval is not adjusted for the choice; the comparisons above, "
+        "which are, say which of its differences from the notebook's are shown."
+    )
+
+
+def data_section(frames: Frames, samples: bool, best_vs_baseline: BestVsBaseline | None = None) -> Section:
     section = Section("The data and the mistakes")
     if samples:
         _samples(section, frames)
@@ -316,6 +356,8 @@ def data_section(frames: Frames, samples: bool) -> Section:
             f"[{low:.2f}, {high:.2f}] from test-set sampling alone ({n_test} images); it leaves out the run-to-run variation "
             "of training and the optimism of picking the best of many trials."
         )
+        if best_vs_baseline is not None:
+            section.add(_best_vs_baseline_text(best_vs_baseline, described))
     elif baseline is None:
         section.add(f"The study holds no finished trial of the notebook's configuration ({described}) to compare with.")
     shown = [("best", best)] + ([("baseline", baseline)] if baseline is not None and baseline["number"] != best["number"] else [])

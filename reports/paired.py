@@ -149,6 +149,33 @@ def pairs(design: Design, factor: str, a, b) -> pd.DataFrame:
     return merged
 
 
+def configuration_pairs(design: Design, a: dict, b: dict) -> pd.DataFrame:
+    """The trials of configuration ``a`` against those of ``b`` (each a dict of activation, loss, lr) trained from the
+    same replicate's seed: one row per replicate both have, in the columns of :func:`pairs`."""
+    t = design.trials
+
+    def side(config: dict) -> pd.DataFrame:
+        same = (t["activation"] == config["activation"]) & (t["loss"] == config["loss"])
+        same &= (t["lr"] - config["lr"]).abs().lt(1e-12 * config["lr"] + 1e-15)
+        return t[same].set_index("replicate")[["number", "epoch"]]
+
+    side_a, side_b = side(a), side(b)
+    shared = sorted(side_a.index.intersection(side_b.index))
+    merged = pd.DataFrame(
+        {
+            "replicate": shared,
+            "number_a": side_a.loc[shared, "number"].to_numpy(),
+            "number_b": side_b.loc[shared, "number"].to_numpy(),
+            "epoch": np.minimum(side_a.loc[shared, "epoch"].to_numpy(), side_b.loc[shared, "epoch"].to_numpy()),
+        }
+    )
+    wide = design.curves["test_acc"]
+    merged["acc_a"] = _at(wide, merged["number_a"], merged["epoch"]) if len(merged) else []
+    merged["acc_b"] = _at(wide, merged["number_b"], merged["epoch"]) if len(merged) else []
+    merged["diff"] = merged["acc_a"] - merged["acc_b"]
+    return merged
+
+
 def estimate_pairs(design: Design, pairs_frame: pd.DataFrame, margin: float | None, sign: int = 1) -> stats.Estimate:
     """The estimate of ``sign`` × the pairs' differences (a frame of :func:`pairs`): over seeds and test images where every
     trial of the pairs stored its predictions (:func:`image_table`), over the seeds only otherwise."""

@@ -256,3 +256,22 @@ def test_the_report_opens_with_its_answers(rebuilt):
         question_words = len(paragraph.split("**")[1].split())
         assert len(paragraph.split()) - question_words <= 120 and any(ch.isdigit() for ch in paragraph)
     assert after.split("\n## ")[1].startswith("Protocol and method")
+
+
+def test_the_best_configuration_is_set_against_the_notebooks_on_the_same_seeds(rebuilt):
+    _, study, _, markdown, _ = rebuilt
+    complete = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    best = max(complete, key=lambda t: t.value)
+    config = (best.params["activation"], best.params["loss"], best.params["lr"])
+    notebook = ("relu", "cross_entropy", 0.001)
+    sentence = r"Paired by seed over the (\d+) replicates both ran, at epoch 10 .*? = ([+-]?[0-9.]+) points, 95% interval"
+    match = re.search(sentence + r" \[([-0-9.]+), ([-0-9.]+)\]", markdown)
+    if config == notebook:
+        assert match is None
+        return
+    points = _points(study)
+    diffs = [acc - points[(*notebook, r)][0] for (*c, r), (acc, _) in points.items() if tuple(c) == config and (*notebook, r) in points]
+    assert match, markdown
+    n, mean, low, high = int(match.group(1)), float(match.group(2)), float(match.group(3)), float(match.group(4))
+    assert n == len(diffs) and mean == pytest.approx(np.mean(diffs), abs=0.006) and low < mean < high
+    assert f"{config[0]}, {config[1]}, lr {config[2]:.3g} − the notebook's configuration" in markdown
