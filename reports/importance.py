@@ -105,7 +105,9 @@ def blocks(result: Importance) -> list:
             f"exact decomposition of the complete grid ({result.n} trials: each grid point of each whole replicate once): main effects, "
             "two-way interactions, higher interactions and the spread between replicates of the same grid point add up to 100%. "
             "It agrees with the sections by construction: a factor with a large share is one whose paired differences above are "
-            'large, and an interaction with lr is what the "depends on the learning rate" verdicts test.'
+            'large, and an interaction with lr is what the "depends on the learning rate" verdicts test. The shares describe '
+            "this grid, not the options in general: they grow with the range a factor spans (a learning rate at which training "
+            "fails, such as 0.1, gives lr much of the variance) and shrink when other factors get more extreme levels."
         )
     else:
         text = (
