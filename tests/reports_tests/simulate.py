@@ -43,8 +43,12 @@ def simulate(
     epoch_sd: float = 0.5,
     test_loss=None,
     seed_lr_sd: float = 0.0,
+    trial_sd_by_lr: dict | None = None,
 ) -> Frames:
-    """A paired grid of every activation x loss x lr x replicate; ``test_loss(epoch)`` shapes the mean test loss (flat: 1)."""
+    """A paired grid of every activation x loss x lr x replicate; ``test_loss(epoch)`` shapes the mean test loss (flat: 1).
+
+    ``trial_sd_by_lr`` (lr -> sd) replaces ``trial_sd`` per learning rate: unequal spread, as the example's lr 0.1 runs.
+    """
     grid = list(itertools.product(activations, losses, lrs, range(replicates)))
     n = len(grid)
     act, loss, lr, rep = (np.array(column, dtype=object) for column in zip(*grid, strict=True))
@@ -53,7 +57,8 @@ def simulate(
     # A seed's luck at one learning rate (shared by its options there): cancels in option pairs, not in lr pairs.
     seed_lr = {key: rng.normal(0, seed_lr_sd) if seed_lr_sd else 0.0 for key in itertools.product(lrs, range(replicates))}
     mean = np.array([50 + effect(a, lo, r) + seed[p] + seed_lr[r, p] for a, lo, r, p in grid])
-    trial = rng.normal(0, trial_sd, n)
+    spread = np.array([trial_sd_by_lr[r] for r in lr]) if trial_sd_by_lr else trial_sd
+    trial = rng.normal(0, 1.0, n) * spread
     shape = np.array([[curve(e, r) for e in range(1, epochs + 1)] for r in lr])  # (n, epochs)
     acc = np.clip(mean[:, None] + trial[:, None] + shape + rng.normal(0, epoch_sd, (n, epochs)), 0, 100)
     loss_shape = np.array([test_loss(e) if test_loss else 1.0 for e in range(1, epochs + 1)])  # flat by default: no overfitting
@@ -212,3 +217,19 @@ if __name__ == "__main__":  # the README's figures: PYTHONPATH=tests python -m r
             f"| {name} | {r['claims']:.1f} | {r['false_reports']:.1%} | {r['false_per_report']:.3f} | "
             f"{r['found']:.0%} of {r['real']} | {r['covered']:.1%} | {r['interaction_found']:.0%} | {r['pooled_ahead']} |"
         )
+
+
+def relu_one_point(activation, loss, lr) -> float:
+    """A main effect below the margin: relu 1 point ahead everywhere (true, but not practically relevant)."""
+    return 1.0 if activation == "relu" else 0.0
+
+
+# The example's spread by learning rate, scaled to this grid: pairs within 1e-4 and 1e-3 scatter by about 0.5-1.5 points,
+# those at 1e-2 (the grid's top, as lr 0.1 in the example) by about 10 (seed sd 7 points per trial).
+UNEQUAL_SPREAD = {1e-4: 0.4, 1e-3: 1.0, 1e-2: 7.0}
+
+# Scenarios of the engines' comparison (compare_engines.py) beyond SCENARIOS: name -> (effect, curve, simulate's options).
+MORE_SCENARIOS = {
+    "unequal spread by lr (trial sd 0.4, 1, 7 points), relu +3 points": (relu_ahead, flat, {"trial_sd_by_lr": UNEQUAL_SPREAD}),
+    "1-point effects (relu +1 point)": (relu_one_point, flat, {}),
+}
