@@ -148,3 +148,18 @@ def test_compare_reads_the_gpu_checks_archive(tmp_path):
     assert name is None and storage.startswith("sqlite:///") and storage.endswith("study.db")
     with sqlite3.connect(storage.removeprefix("sqlite:///")) as db:
         assert db.execute("SELECT study_name FROM studies").fetchone() == ("cifar10-sequential",)
+
+
+LADDER = EXAMPLE.parent / "ladder"
+
+
+@pytest.mark.skipif(not (EXAMPLE.parent / "example-10k" / "study.db").is_file(), reason="the second rung's database is not shipped")
+def test_the_shipped_ladder_page_is_what_the_two_examples_build(tmp_path, monkeypatch):
+    # docs/ladder/ is what `make ladder` writes from the two shipped databases (read, not written to), named as it names them.
+    monkeypatch.chdir(EXAMPLE.parents[1])
+    assert compare.main(["docs/example", "docs/example-10k", "--out", str(tmp_path)]) == 0
+    built, shipped = pd.read_csv(tmp_path / "compare.csv"), pd.read_csv(LADDER / "compare.csv")
+    assert built.columns.tolist() == shipped.columns.tolist() and len(built) == len(shipped)
+    pd.testing.assert_frame_equal(built, shipped, check_exact=False, rtol=1e-9, atol=1e-12)
+    page = (tmp_path / "compare.md").read_text()
+    assert page == (LADDER / "compare.md").read_text()
