@@ -3,7 +3,9 @@
 ``PYTHONPATH=<engine root>:tests python -m reports_tests.compare_engines REPORTS SEED [fdr|fwer|-] [--only-more]`` prints one row per
 scenario and replicate count for the engine on the path (``reports.build.analyse``); run it once with this checkout
 and once with an older one (``git archive <commit> | tar -x -C /tmp/old``) on the same seeds: the simulated studies
-are the same (``simulate.py`` draws them from the seed alone). Rows: claims per report, the mean false discovery
+are the same (``simulate.py`` draws them from the seed alone). Run it from the engine's own folder: ``python -m`` puts
+the working directory first on the path, so run from this checkout it imports this checkout's ``reports`` whatever
+PYTHONPATH says. Rows: claims per report, the mean false discovery
 proportion (false claims / claims), the share of reports with any false claim, power (real differences of at least
 the margin claimed with the right sign) and the coverage of those differences by the printed intervals.
 """
