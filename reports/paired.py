@@ -141,7 +141,11 @@ def pairs(design: Design, factor: str, a, b) -> pd.DataFrame:
             side[option][key] = (number, epoch)
     shared = [k for k in side[a] if k in side[b]]
     rows = [(*k, *side[a][k][:1], side[b][k][0], min(side[a][k][1], side[b][k][1])) for k in shared]
-    merged = pd.DataFrame(rows, columns=[*blocks, "number_a", "number_b", "epoch"])
+    return _with_accuracies(design, pd.DataFrame(rows, columns=[*blocks, "number_a", "number_b", "epoch"]))
+
+
+def _with_accuracies(design: Design, merged: pd.DataFrame) -> pd.DataFrame:
+    """``merged`` (number_a, number_b, epoch per pair) with both trials' test accuracies at that epoch and their difference."""
     wide = design.curves["test_acc"]
     merged["acc_a"] = _at(wide, merged["number_a"], merged["epoch"]) if len(merged) else []
     merged["acc_b"] = _at(wide, merged["number_b"], merged["epoch"]) if len(merged) else []
@@ -169,11 +173,7 @@ def configuration_pairs(design: Design, a: dict, b: dict) -> pd.DataFrame:
             "epoch": np.minimum(side_a.loc[shared, "epoch"].to_numpy(), side_b.loc[shared, "epoch"].to_numpy()),
         }
     )
-    wide = design.curves["test_acc"]
-    merged["acc_a"] = _at(wide, merged["number_a"], merged["epoch"]) if len(merged) else []
-    merged["acc_b"] = _at(wide, merged["number_b"], merged["epoch"]) if len(merged) else []
-    merged["diff"] = merged["acc_a"] - merged["acc_b"]
-    return merged
+    return _with_accuracies(design, merged)
 
 
 def estimate_pairs(design: Design, pairs_frame: pd.DataFrame, margin: float | None, sign: int = 1) -> stats.Estimate:

@@ -319,7 +319,7 @@ def _allowed(study: optuna.Study, sampler, target: int) -> set[int]:
 
 
 def _train_and_tell(
-    study: optuna.Study, runs: list[TrialRun], data: Data, store, keep_weights: str, progress: Progress | None, memory_format: str = "auto"
+    study: optuna.Study, runs: list[TrialRun], data: Data, store, keep_weights: str, progress: Progress | None, memory_format: str
 ) -> None:
     """Train the asked trials (alone, or as one fused network) and tell each its result."""
     if len(runs) == 1:
