@@ -212,6 +212,10 @@ def importances(table: pd.DataFrame) -> plt.Figure:
     """Percent of variance per term (variance decomposition or fANOVA) as bars."""
     fig, ax = plt.subplots(figsize=(6.5, 0.35 * len(table) + 1.4))
     sns.barplot(x=table["percent"].to_numpy(), y=table["term"].astype(str).to_numpy(), color="C2", ax=ax)
+    if {"low", "high"} <= set(table.columns):  # the decomposition's 95% intervals over seed noise
+        spread = np.vstack([table["percent"] - table["low"], table["high"] - table["percent"]]).clip(min=0)
+        ax.errorbar(table["percent"], np.arange(len(table)), xerr=spread, fmt="none", ecolor="0.2", capsize=3, label="95% interval")
+        ax.legend(loc="lower right")
     ax.set(xlabel="percent of the variance of test accuracy", ylabel="", title="Where the variation in test accuracy comes from")
     fig.tight_layout()
     return fig
