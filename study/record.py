@@ -7,9 +7,14 @@ No other module knows the attribute names. Studies written by the first release 
 """
 
 import base64
+import contextlib
 import math
 import platform
+import queue
+import threading
 import zlib
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
@@ -248,7 +253,7 @@ def json_row(row: EpochRow) -> dict:
 
 
 def write_history(trial: optuna.Trial, history: list[dict]) -> None:
-    trial.set_user_attr("history", history)  # written every epoch: a crash loses at most one epoch
+    trial.set_user_attr("history", history)  # the whole history, written every epoch: what is stored never has a hole
 
 
 def write_result(trial: optuna.Trial, result: TrainResult) -> None:
@@ -274,3 +279,98 @@ def write_labels(study: optuna.Study, labels: dict[str, torch.Tensor]) -> None:
 
 def write_weights(trial: optuna.Trial, artifact_id: str) -> None:
     trial.set_user_attr("weights_artifact", artifact_id)
+
+
+SETTLE_SECONDS = 5.0  # how long a run that stops on an error waits for the records already submitted before it fails its trials
+
+
+class Writer:
+    """Writes trial records on a thread of its own, one at a time, in the order they were submitted.
+
+    A write to the database takes tens of milliseconds (a transaction, on SQLite a file sync): on
+    the training thread, K fused members' records kept the device idle for K such writes every
+    epoch. Here the training thread submits them and goes on; it waits only where an order must
+    hold (``TrialRun``: the previous epoch before the next, an epoch before a pruning decision,
+    every epoch before the trial ends). Optuna's storages serve several threads (``optimize`` with
+    ``n_jobs``). A write that fails is never lost in silence: its error is raised on the caller's
+    thread by the next :meth:`submit`, :meth:`flush` or wait on a write submitted after it, and the
+    writes queued after a failed one are not run (they would land out of order).
+
+    Example:
+        >>> with Writer() as writer:
+        ...     done = writer.submit(lambda: None)
+        ...     writer.flush()
+        >>> done.done()
+        True
+    """
+
+    def __init__(self):
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._error: BaseException | None = None  # the first write that failed; later ones are not run
+        self._dropping = False  # stopping after an error: what is still queued is not written
+        self._thread = threading.Thread(target=self._run, daemon=True, name="record-writer")
+        self._thread.start()
+
+    def submit(self, write: Callable[[], None]) -> Future:
+        """Queue ``write`` (a call that writes to the storage); the future is done when it has run.
+
+        Raises:
+            The error of an earlier write that failed.
+        """
+        if self._error is not None:
+            raise self._error
+        return self._put(write)
+
+    def flush(self) -> None:
+        """Wait until every write submitted so far has run; raise the error of any that failed."""
+        self.submit(lambda: None).result()
+
+    def settle(self, seconds: float = SETTLE_SECONDS) -> None:
+        """Wait at most ``seconds`` for the writes submitted so far, then drop those still queued; never raises.
+
+        For a run that stops on an error or a signal: its trials are failed next (and queued again),
+        and the records still queued then are worth less than a prompt exit.
+        """
+        with contextlib.suppress(Exception):  # a failed write, or the time is up
+            self._put(lambda: None).result(seconds)
+        self._dropping = True
+
+    def close(self) -> None:
+        """Stop the thread once the writes submitted before have run (or been dropped)."""
+        self._put(None)
+        self._thread.join()
+
+    def _put(self, write: Callable[[], None] | None) -> Future:
+        done: Future = Future()
+        self._queue.put((write, done))
+        return done
+
+    def _run(self) -> None:
+        while True:
+            write, done = self._queue.get()
+            if write is None:
+                done.set_result(None)
+                return
+            if self._error is not None or self._dropping:
+                done.set_exception(self._error or RuntimeError("record dropped: the run stopped on an error"))
+                continue
+            try:
+                write()
+            except BaseException as error:
+                self._error = error
+                done.set_exception(error)
+            else:
+                done.set_result(None)
+
+    def __enter__(self) -> "Writer":
+        return self
+
+    def __exit__(self, error_type, error, traceback) -> None:
+        if error_type is not None:  # the run failed: what is still queued is dropped, and the thread ends after the
+            self._dropping = True  # write in progress (not waited for: a database that hangs must not hold the exit)
+            self._put(None)
+            return
+        try:
+            self.flush()  # a failed write raises here, rather than vanish with the thread
+        finally:
+            self.close()

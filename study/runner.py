@@ -31,7 +31,7 @@ from study.artifacts import IN_DATABASE, artifact_store
 from study.config import StudyConfig
 from study.objective import TrialRun
 from study.progress import Progress
-from study.record import FINISHED, StudySettings, write_labels
+from study.record import FINISHED, StudySettings, Writer, write_labels
 from study.samplers import PRUNERS, SAMPLERS, drop_surplus
 from study.storage import (
     DEFAULT_STORAGE,
@@ -266,7 +266,8 @@ def _optimize(study: optuna.Study, config: StudyConfig, data: Data, worker: int 
     metric = "val_acc" if data.val is not None else "test_acc"
     on_epoch = progress.epoch if progress else None
     started = time.monotonic()
-    with Heartbeats(study) as heartbeats:
+    # Trial records are written by the writer's thread while training goes on (study.objective.TrialRun).
+    with Heartbeats(study) as heartbeats, Writer() as writer:
         while config.timeout is None or time.monotonic() - started < config.timeout:
             optuna.storages.fail_stale_trials(study)  # trials of machines gone silent: failed, queued again
             fail_dead_trials(study)  # trials of dead processes of this machine (a kill -9 at any moment): failed, queued again
@@ -295,7 +296,7 @@ def _optimize(study: optuna.Study, config: StudyConfig, data: Data, worker: int 
                     if drop_surplus(study, trial):  # another process took the grid's last free point at this moment
                         notes.write_trial_note(trial, notes.SURPLUS_TEXT)
                         break
-                    runs.append(TrialRun(trial, config.space, config.train, config.design_repeats, metric, on_epoch))
+                    runs.append(TrialRun(trial, config.space, config.train, config.design_repeats, metric, writer, on_epoch))
                 if not runs:
                     if config.sequential:  # the round's last point went to another process: wait for it, then the next round
                         time.sleep(ROUND_POLL_SECONDS)
@@ -303,6 +304,7 @@ def _optimize(study: optuna.Study, config: StudyConfig, data: Data, worker: int 
                     return
                 _train_and_tell(study, runs, data, store, config.keep_weights, progress, config.memory_format)
             except BaseException as error:
+                writer.settle()  # the records already submitted go in (a few seconds at most), the trials are failed after them
                 with contextlib.suppress(Exception):  # the storage itself may be what failed; a resume recovers them
                     mine = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if t._trial_id in heartbeats.ids]
                     queued = fail_and_queue_again(study, mine)

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 REPO = Path(__file__).resolve().parents[1]
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -20,6 +20,20 @@ def load(storage: str, name: str = "cnn-study") -> optuna.Study:
 
 def finished(study: optuna.Study) -> list:
     return study.get_trials(states=FINISHED)
+
+
+def record_hole(trial: FrozenTrial) -> str:
+    """What is wrong with a trial's stored epochs, or "" when nothing: its history and its reported values run 1, 2, ...
+    without a hole, the history at most one epoch ahead (it is written first; a crash may fall between the two), and a
+    finished trial holds every epoch in both."""
+    history = [row["epoch"] for row in trial.user_attrs.get("history") or []]
+    values = sorted(trial.intermediate_values)
+    whole = trial.state in FINISHED
+    if history != list(range(1, len(history) + 1)) or values != list(range(1, len(values) + 1)):
+        return f"trial {trial.number}: history epochs {history}, reported epochs {values}"
+    if len(values) not in ((len(history),) if whole else (len(history) - 1, len(history))):
+        return f"trial {trial.number} ({trial.state.name}): {len(history)} epochs in its history, {len(values)} reported"
+    return ""
 
 
 def wait_for(condition, seconds: float) -> bool:

@@ -1,11 +1,13 @@
 """Fault injection: kill, interrupt and restart studies at seeded random moments, then check the invariant users rely on.
 
 After any sequence of faults and resumes with the same command: every grid point (with its
-replicate) is COMPLETE exactly once, no trial is left RUNNING or WAITING, and every finished
-trial's weights load. Each study takes at least ``FAULTS`` signals (SIGKILL of the whole process
-group as a dead machine, SIGTERM to the command as a scheduler sends it, SIGINT to the group as
-Ctrl-C does), each at a random moment after a trial of that run started; the PostgreSQL variants
-also restart the server in the middle of a trial.
+replicate) is COMPLETE exactly once, no trial is left RUNNING or WAITING, every finished
+trial's weights load, and every trial's stored epochs (history and reported values, written off
+the training thread) run from epoch 1 without a hole, whole in a finished trial. Each study
+takes at least ``FAULTS`` signals (SIGKILL of the whole process group as a dead machine,
+SIGTERM to the command as a scheduler sends it, SIGINT to the group as Ctrl-C does), each at a
+random moment after a trial of that run started; the PostgreSQL variants also restart the
+server in the middle of a trial.
 
 CI runs a representative slice (``SLICE``); ``make faults`` runs every variant and prints its figures.
 
@@ -28,7 +30,7 @@ import uuid
 from collections import Counter
 
 import pytest
-from helpers import KILLED_AT_A_ROUNDS_START, REPO, group, load, postgresql, spawn, wait_for
+from helpers import KILLED_AT_A_ROUNDS_START, REPO, group, load, postgresql, record_hole, spawn, wait_for
 from optuna.trial import TrialState
 
 from study import load_model, rounds, runner
@@ -111,7 +113,8 @@ def planned_points(db: str, name: str, design: str) -> set[tuple]:
 
 
 def check_invariant(db: str, name: str, design: str = "fixed") -> dict:
-    """Every planned grid point COMPLETE exactly once, nothing RUNNING or WAITING, every finished trial's weights load."""
+    """Every planned grid point COMPLETE exactly once, nothing RUNNING or WAITING, every finished trial's weights load,
+    and every trial's stored epochs without a hole (``holes`` lists those that have one)."""
     study = load(db, name)
     keys = ("activation", "loss", "lr", "replicate")
     complete = study.get_trials(states=(TrialState.COMPLETE,))
@@ -128,6 +131,7 @@ def check_invariant(db: str, name: str, design: str = "fixed") -> dict:
         "duplicated": sum(n > 1 for n in points.values()),
         "left_running": len(left),
         "failed_trials": sum(t.state == TrialState.FAIL for t in study.trials),
+        "holes": [hole for hole in map(record_hole, study.trials) if hole],
     }
 
 
@@ -148,7 +152,7 @@ def test_faults_never_leave_a_hole_in_the_grid(storage, workers, fuse, design, s
     invariant = check_invariant(db, name, design)
     print(f"\nfaults {storage} workers={workers} fuse={fuse} {design} seed={seed}: {figures} -> {invariant}")
     assert figures["faults"] >= FAULTS, figures
-    expected = {"points_once": invariant["planned"], "lost": 0, "unplanned": 0, "duplicated": 0, "left_running": 0}
+    expected = {"points_once": invariant["planned"], "lost": 0, "unplanned": 0, "duplicated": 0, "left_running": 0, "holes": []}
     assert invariant == {**invariant, **expected}
     assert design == "sequential" or invariant["planned"] == POINTS
 
@@ -208,5 +212,5 @@ def test_a_fault_at_a_rare_moment_is_mended_by_the_same_command_at_once(moment, 
     assert final.returncode == 0, final.stdout + final.stderr
     invariant = check_invariant(db, name, "sequential")
     print(f"\nmoment {moment!r}: {seen}, rerun {time.monotonic() - started:.0f} s -> {invariant}")
-    expected = {"points_once": invariant["planned"], "lost": 0, "unplanned": 0, "duplicated": 0, "left_running": 0}
+    expected = {"points_once": invariant["planned"], "lost": 0, "unplanned": 0, "duplicated": 0, "left_running": 0, "holes": []}
     assert invariant == {**invariant, **expected}

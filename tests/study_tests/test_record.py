@@ -112,3 +112,39 @@ def test_predictions_round_trip_in_about_half_a_byte_per_image():
     stored = record.encode_classes(predicted)
     assert np.array_equal(record.decode_classes(stored), predicted)
     assert len(stored["zlib_base64"]) < 0.7 * predicted.size  # base64 of zlib: well under one byte per image
+
+
+def test_writer_writes_in_the_order_submitted(db):
+    study = optuna.create_study(storage=db)
+    trial = study.ask()
+    seen = []
+
+    def write(n: int) -> None:
+        trial.set_user_attr("n", n)  # a real write to the SQLite file, from the writer's thread
+        seen.append(n)
+
+    with record.Writer() as writer:
+        for n in range(20):
+            writer.submit(lambda n=n: write(n))
+        writer.flush()
+        assert seen == list(range(20))
+    assert optuna.load_study(study_name=study.study_name, storage=db).trials[0].user_attrs["n"] == 19
+
+
+def test_writer_raises_a_failed_write_on_the_callers_thread_and_runs_nothing_after_it(db):
+    study = optuna.create_study(storage=db)
+    trial = study.ask()
+    study.tell(trial, 1.0)
+    after = []
+    writer = record.Writer()
+    failed = writer.submit(lambda: trial.report(1.0, 1))  # a finished trial takes no more values
+    later = writer.submit(lambda: after.append(1))
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        writer.flush()
+    # The write queued after it would land out of order: it is not run, and waiting for it raises the same error.
+    assert after == [] and later.exception() is failed.exception()
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        writer.submit(lambda: None)
+    # Leaving a with-block does not swallow it either.
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError), record.Writer() as writer:
+        writer.submit(lambda: trial.report(1.0, 2))
