@@ -844,5 +844,9 @@ def _stopped(plan: RoundPlan) -> str:
         "beyond max repeats": f"It stopped because nothing was left open that its rounds could decide{left}.",
         "max repeats": f"It stopped at the most rounds allowed (--max-repeats {plan.max_repeats}) with {len(plan.open)} comparisons open.",
         "trials": f"It stopped when its trial budget was spent, with {len(plan.open)} comparisons open{left}.",
-        "": f"It is still running: round {plan.round} has {plural(len(plan.points), 'trial')} to go.",
+        # The report cannot tell a live run from one that was stopped: say what is next and how to get there.
+        "": (
+            f"It has not finished: round {plan.round} ({plural(len(plan.points), 'trial')}) is next, or under way if the study is "
+            "still running; the same command resumes a stopped one."
+        ),
     }.get(plan.stop, "")
