@@ -14,7 +14,9 @@ same machine state. The last line is ``train+eval speedup vs notebook: N.NNx``. 
 line says what auto picked, why, and how it compared (``precision: auto (...) ran N.NNx the
 speed of ...``). A ``roofline:`` line gives our epoch's achieved FLOP/s (convolutions and
 matmuls, counted by FlopCounterMode) against a dense 1024x1024 matmul timed in every round:
-how close to the machine's limit one trial runs.
+how close to the machine's limit one trial runs. With ``--compile MODE`` our loop also runs with its training step
+compiled in that torch.compile mode (and with ``--fuse`` the fused trials too), and a line gives the compiled loop's
+speed against the eager one's over the rounds after the first (the first pays for compiling).
 
 With ``--fuse K`` each round also runs K trials for one epoch each, one at a time, and the
 same K trials fused into one network (``cnn.fused``), and the last line becomes
@@ -35,14 +37,15 @@ import statistics
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 
 from cnn.cli import ArgumentParser, flag_hint
+from cnn.compiling import COMPILE_MODES
 from cnn.data import Data, DataError, ImageSet, load_data
-from cnn.fused import COMPILE_MODES, MEMORY_FORMATS, evaluate_many, setup_many, train_epoch_many
+from cnn.fused import MEMORY_FORMATS, evaluate_many, setup_many, train_epoch_many
 from cnn.model import build_model
 from cnn.registry import UnknownNameError, lookup
 from cnn.train import (
@@ -187,14 +190,25 @@ def notebook_loop(data: Data, device: torch.device, seed: int = 0) -> Loop:
     return Loop("notebook", 1, lambda: notebook_epoch(model, criterion, optimizer, train_loader, test_loader, device))
 
 
-def ours_loop(data: Data, device: torch.device, precision: str = "auto", seed: int = 0, name: str = "ours") -> Loop:
-    """Our loop for the notebook's configuration, set up exactly as train() does it."""
-    mine = setup(TrainConfig(seed=seed, device=str(device), precision=precision), data)
+def ours_loop(
+    data: Data, device: torch.device, precision: str = "auto", seed: int = 0, name: str = "ours", compile_mode: str | None = None
+) -> Loop:
+    """Our loop for the notebook's configuration, set up exactly as train() does it (its step compiled with ``compile_mode``)."""
+    mine = setup(TrainConfig(seed=seed, device=str(device), precision=precision, compile_mode=compile_mode), data)
     # train() moves the data once per run, not per epoch: moved here, untimed, as for the other contenders of ours.
     train_set, test_set = data.train.to(device), data.test.to(device)
 
     def ours() -> float:
-        train_one_epoch(mine.model, mine.criterion, mine.optimizer, *_tensors(train_set), 100, mine.generator, dtype=mine.dtype)
+        train_one_epoch(
+            mine.model,
+            mine.criterion,
+            mine.optimizer,
+            *_tensors(train_set),
+            100,
+            mine.generator,
+            dtype=mine.dtype,
+            step=mine.step_functions(),
+        )
         return evaluate(mine.model, mine.criterion, *_tensors(test_set), mine.num_classes, mine.eval_batch, mine.dtype)[1]
 
     return Loop(name, 1, ours)
@@ -239,7 +253,15 @@ def one_at_a_time_loop(configs: list[TrainConfig], data: Data) -> Loop:
         accuracies = []
         for run, config in zip(runs, configs, strict=True):
             train_one_epoch(
-                run.model, run.criterion, run.optimizer, *_tensors(train_set), config.batch_size, run.generator, config.augment, run.dtype
+                run.model,
+                run.criterion,
+                run.optimizer,
+                *_tensors(train_set),
+                config.batch_size,
+                run.generator,
+                config.augment,
+                run.dtype,
+                run.step_functions(),
             )
             accuracies.append(evaluate(run.model, run.criterion, *_tensors(test_set), run.num_classes, run.eval_batch, run.dtype)[1])
         return accuracies[0]
@@ -249,7 +271,7 @@ def one_at_a_time_loop(configs: list[TrainConfig], data: Data) -> Loop:
 
 def fused_loop(configs: list[TrainConfig], data: Data, memory_format: str = "channels_last", compile_mode: str | None = None) -> Loop:
     """The configs' epochs run as one fused network, with the functions ``train_many`` runs (compiled with ``compile_mode``)."""
-    run = setup_many(configs, data, memory_format, compile_mode)
+    run = setup_many([replace(config, compile_mode=compile_mode) for config in configs], data, memory_format)
     train_set, test_set = data.train.to(run.device), data.test.to(run.device)
 
     def fused() -> float:
@@ -368,6 +390,8 @@ def run_bench(
     other = other_precision(precision, device)
     if other:  # auto's choice against the precision it did not pick, in the same rounds
         loops.append(ours_loop(data, device, other, seed, name=f"ours {other}"))
+    if compile_mode:  # our loop with the step compiled, beside the eager one
+        loops.append(ours_loop(data, device, precision, seed, name=f"ours {compile_mode}", compile_mode=compile_mode))
     if fuse:
         configs = configs or fuse_configs(fuse, device, precision, seed)
         loops += [one_at_a_time_loop(configs, data), fused_loop(configs, data, memory_format)]
@@ -425,7 +449,8 @@ def build_parser() -> argparse.ArgumentParser:
     fused.add_argument(
         "--compile",
         metavar="MODE",
-        help=f"also time the fused trials with the step compiled in this torch.compile mode: {', '.join(COMPILE_MODES)} (default: off)",
+        help=f"also time our loop (and the fused trials) with the step compiled in this torch.compile mode: {', '.join(COMPILE_MODES)} "
+        "(default: off)",
     )
     fused.add_argument(
         "--memory-format", default="channels_last", help=f"the fused network's layout: {' or '.join(MEMORY_FORMATS)} (default: %(default)s)"
@@ -499,13 +524,16 @@ def main(argv: list[str] | None = None) -> None:
         f"matmuls, train + test) against {line['matmul'] / 1e9:.1f} GFLOP/s of dense {str(dtype).removeprefix('torch.')} "
         f"1024x1024 matmul in the same rounds: {100 * line['share']:.0f}% of it"
     )
+    # The first round of a compiled loop includes compiling it: the later rounds are the figure.
+    later = slice(1, None) if args.rounds > 1 else slice(None)
+    if args.compile:
+        gain = [e / c for e, c in zip(per_loop["ours"][later], per_loop[f"ours {args.compile}"][later], strict=True)]
+        print(f"ours compiled ({args.compile}) vs eager: {statistics.median(gain):.2f}x (rounds after the first)")
     print(f"train+eval speedup vs notebook: {statistics.median(ratios):.2f}x")
     if args.fuse:
         # Both do the same K trial-epochs per round, so the ratio of their seconds is the ratio of their throughputs.
         fused = [one / fused for one, fused in zip(per_loop["one at a time"], per_loop["fused"], strict=True)]
         if args.compile:
-            # The first round of a compiled loop includes compiling it: the later rounds are the figure.
-            later = slice(1, None) if args.rounds > 1 else slice(None)
             gain = [e / c for e, c in zip(per_loop["fused"][later], per_loop[f"fused {args.compile}"][later], strict=True)]
             print(f"fused K={args.fuse} compiled ({args.compile}) vs eager: {statistics.median(gain):.2f}x (rounds after the first)")
         print(f"fused K={args.fuse} vs one at a time: {statistics.median(fused):.2f}x trial-epochs/s")

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnn import compiling
 from cnn.augment import crop_flip, decode, draw, draw_codes, to_device
 from cnn.data import Data, normalize
 from cnn.layers import auto_memory_format
@@ -40,7 +41,7 @@ from cnn.registry import lookup
 from cnn.train import OPTIMIZERS, EpochRow, Scores, TrainConfig, TrainResult, _autocast, bind_device, evaluate, order_fingerprint, setup
 
 # Fields that decide the shape of the shared computation: fused trials must agree on them.
-SHARED_FIELDS = ("epochs", "batch_size", "optimizer", "augment", "device", "precision", "eval_batch_size")
+SHARED_FIELDS = ("epochs", "batch_size", "optimizer", "augment", "device", "precision", "eval_batch_size", "compile_mode")
 
 # train_many's memory_format: the fused network's activation layout. Grouped convolutions in channels_last may hit
 # slow cuDNN kernels on some GPUs, so both can be measured (cnn.bench --memory-format, scripts/gpu_check.py).
@@ -365,8 +366,8 @@ class FusedRun:
     eval_batch: int  # images per evaluation pass at K=1; evaluate_many shrinks it as K grows (MAX_EVAL_ELEMENTS)
     num_classes: int
     memory_format: torch.memory_format = torch.channels_last
-    # A torch.compile mode for the training step ("reduce-overhead": CUDA graphs on a GPU), or None: eager (the default;
-    # see COMPILE_MODES). The forward pass with the losses and the optimiser step are compiled apart (backward between).
+    # A torch.compile mode for the training step ("reduce-overhead": CUDA graphs on a GPU), or None: eager (the members'
+    # TrainConfig.compile_mode). The forward pass with the losses and the optimiser step are compiled apart (backward between).
     compile_mode: str | None = None
     memory_format_choice: str = ""  # the layout's name and why it was chosen ("auto": measured, cnn.layers)
     net: FusedCNN | None = field(init=False)  # None once every member has left
@@ -376,7 +377,7 @@ class FusedRun:
 
     def __post_init__(self):
         if self.compile_mode is not None:
-            lookup(COMPILE_MODES, self.compile_mode, "compile mode")
+            lookup(compiling.COMPILE_MODES, self.compile_mode, "compile mode")
         self.net = FusedCNN([m.model for m in self.members], self.memory_format)
         self.optimizer = FusedOptimizer(self.optimizer_name, self.net.parameter_list(), [m.config.lr for m in self.members])
         self._losses()
@@ -397,7 +398,8 @@ class FusedRun:
         if self.compile_mode is None:
             return self.forward_losses, self.optimizer.step
         if self.compiled is None:
-            self.compiled = (_compile(self.forward_losses, self.compile_mode), _compile(self.optimizer.step, self.compile_mode))
+            mode = self.compile_mode
+            self.compiled = (compiling.compile_step(self.forward_losses, mode), compiling.compile_step(self.optimizer.step, mode))
         return self.compiled
 
     def drop(self, leaving: list[Member]) -> None:
@@ -428,15 +430,6 @@ class FusedRun:
         self.drop(list(self.members))
 
 
-# train_many's compile_mode: torch.compile's modes. "reduce-overhead" captures CUDA graphs on a GPU: what the device-side
-# step count of FusedOptimizer allows. Not measured on a GPU yet; on the CPU eager is the default (see cnn.bench --compile).
-COMPILE_MODES = {"default": "default", "reduce-overhead": "reduce-overhead", "max-autotune-no-cudagraphs": "max-autotune-no-cudagraphs"}
-
-
-def _compile(function: Callable, mode: str) -> Callable:
-    return torch.compile(function, mode=mode)
-
-
 def check_shared(configs: list[TrainConfig]) -> None:
     """Raise ValueError unless ``configs`` is non-empty and agrees on :data:`SHARED_FIELDS`."""
     if not configs:
@@ -451,10 +444,10 @@ def check_shared(configs: list[TrainConfig]) -> None:
                 )
 
 
-def setup_many(configs: list[TrainConfig], data: Data, memory_format: str = "channels_last", compile_mode: str | None = None) -> FusedRun:
+def setup_many(configs: list[TrainConfig], data: Data, memory_format: str = "channels_last") -> FusedRun:
     """Build each member exactly as ``setup`` does (same seed, same initial weights and generator) and fuse them.
 
-    ``compile_mode`` (None: eager) compiles the training step with that torch.compile mode (:data:`COMPILE_MODES`).
+    The members' shared ``compile_mode`` (None: eager) compiles the training step in that torch.compile mode.
     """
     check_shared(configs)
     if memory_format != "auto":
@@ -480,7 +473,7 @@ def setup_many(configs: list[TrainConfig], data: Data, memory_format: str = "cha
         eval_batch=run.eval_batch,
         num_classes=run.num_classes,
         memory_format=layout,
-        compile_mode=compile_mode,
+        compile_mode=first.compile_mode,
         memory_format_choice=f"{memory_format}: {why}",
     )
 
@@ -625,7 +618,6 @@ def train_many(
     data: Data,
     on_epoch: Callable[[int, EpochRow], bool | None] | None = None,
     memory_format: str = "channels_last",
-    compile_mode: str | None = None,
 ) -> list[TrainResult]:
     """Train one CNN per config, all at once as one fused network; ``result[k]`` is what ``train(configs[k], data)`` gives.
 
@@ -643,8 +635,6 @@ def train_many(
         memory_format: the fused network's activation layout, a key of :data:`MEMORY_FORMATS`
             ("channels_last" or "contiguous"), or "auto": the one whose grouped convolutions a short measurement
             on the device finds faster (:func:`cnn.layers.auto_memory_format`); results do not depend on it.
-        compile_mode: None (eager, the default) or a torch.compile mode of :data:`COMPILE_MODES` for the training
-            step; "reduce-overhead" captures it as CUDA graphs on a GPU.
 
     Returns:
         One :class:`TrainResult` per config, in order; each ``model`` is a plain ``CNN``.
@@ -655,7 +645,7 @@ def train_many(
         >>> configs = [TrainConfig(epochs=1, lr=lr) for lr in (1e-3, 3e-4)]  # doctest: +SKIP
         >>> [r.test_acc for r in train_many(configs, load_data("data"))]  # doctest: +SKIP
     """
-    run = setup_many(configs, data, memory_format, compile_mode)
+    run = setup_many(configs, data, memory_format)
     members = sorted(run.members, key=lambda m: m.index)
     train_set, test_set = data.train.to(run.device), data.test.to(run.device)
     val_set = data.val.to(run.device) if data.val is not None else None

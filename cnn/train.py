@@ -16,6 +16,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from cnn import compiling
 from cnn.augment import crop_flip, decode, draw_codes, to_device
 from cnn.data import Data, default_cache_dir, normalize
 from cnn.losses import LOSSES, build_loss
@@ -52,12 +53,17 @@ class TrainConfig:
     device: str = "auto"  # "auto" (cuda, then mps, then cpu), "cpu", "cuda", "cuda:N" or "mps"
     precision: str = "auto"  # "auto", "bf16" or "fp32"; auto = bf16 autocast where it is faster (precision_choice)
     eval_batch_size: int | None = None  # images per evaluation pass (None: 100 on CPU, 1000 on GPUs); results do not depend on it
+    # None: eager; a key of cnn.compiling.COMPILE_MODES compiles the training step ("reduce-overhead": CUDA graphs on a
+    # GPU). The same arithmetic, up to floating-point rounding; the first epoch pays for compiling.
+    compile_mode: str | None = None
 
     def __post_init__(self):
         lookup(ACTIVATIONS, self.activation, "activation")
         lookup(LOSSES, self.loss, "loss")
         lookup(OPTIMIZERS, self.optimizer, "optimizer")
         lookup(PRECISIONS, self.precision, "precision")
+        if self.compile_mode is not None:
+            lookup(compiling.COMPILE_MODES, self.compile_mode, "compile mode")
         for name in ("epochs", "batch_size", "eval_batch_size"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1 but got {getattr(self, name)}")
@@ -276,6 +282,7 @@ def train_one_epoch(
     generator: torch.Generator,
     augment: bool = False,
     dtype: torch.dtype = torch.float32,
+    step: tuple[Callable, Callable] | None = None,
 ) -> tuple[float, float, bool]:
     """One shuffled pass over uint8 ``images`` (N, 3, H, W) already on the device.
 
@@ -284,6 +291,9 @@ def train_one_epoch(
     position i gets code i: its crop offsets and flip). One host call and one copy per
     epoch, not per step (so a fused run draws once per member per epoch, not per step).
 
+    ``step`` is (forward with loss, optimiser step) to run instead of the eager ones: :meth:`Setup.step_functions`,
+    compiled when the config asks for it. The finiteness check stays outside them, between steps.
+
     Returns:
         (mean training loss, training accuracy in percent, diverged). Accuracy is counted
         on the fly over the epoch, as the notebook does. On a NaN or infinite loss the
@@ -291,6 +301,7 @@ def train_one_epoch(
     """
     device = images.device
     model.train()
+    forward, optimizer_step = step or (lambda x, y: forward_loss(model, criterion, dtype, x, y), optimizer.step)
     order = torch.randperm(len(labels), generator=generator).to(device)
     draws = decode(to_device(draw_codes(len(labels), generator), device)) if augment else None  # (3, N) uint8: dy, dx, flip
     loss_sum = torch.zeros((), device=device)  # sum over images; kept on the device, no sync per step
@@ -303,13 +314,10 @@ def train_one_epoch(
         x, y = images[idx], labels[idx]
         if draws is not None:
             x = crop_flip(x, draws[:, start : start + batch_size]).contiguous(memory_format=torch.channels_last)
-        x = normalize(x)
-        with _autocast(device, dtype):
-            logits = model(x)
-            loss = criterion(logits, y)
+        logits, loss = forward(x, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
+        optimizer_step()
         loss_sum += loss.detach().float() * len(y)
         correct += (logits.argmax(1) == y).sum()
         seen += len(y)
@@ -319,6 +327,17 @@ def train_one_epoch(
     mean_loss = loss_sum.item() / seen
     diverged = diverged or not math.isfinite(mean_loss)
     return mean_loss, 100.0 * correct.item() / seen, diverged
+
+
+def forward_loss(
+    model: nn.Module, criterion: nn.Module, dtype: torch.dtype, x: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A training step's forward part: logits (B, C) and mean loss of uint8 images ``x`` (B, 3, H, W), labels ``y`` (B,)."""
+    x = normalize(x)
+    with _autocast(x.device, dtype):
+        logits = model(x)
+        loss = criterion(logits, y)
+    return logits, loss
 
 
 class Scores(NamedTuple):
@@ -368,6 +387,28 @@ class Setup:
     generator: torch.Generator  # shuffling and augmentation, on the CPU for all devices
     eval_batch: int
     num_classes: int
+    # A torch.compile mode for the training step, or None: eager (TrainConfig.compile_mode). The forward pass with the
+    # loss and the optimiser step are compiled apart, backward between them, as a fused run's (cnn.fused.FusedRun).
+    compile_mode: str | None = None
+    compiled: tuple[Callable, Callable] | None = field(init=False, default=None)  # (forward and loss, optimiser step)
+
+    def forward_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (B, C) and mean loss of uint8 images ``x`` (B, 3, H, W) with labels ``y`` (B,): :func:`forward_loss`."""
+        return forward_loss(self.model, self.criterion, self.dtype, x, y)
+
+    def optimizer_step(self) -> None:
+        self.optimizer.step()
+
+    def step_functions(self) -> tuple[Callable, Callable]:
+        """(forward and loss, optimiser step) for :func:`train_one_epoch`: eager, or compiled with ``compile_mode`` (once)."""
+        if self.compile_mode is None:
+            return self.forward_loss, self.optimizer_step
+        if self.compiled is None:
+            self.compiled = (
+                compiling.compile_step(self.forward_loss, self.compile_mode),
+                compiling.compile_step(self.optimizer_step, self.compile_mode),
+            )
+        return self.compiled
 
 
 def setup(config: TrainConfig, data: Data) -> Setup:
@@ -378,15 +419,24 @@ def setup(config: TrainConfig, data: Data) -> Setup:
     torch.manual_seed(config.seed)  # initialisation
     num_classes = len(data.classes)
     model = build_model(config.activation, num_classes).to(device, memory_format=torch.channels_last)
+    optimizer = lookup(OPTIMIZERS, config.optimizer, "optimizer")(model.parameters(), config.lr)
+    if config.compile_mode is not None and device.type == "cuda":
+        # A compiled step may be captured as a CUDA graph ("reduce-overhead"), which holds no host number that changes
+        # from step to step: Adam's step count becomes a device tensor (capturable; SGD keeps none). torch.compile would
+        # set it itself on this fresh optimiser; said here, the step does not rest on that.
+        for group in optimizer.param_groups:
+            if "capturable" in group:
+                group["capturable"] = True
     return Setup(
         device=device,
         dtype=resolve_precision(config.precision, device),
         model=model,
         criterion=build_loss(config.loss),
-        optimizer=lookup(OPTIMIZERS, config.optimizer, "optimizer")(model.parameters(), config.lr),
+        optimizer=optimizer,
         generator=torch.Generator().manual_seed(config.seed),
         eval_batch=config.eval_batch_size or (100 if device.type == "cpu" else 1000),  # big batches thrash CPU caches
         num_classes=num_classes,
+        compile_mode=config.compile_mode,
     )
 
 
@@ -428,7 +478,16 @@ def train(config: TrainConfig, data: Data, on_epoch: Callable[[EpochRow], bool |
     for epoch in range(1, config.epochs + 1):
         start = time.perf_counter()
         train_loss, train_acc, diverged = train_one_epoch(
-            model, criterion, run.optimizer, train_set.images, train_set.labels, config.batch_size, run.generator, config.augment, dtype
+            model,
+            criterion,
+            run.optimizer,
+            train_set.images,
+            train_set.labels,
+            config.batch_size,
+            run.generator,
+            config.augment,
+            dtype,
+            run.step_functions(),
         )
         row: EpochRow = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc}
         if val_set is not None:

@@ -11,8 +11,9 @@ Uses the machine's own PyTorch (nothing is installed or downloaded) and, within 
 2. the figures, each printed with the GPU's name: one epoch of the notebook's loop and of ours
    for one trial; our loop one trial at a time (the baseline); K trials fused for K in 1, 4,
    16, 64 as the study fuses them (the study's activations and losses mixed), in trial-epochs
-   per second and as a multiple of the baseline; and fused K=16 in the contiguous layout
-   against channels_last; then each of the three convolutions at K=16, grouped against 16
+   per second and as a multiple of the baseline; fused K=16 in the contiguous layout
+   against channels_last; on CUDA, our loop and fused K=16 with the training step compiled
+   (``--compile``, reduce-overhead: CUDA graphs) beside the eager ones; then each of the three convolutions at K=16, grouped against 16
    separate ones, forward and backward, in both layouts (cnn.layers), and the layout
    ``--memory-format auto`` would pick from them. They stop at the first K that runs out of
    GPU memory (only a real allocation failure: ``torch.OutOfMemoryError``, CUDA's "out of memory", cuBLAS's or cuDNN's
@@ -52,6 +53,7 @@ sys.path.insert(0, str(REPO))  # run from a checkout without installing the pack
 
 from cnn.bench import Loop, fair_cudnn, fuse_configs, fused_loop, notebook_loop, one_at_a_time_loop, ours_loop, time_loop  # noqa: E402
 from cnn.cli import ArgumentParser, flag_hint  # noqa: E402
+from cnn.compiling import COMPILE_MODES  # noqa: E402
 from cnn.data import DataError, load_data  # noqa: E402
 from cnn.layers import conv_layer_times, pick_memory_format  # noqa: E402
 from cnn.train import DeviceError, resolve_device, resolve_precision  # noqa: E402
@@ -82,6 +84,12 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--epochs", type=int, default=10, help="epochs per trial of the study (default: %(default)s)")
     parser.add_argument("--fuse-sizes", default=",".join(map(str, FUSE_SIZES)), help="K of the fused figures (default: %(default)s)")
     parser.add_argument("--precision", default="auto", help="auto, bf16 or fp32 (default: %(default)s)")
+    parser.add_argument(
+        "--compile",
+        choices=["off", *COMPILE_MODES],
+        help="torch.compile mode of the compiled figures (our loop and fused K=16), or off "
+        "(default: reduce-overhead on CUDA, off on the CPU)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     return parser
 
@@ -182,6 +190,12 @@ def _free(device: torch.device) -> None:
             pass
 
 
+def compile_mode(args: argparse.Namespace, device: torch.device) -> str | None:
+    """The torch.compile mode of the compiled figures: ``--compile``, by default reduce-overhead (CUDA graphs) on CUDA only."""
+    mode = args.compile or ("reduce-overhead" if device.type == "cuda" else "off")
+    return None if mode == "off" else mode
+
+
 def figures(args: argparse.Namespace, device: torch.device, data, clock: Clock, log: Log, found: dict | None = None) -> dict:
     """Measure and print every figure that fits before ``clock``'s deadline; returns them by name (into ``found``).
 
@@ -220,6 +234,16 @@ def figures(args: argparse.Namespace, device: torch.device, data, clock: Clock, 
     found["ours"] = ours
     speedup = f"  {notebook['seconds'] / ours['seconds']:.2f}x the notebook's speed" if notebook else ""
     log(f"our loop, one trial:      {ours['seconds']:7.2f} s/epoch{_cold(ours)}{speedup}", figure=True)
+    mode = compile_mode(args, device)
+    if mode:  # the same trial with its step compiled; the first epoch pays for compiling, the warm one is the figure
+        name = f"ours {mode}"
+        make = lambda: ours_loop(data, device, args.precision, args.seed, compile_mode=mode)  # noqa: E731
+        row = guarded(name, lambda: measure(device, make, ours["seconds"], clock))
+        if row:
+            found[name] = row
+            log(f"{name:<26s}{row['seconds']:7.2f} s/epoch{_cold(row)}  {ours['seconds'] / row['seconds']:5.2f}x eager", figure=True)
+        elif row is None:
+            log(f"{name}: skipped, no time left", figure=True)
 
     def configs(k: int):
         return fuse_configs(k, device, args.precision, args.seed)
@@ -235,10 +259,12 @@ def figures(args: argparse.Namespace, device: torch.device, data, clock: Clock, 
     previous = (1, baseline["seconds"])
     for k in [int(k) for k in args.fuse_sizes.split(",")]:
         estimate = previous[1] * k / previous[0]  # linear in K: the most a fused epoch should cost
-        layouts = ("channels_last", "contiguous") if k == 16 else ("channels_last",)  # grouped convs in both layouts, once
-        for layout in layouts:
-            name = f"fused K={k}" + ("" if layout == "channels_last" else f" {layout}")
-            make = lambda k=k, layout=layout: fused_loop(configs(k), data, layout)  # noqa: E731
+        variants = [("channels_last", None)]
+        if k == 16:  # grouped convs in both layouts, and the step compiled, once
+            variants += [("contiguous", None)] + ([("channels_last", mode)] if mode else [])
+        for layout, step_mode in variants:
+            name = f"fused K={k}" + ("" if layout == "channels_last" else f" {layout}") + (f" {step_mode}" if step_mode else "")
+            make = lambda k=k, layout=layout, step_mode=step_mode: fused_loop(configs(k), data, layout, step_mode)  # noqa: E731
             row = guarded(name, lambda make=make, estimate=estimate: measure(device, make, estimate, clock))
             if not row:
                 if row is None:
@@ -250,7 +276,7 @@ def figures(args: argparse.Namespace, device: torch.device, data, clock: Clock, 
                 f"{row['trial_epochs_per_s'] / rate:5.2f}x one at a time  peak {row['peak_bytes'] / 2**30:.2f} GiB",
                 figure=True,
             )
-            if layout == "channels_last":
+            if (layout, step_mode) == ("channels_last", None):
                 previous = (k, row["seconds"])
             _free(device)
     return found

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields, replace
 
 from cnn import ACTIVATIONS, LOSSES, OPTIMIZERS, TrainConfig
 from cnn.cli import ArgumentParser, python, script
+from cnn.compiling import COMPILE_MODES
 from cnn.fused import MEMORY_FORMATS
 from cnn.registry import lookup
 from study.samplers import AUTO_PRUNER, PRUNERS, SAMPLERS
@@ -27,7 +28,8 @@ MAX_REPEATS = 5  # the sequential design's default --max-repeats
 AUTO_FUSE = {"cuda": 16}  # --keep-weights: finished trials, complete trials only, no weights
 
 # TrainConfig fields that are flags of study.run; activation, loss, lr and seed are per trial.
-TRAIN_FLAGS = ("epochs", "batch_size", "optimizer", "augment", "device", "precision")
+TRAIN_FLAGS = ("epochs", "batch_size", "optimizer", "augment", "device", "precision", "compile_mode")
+COMPILE_FLAG = {"off": None, **COMPILE_MODES}  # --compile: off (eager) or a torch.compile mode
 
 
 @dataclass(frozen=True)
@@ -163,6 +165,13 @@ def _fuse(text: str) -> int | None:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"invalid value {text!r}: use auto or a number of trials") from None
+
+
+def _compile(text: str) -> str | None:
+    try:
+        return lookup(COMPILE_FLAG, text, "compile mode")
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -316,6 +325,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     group.add_argument(
         "--precision", default=train.precision, help="auto (bf16 where the hardware has it), bf16 or fp32 (default: %(default)s)"
+    )
+    group.add_argument(
+        "--compile",
+        dest="compile_mode",
+        metavar="MODE",
+        type=_compile,
+        default="off",
+        help="compile each training step: off, default, reduce-overhead (CUDA graphs on a GPU) or max-autotune-no-cudagraphs; "
+        "the first epoch pays for compiling (default: %(default)s)",
     )
     group = parser.add_argument_group("data")
     group.add_argument(

@@ -114,6 +114,29 @@ def test_figures_stop_growing_k_at_the_first_allocation_failure(tmp_path, monkey
     assert all(line.startswith("[Test GPU] ") for line in printed)
 
 
+def test_the_compiled_figures_sit_beside_the_eager_ones(tmp_path, monkeypatch, capsys):
+    gpu_check = _script()
+    made = []
+
+    def measure(device, make, estimate, clock, warm=True):
+        made.append(make)
+        return {"seconds": 1.0, "trial_epochs_per_s": 1.0, "test_acc": 10.0, "peak_bytes": 0, "cold": False}
+
+    monkeypatch.setattr(gpu_check, "measure", measure)
+    log = gpu_check.Log(tmp_path / "log")
+    args = gpu_check.build_parser().parse_args(["--data", "x", "--compile", "default"])
+    found = gpu_check.figures(args, torch.device("cpu"), None, gpu_check.Clock(60), log)
+    assert list(found) == [
+        *("notebook", "ours", "ours default", "one at a time", "fused K=1", "fused K=4", "fused K=16"),
+        *("fused K=16 contiguous", "fused K=16 default", "fused K=64"),
+    ]
+    assert "ours default" in capsys.readouterr().out
+    # By default the compiled figures are CUDA's only: reduce-overhead (CUDA graphs) there, none on the CPU.
+    default = gpu_check.build_parser().parse_args(["--data", "x"])
+    assert gpu_check.compile_mode(default, torch.device("cuda")) == "reduce-overhead"
+    assert gpu_check.compile_mode(default, torch.device("cpu")) is None
+
+
 def test_a_non_allocation_error_in_a_figure_stops_the_figures_with_its_traceback(tmp_path, monkeypatch, capsys):
     gpu_check = _script()
     calls = []

@@ -2,6 +2,7 @@
 
 import torch
 
+from cnn import compiling
 from cnn.bench import main, matmul_rate, other_precision, step_flops
 from cnn.train import resolve_precision
 from tests.cnn_tests.test_fused_step import _random_data
@@ -37,3 +38,14 @@ def test_bench_prints_auto_against_the_other_precision_and_a_roofline(cifar_dir,
     assert any(line.startswith("precision: auto (") and "the speed of" in line for line in lines)
     assert any(line.startswith("roofline: our epoch ") and "GFLOP/s" in line and "% of it" in line for line in lines)
     assert lines[-1].startswith("train+eval speedup vs notebook: ")
+
+
+def test_bench_compile_times_our_compiled_loop_beside_the_eager_one(cifar_dir, capsys, monkeypatch):
+    # Traced by dynamo without code generation (backend "eager"): the wiring, not the speed.
+    monkeypatch.setattr(compiling, "compile_step", lambda function, mode: torch.compile(function, backend="eager"))
+    torch._dynamo.reset()
+    sizes = ["--train-size", "200", "--test-size", "100"]
+    main(["--data-dir", str(cifar_dir), *sizes, "--rounds", "1", "--device", "cpu", "--compile", "default"])
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("round 1 ours default ") for line in lines)
+    assert any(line.startswith("ours compiled (default) vs eager: ") for line in lines)

@@ -166,6 +166,7 @@ def test_train_many_needs_a_config():
         ("device", "auto"),
         ("precision", "auto"),
         ("eval_batch_size", 50),
+        ("compile_mode", "default"),
     ],
 )
 def test_train_many_rejects_configs_that_differ_in_a_shared_field(field, value):

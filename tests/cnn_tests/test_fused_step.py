@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from cnn import TrainConfig
+from cnn import TrainConfig, compiling
 from cnn.data import Data, ImageSet
 from cnn.fused import draw_many, evaluate_many, setup_many, train_epoch_many, train_step
 
@@ -224,13 +224,11 @@ def test_fused_optimizer_step_traces_as_one_graph(optimizer):
 def test_a_compiled_fused_step_gives_the_eager_steps_losses(monkeypatch):
     # The compile switch's wiring, traced by dynamo on the CPU without code generation (backend "eager"): the forward pass
     # with the study's mixed activations and losses, and the optimiser step, give the eager run's losses and weights.
-    import cnn.fused as fused_module
-
-    monkeypatch.setattr(fused_module, "_compile", lambda function, mode: torch.compile(function, backend="eager"))
+    monkeypatch.setattr(compiling, "compile_step", lambda function, mode: torch.compile(function, backend="eager"))
     torch._dynamo.reset()
     data = _random_data()
     configs = _configs(3, **STUDY_MIX, batch_size=8)
-    eager, compiled = setup_many(configs, data), setup_many(configs, data, compile_mode="reduce-overhead")
+    eager, compiled = setup_many(configs, data), setup_many([dataclasses.replace(c, compile_mode="reduce-overhead") for c in configs], data)
     for seed in range(3):
         want, got = train_step(eager, *_batch(eager, data, seed)), train_step(compiled, *_batch(compiled, data, seed))
         torch.testing.assert_close(got[0], want[0])
@@ -239,6 +237,7 @@ def test_a_compiled_fused_step_gives_the_eager_steps_losses(monkeypatch):
         torch.testing.assert_close(a, b)
 
 
-def test_an_unknown_compile_mode_is_named():
-    with pytest.raises(ValueError, match="compile mode"):
-        setup_many(_configs(1), _random_data(), compile_mode="fast")
+def test_fused_trials_must_share_their_compile_mode():
+    configs = _configs(2)
+    with pytest.raises(ValueError, match="fused trials must share compile_mode"):
+        setup_many([configs[0], dataclasses.replace(configs[1], compile_mode="default")], _random_data())

@@ -1,9 +1,11 @@
+import dataclasses
 import math
 
 import pytest
 import torch
 
-from cnn import DeviceError, TrainConfig, load_data, resolve_device, train
+from cnn import DeviceError, TrainConfig, compiling, load_data, resolve_device, train
+from tests.cnn_tests.test_fused_step import _random_data
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +79,7 @@ def test_validation_split_is_evaluated_every_epoch(cifar_dir):
         ({"lr": float("nan")}, "lr must be a positive number"),
         ({"optimizer": "rmsprop"}, "unknown optimizer 'rmsprop'; choose one of: adam, sgd"),
         ({"precision": "fp8"}, "unknown precision 'fp8'; choose one of: auto, bf16, fp32"),
+        ({"compile_mode": "fast"}, "unknown compile mode 'fast'; choose one of: default, reduce-overhead, max-autotune-no-cudagraphs"),
     ],
 )
 def test_config_rejects_bad_values(kwargs, message):
@@ -93,3 +96,46 @@ def test_unavailable_cuda_is_a_clear_error():
 def test_auto_device_is_usable():
     device = resolve_device("auto")
     assert torch.zeros(1, device=device).device.type == device.type
+
+
+def _traced(monkeypatch) -> list[str]:
+    # torch.compile traced by dynamo on the CPU without code generation (backend "eager"); returns the modes asked for.
+    modes = []
+
+    def compile_step(function, mode):
+        modes.append(mode)
+        return torch.compile(function, backend="eager")
+
+    monkeypatch.setattr(compiling, "compile_step", compile_step)
+    torch._dynamo.reset()
+    return modes
+
+
+def test_a_compiled_trial_gives_the_eager_trials_history_and_weights(monkeypatch):
+    # The compile switch's wiring: the forward pass with the loss, and the optimiser step, compiled apart (backward and the
+    # finiteness check between them), give the eager run's history and weights bit for bit (SGD: the same arithmetic).
+    modes = _traced(monkeypatch)
+    data = _random_data()
+    config = TrainConfig(epochs=2, batch_size=50, optimizer="sgd", augment=True, device="cpu", precision="fp32")
+    eager = train(config, data)
+    compiled = train(dataclasses.replace(config, compile_mode="reduce-overhead"), data)
+    assert modes == ["reduce-overhead"] * 2  # compiled once per run
+    assert _without_time(compiled.history) == _without_time(eager.history)
+    for a, b in zip(eager.model.state_dict().values(), compiled.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_a_compiled_adam_trial_gives_the_eager_trials_losses(monkeypatch):
+    _traced(monkeypatch)
+    data = _random_data()
+    config = TrainConfig(epochs=1, batch_size=100, device="cpu", precision="fp32")  # two steps
+    eager = train(config, data)
+    compiled = train(dataclasses.replace(config, compile_mode="default"), data)
+    # Not bit for bit: traced, Adam computes its bias corrections from its step count as a float32 tensor, eager from a
+    # Python float; and the convolutions' biases, whose exact gradient is zero (BatchNorm follows), move by the sign of
+    # rounding noise, so they are left out.
+    want, got = _without_time(eager.history)[0], _without_time(compiled.history)[0]
+    assert got == pytest.approx(want, rel=1e-4)
+    for (name, a), b in zip(eager.model.state_dict().items(), compiled.model.state_dict().values(), strict=True):
+        if not (name.startswith("layer") and name.endswith(".0.bias")):
+            torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6, msg=name)

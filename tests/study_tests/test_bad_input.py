@@ -55,6 +55,7 @@ def _run(argv, capsys) -> tuple[int, str]:
         (["--pruner", "patient"], "unknown pruner 'patient'; choose one of: median, hyperband, successive-halving, none"),
         (["--optimizer", "rmsprop"], "unknown optimizer 'rmsprop'; choose one of: adam, sgd"),
         (["--precision", "fp8"], "unknown precision 'fp8'; choose one of: auto, bf16, fp32"),
+        (["--compile", "fast"], "unknown compile mode 'fast'; choose one of: off, default, reduce-overhead, max-autotune-no-cudagraphs"),
         (["--device", "tpu"], "unknown device 'tpu'"),
         (["--trials", "x"], "argument --trials: invalid int value: 'x'"),
         (["--sampler", "grid", "--trials", "200"], "--trials 200 is more than the grid's 135 trials; use --trials 135"),

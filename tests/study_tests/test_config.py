@@ -25,8 +25,11 @@ def test_help_shows_the_defaults_the_code_uses():
 
 def test_training_flags_land_in_the_train_config():
     flags = ["--epochs", "4", "--batch-size", "50", "--optimizer", "sgd", "--augment", "--seed", "3", "--precision", "fp32"]
-    config, _ = parse_config(flags)
-    assert config.train == TrainConfig(epochs=4, batch_size=50, optimizer="sgd", augment=True, seed=3, precision="fp32")
+    config, _ = parse_config([*flags, "--compile", "reduce-overhead"])
+    assert config.train == TrainConfig(
+        epochs=4, batch_size=50, optimizer="sgd", augment=True, seed=3, precision="fp32", compile_mode="reduce-overhead"
+    )
+    assert parse_config(["--compile", "off"])[0].train.compile_mode is None  # off, the default: eager
     assert set(TRAIN_FLAGS) <= {f for f in TrainConfig.__dataclass_fields__}
 
 
@@ -71,6 +74,10 @@ def test_other_samplers_prune_with_the_median_and_enqueue_the_baseline():
         (["--fuse", "0"], "--fuse must be at least 1 but got 0"),
         (["--keep-weights", "some"], "unknown --keep-weights 'some'; choose one of: all, complete, none"),
         (["--memory-format", "nchw"], "unknown --memory-format 'nchw'; choose one of: auto, channels_last, contiguous"),
+        (
+            ["--compile", "fast"],
+            "argument --compile: unknown compile mode 'fast'; choose one of: off, default, reduce-overhead, max-autotune-no-cudagraphs",
+        ),
     ],
 )
 def test_bad_flags_exit_with_one_line(flags, message, capsys):

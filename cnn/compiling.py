@@ -1,0 +1,20 @@
+"""torch.compile for the training step, one trial's (``cnn.train``) and a fused run's (``cnn.fused``) alike.
+
+A step is compiled as two functions with backward between them: the forward pass with the loss(es), and the optimiser
+step. What waits for the device (the finiteness check) stays outside both, between steps, so that "reduce-overhead" can
+capture each as a CUDA graph; the optimiser's step count must then live on the device (``FusedOptimizer`` keeps it
+there; ``cnn.train.setup`` builds Adam capturable on CUDA when compiling).
+"""
+
+from collections.abc import Callable
+
+import torch
+
+# TrainConfig.compile_mode: torch.compile's modes. "reduce-overhead" captures CUDA graphs on a GPU (not yet measured on
+# one); None, eager, is the default everywhere: on the CPU compiling cost more than it saved (docs/gpu-and-speed.md).
+COMPILE_MODES = {"default": "default", "reduce-overhead": "reduce-overhead", "max-autotune-no-cudagraphs": "max-autotune-no-cudagraphs"}
+
+
+def compile_step(function: Callable, mode: str) -> Callable:
+    """``function`` compiled in torch.compile ``mode``: the one place that compiles (tests trace with dynamo's eager backend)."""
+    return torch.compile(function, mode=mode)
