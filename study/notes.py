@@ -94,7 +94,7 @@ def report_note(report: str, path: str | Path | None = None) -> str:
         error_rate = error_rate.rstrip(".") + "."
         error_rate = error_rate.replace("any claim below", "any claim of the report").replace("of its claims", "of the report's claims")
         parts.append(f"**Error rate:** {error_rate}")
-    shares = _sentence(report, r"(Where the variation in .+? comes from, as percent of its variance: .+?\.)(?=\s|$)")
+    shares = _sentence(report, r"(Where the variation in .+? comes from, as percent of its variance(?:, with 95% .+?)?: .+?\.)(?=\s|$)")
     shares = shares or _sentence(report, r"(Parameter importance \(Optuna's fANOVA.+?as percent: .+?\.)(?=\s|$)")
     parts.append(f"**Variance shares (the report):** {shares}\n\n{REPLICATE_TEXT}" if shares else REPLICATE_TEXT)
     if path is not None:
