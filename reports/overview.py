@@ -80,7 +80,8 @@ def error_text(family: Family) -> str:
         "the spread of the comparisons of its kind at its learning rate (Smyth 2004, limma's squeezeVar), which adds the "
         'prior\'s degrees of freedom (`df_prior`). "Cannot tell yet" says what would decide a margin-sized difference '
         "with 80% probability. For the activation and the loss, the interaction with the learning rate is tested first "
-        "(Welch's heteroscedastic one-way test of the paired differences grouped by learning rate; where the trials stored "
+        "(Welch's heteroscedastic one-way test of the paired differences grouped by learning rate, each rate's spread "
+        "moderated as its own rows' are; where the trials stored "
         "per-image predictions, its Welch–James form, whose error adds each learning rate's own test-image effects). Where it "
         'is shown the answer is "it depends on the learning rate" with the per-rate verdicts; a pooled number over the '
         "learning rates is claimed only where the difference keeps its sign at every learning rate (its size changes, "

@@ -266,7 +266,9 @@ def carry_over(plan: RoundPlan, comparisons: list[Comparison]) -> bool:
     for c, s in zip(comparisons, twins, strict=True):
         for name in copied:
             setattr(c, name, getattr(s, name))
-        if c.kind == "interaction" and "df_between" in c.detail and not c.detail.get("welch"):  # the F on the seeds' N − k df
+        if c.kind == "interaction" and s.detail.get("moderated"):  # tested again with the strata's priors
+            c.detail = {**c.detail, **{k: s.detail[k] for k in ("f", "df_within", "welch", "moderated")}}
+        elif c.kind == "interaction" and "df_between" in c.detail and not c.detail.get("welch"):  # the F on the seeds' N − k df
             c.detail = {**c.detail, "df_within": c.n_pairs - c.detail["df_between"] - 1}
     return True
 
@@ -469,7 +471,7 @@ class _Sequence:
         outcomes, needs, blocks, seen = [], set(), [], set()
         for row, s in zip(look.rows, settled, strict=True):
             outcome = self._outcome(row, s, versus_best, pooled_answers, means, level)
-            more = self._more(row, s, level, look.round) if outcome == OPEN else math.nan
+            more = self._more(row, s, level) if outcome == OPEN else math.nan
             if outcome == OPEN and look.round + 1 + more > self.k:
                 outcome = BEYOND
             need: tuple[Point, ...] = ()
@@ -523,33 +525,25 @@ class _Sequence:
             return IMAGES
         return OPEN
 
-    def _more(self, row: _Row, c: Comparison, level: float, round_: int) -> float:
+    def _more(self, row: _Row, c: Comparison, level: float) -> float:
         """Replicates more that would decide ``c`` (a margin-sized question, 80% power, at ``level``); 0 below 3 pairs.
 
-        The power of both of its tests (the difference two-sided, the TOST one-sided with power 90% each side) after r
-        more replicates, approximated by t quantiles on the pairs' df plus a normal power term, for each r the rounds
-        left allow; beyond them the normal approximation's count. Planned with the lower 90% bound of its spread
-        (``OPTIMISM``), so that a spread guessed too high from a few pairs does not give up on a comparison more
-        replicates would decide; ``inf`` when the test images alone are too wide.
+        The report's own count (``stats.pairs_to_decide``, which its replicates advice plans with through
+        ``claims.plan``: both tests' power, the test images' part a floor), planned with the lower 90% bound of the
+        comparison's spread (``OPTIMISM``, on the moderated spread's n − 1 + d0 df) instead of its estimate, so that a
+        spread guessed too high from a few pairs does not give up on a comparison more replicates would decide; at least
+        1; ``inf`` when the test images alone are too wide.
         """
         n = c.n_pairs
         if n < claims.MIN_PAIRS or not math.isfinite(c.sd):
             return 0.0
-        sd = c.sd * math.sqrt((n - 1) / scistats.chi2.ppf(OPTIMISM, n - 1))
+        df = n - 1 + (c.df_prior if math.isfinite(c.df_prior) else 0.0)
+        sd = c.sd * math.sqrt(df / scistats.chi2.ppf(OPTIMISM, df))
         floor = row.se_images if math.isfinite(row.se_images) else 0.0
-        z = scistats.norm.ppf
-        two, one = z(stats.POWER), z((1 + stats.POWER) / 2)
-        per = self._pairs_per_replicate(c)
-        for more in range(1, self.k - round_):
-            m = n + more * per
-            se = math.sqrt(sd**2 / m + floor**2)
-            if max((scistats.t.ppf(1 - level / 2, m - 1) + two), (scistats.t.ppf(1 - level, m - 1) + one)) * se <= self.margin:
-                return float(more)
-        se_needed = self.margin / max(z(1 - level / 2) + two, z(1 - level) + one)
-        if floor >= se_needed:
+        need = stats.pairs_to_decide(sd, self.margin, level, stats.POWER, se_images=floor)
+        if not math.isfinite(need):
             return math.inf
-        need = sd**2 / (se_needed**2 - floor**2)  # pairs, normal approximation
-        return float(max(self.k - round_, math.ceil((need - n) / per)))
+        return float(max(math.ceil((need - n) / self._pairs_per_replicate(c)), 1))
 
     def _pairs_per_replicate(self, c: Comparison) -> int:
         """Pairs (trials, for the epochs question) one more replicate of ``c``'s grid points adds."""

@@ -188,7 +188,7 @@ class Interaction(NamedTuple):
     p: float  # NaN when it cannot be tested (fewer than two groups, or no spread within them)
 
 
-def interaction_test(groups: list, images: list | None = None) -> Interaction:
+def interaction_test(groups: list, images: list | None = None, priors: list | None = None) -> Interaction:
     """Test that the mean paired difference is the same in every group (learning rate).
 
     Args:
@@ -199,6 +199,10 @@ def interaction_test(groups: list, images: list | None = None) -> Interaction:
             own spread as its error) where every group has 2 values with some spread, else the one-way F test
             (``scipy.stats.f_oneway``). With it: the Welch-type Wald test of :func:`_interaction_images`, whose
             covariance counts each group's own seeds' spread and the test images.
+        priors: optional, per group, the ``inference.Prior`` of the seeds' variance of one pair's difference at its
+            learning rate (the report's stratum of comparisons at that rate; None or a prior without df: none). Each
+            group's variance is then moderated as its own row's is (``inference.squeeze``: on P_g − 1 + d0 df), and
+            the Welch–James test of :func:`_welch_james` takes those df. Where every group has at least 2 pairs.
 
     The seeds-only F test is right when the pairs' differences are independent. Pairs of one learning rate scored on
     the same test images are not: they share that learning rate's per-image effects (a test image that suits one
@@ -213,8 +217,15 @@ def interaction_test(groups: list, images: list | None = None) -> Interaction:
     k, n = len(groups), sum(len(g) for g in groups)
     if k < 2 or n - k < 1:
         return Interaction(math.nan, k - 1, n - k, math.nan)
+    priors = None if priors is None else [priors[i] for i in keep]
     if images is not None:
-        return _interaction_images(groups, [np.asarray(images[i], dtype=float) for i in keep])
+        return _interaction_images(groups, [np.asarray(images[i], dtype=float) for i in keep], priors)
+    sizes = np.array([len(g) for g in groups], dtype=float)
+    if priors is not None and (sizes >= 2).all():
+        variances, dfs = _moderated([float(g.var(ddof=1)) for g in groups], sizes - 1, priors)
+        if (variances > 0).all():
+            means = np.array([g.mean() for g in groups])
+            return _welch_james(means, variances / sizes, dfs, np.zeros((k, k)), math.inf)
     within = sum(float(((g - g.mean()) ** 2).sum()) for g in groups)
     means = np.array([g.mean() for g in groups])
     if within == 0:
@@ -234,7 +245,7 @@ def interaction_test(groups: list, images: list | None = None) -> Interaction:
     return Interaction(float(result.statistic), k - 1, n - k, float(result.pvalue))
 
 
-def _interaction_images(groups: list[np.ndarray], tables: list[np.ndarray]) -> Interaction:
+def _interaction_images(groups: list[np.ndarray], tables: list[np.ndarray], priors: list | None = None) -> Interaction:
     """Welch-type Wald test of equal group means whose covariance counts each group's own seeds and the test images.
 
     Group g's mean over its P_g pairs and the I shared images is D_g = μ_g + s̄_g + ḡ_g + ē_g (:func:`image_components`'
@@ -245,22 +256,14 @@ def _interaction_images(groups: list[np.ndarray], tables: list[np.ndarray]) -> I
     where g_g(i) is image i's effect on the difference at learning rate g (shared between learning rates as far as an
     image suits an option at both). Each group keeps its own seeds' variance, as its row in the report has it
     (:func:`estimate` with ``images``): s²_g / P_g, s²_g the variance of its pairs' means on P_g − 1 df (it holds the
-    pairs' own luck σ²_e,g / I too); Σ / I is the sample covariance of the groups' per-image column means, less each
-    group's luck MS_residual,g / (P_g I) on its diagonal, with negative eigenvalues set to 0 (the crossed-effects
-    estimate of :func:`image_components`, never below 0). A learning rate whose seeds scatter then weighs little and
-    no longer makes the others' small differences look like an interaction, as Welch's one-way test does without images.
-
-    The statistic is Johansen's (1980) general Welch–James test: T = D'C'(C V C')⁻¹CD, C the k − 1 orthonormal
-    contrasts (``scipy.linalg.helmert``), and T / c referred to F(k − 1, ν) with c = (k − 1) + 2A − 6A / (k + 1),
-    ν = (k − 1)(k + 1) / (3A), A = ½ Σ_j [tr((M V_j)²) + (tr M V_j)²] / ν_j over V's independently estimated parts
-    V_j (each group's seeds on P_g − 1 df, the images' covariance on I − 1), M = C'(C V C')⁻¹C. Without images A is
-    Σ_g (1 − w_g / Σ w)² / (P_g − 1), w_g = 1 / V_gg: Welch's (1951) test exactly (``anova_oneway(use_var="unequal")``).
-    When the images dominate, A ≈ k(k − 1) / (2(I − 1)): ν is large and the test is nearly χ²(k − 1) / (k − 1),
-    as it should be for a covariance measured on thousands of images. Where a group has one pair (no spread of its
-    own) or its seeds show no spread, :func:`_interaction_images_pooled` pools the seeds' variance instead.
+    pairs' own luck σ²_e,g / I too), moderated with ``priors`` where given (on P_g − 1 + d0 df, as the row's); Σ / I is
+    the sample covariance of the groups' per-image column means, less each group's luck MS_residual,g / (P_g I) on its
+    diagonal, with negative eigenvalues set to 0 (the crossed-effects estimate of :func:`image_components`, never
+    below 0). A learning rate whose seeds scatter then weighs little and no longer makes the others' small differences
+    look like an interaction, as Welch's one-way test does without images. The statistic is :func:`_welch_james`'.
+    Where a group has one pair (no spread of its own) or its seeds show no spread, :func:`_interaction_images_pooled`
+    pools the seeds' variance instead.
     """
-    from scipy.linalg import helmert
-
     k = len(groups)
     n_images = tables[0].shape[1]
     if any(t.ndim != 2 or t.shape != (len(g), n_images) for g, t in zip(groups, tables, strict=True)):
@@ -268,6 +271,9 @@ def _interaction_images(groups: list[np.ndarray], tables: list[np.ndarray]) -> I
     sizes = np.array([len(g) for g in groups], dtype=float)
     parts = [image_components(t) for t in tables]
     rows = np.array([c.ms_pairs for c in parts]) / n_images  # s²_g, the variance of group g's pairs' means
+    dfs = sizes - 1
+    if priors is not None and (sizes >= 2).all():
+        rows, dfs = _moderated(rows, dfs, priors)
     if (sizes < 2).any() or not (rows > 0).all():
         return _interaction_images_pooled(groups, tables)
     means = np.array([t.mean() for t in tables])
@@ -275,7 +281,35 @@ def _interaction_images(groups: list[np.ndarray], tables: list[np.ndarray]) -> I
     columns = np.cov(np.stack([t.mean(axis=0) for t in tables]), ddof=1).reshape(k, k) / n_images - np.diag(luck)
     eigenvalues, vectors = np.linalg.eigh(columns)
     columns = (vectors * np.clip(eigenvalues, 0.0, None)) @ vectors.T  # Σ / I, positive semi-definite
-    seeds = rows / sizes
+    return _welch_james(means, rows / sizes, dfs, columns, n_images - 1)
+
+
+def _moderated(variances, dfs, priors: list) -> tuple[np.ndarray, np.ndarray]:
+    """Each group's variance and df squeezed toward its prior (``inference.squeeze``; None: left as it is)."""
+    from reports import inference
+
+    out = [
+        inference.squeeze(float(v), float(d), p if p is not None else inference.NO_PRIOR)
+        for v, d, p in zip(variances, dfs, priors, strict=True)
+    ]
+    return np.array([v for v, _ in out]), np.array([d for _, d in out])
+
+
+def _welch_james(means: np.ndarray, seeds: np.ndarray, seed_dfs: np.ndarray, columns: np.ndarray, columns_df: float) -> Interaction:
+    """Johansen's (1980) general Welch–James test of equal ``means``, Cov = diag(``seeds``) + ``columns``.
+
+    ``seeds[g]`` is group g's variance of its mean from its own seeds on ``seed_dfs[g]`` df; ``columns`` the images'
+    covariance (a Wishart on ``columns_df`` df; zeros without images). T = D'C'(C V C')⁻¹CD, C the k − 1 orthonormal
+    contrasts (``scipy.linalg.helmert``), and T / c referred to F(k − 1, ν) with c = (k − 1) + 2A − 6A / (k + 1),
+    ν = (k − 1)(k + 1) / (3A), A = ½ Σ_j [tr((M V_j)²) + (tr M V_j)²] / ν_j over V's independently estimated parts
+    V_j (each group's seeds, the images' covariance), M = C'(C V C')⁻¹C. Without images A is
+    Σ_g (1 − w_g / Σ w)² / ν_g, w_g = 1 / V_gg: Welch's (1951) test exactly (``anova_oneway(use_var="unequal")``)
+    when ν_g = P_g − 1. When the images dominate, A ≈ k(k − 1) / (2(I − 1)): ν is large and the test is nearly
+    χ²(k − 1) / (k − 1), as it should be for a covariance measured on thousands of images.
+    """
+    from scipy.linalg import helmert
+
+    k = len(means)
     v = np.diag(seeds) + columns
     c = helmert(k)  # (k − 1, k), orthonormal rows orthogonal to the ones
     contrast = c @ means
@@ -283,10 +317,11 @@ def _interaction_images(groups: list[np.ndarray], tables: list[np.ndarray]) -> I
     t_stat = float(contrast @ np.linalg.solve(cvc, contrast))
     m = c.T @ np.linalg.solve(cvc, c)  # M = C'(C V C')⁻¹C, (k, k)
     q = k - 1
-    # Johansen's A: each group's seeds' part a scalar on P_g − 1 df, the images' covariance a Wishart on I − 1 df.
-    a = float(((np.diag(m) * seeds) ** 2 / (sizes - 1)).sum())
-    mv = m @ columns
-    a += 0.5 * (float(np.trace(mv @ mv)) + float(np.trace(mv)) ** 2) / (n_images - 1)
+    # Johansen's A: each group's seeds' part a scalar on its own df, the images' covariance a Wishart.
+    a = float(((np.diag(m) * seeds) ** 2 / seed_dfs).sum())
+    if math.isfinite(columns_df) and columns.any():
+        mv = m @ columns
+        a += 0.5 * (float(np.trace(mv @ mv)) + float(np.trace(mv)) ** 2) / columns_df
     scale = q + 2 * a - 6 * a / (q + 2)
     f = t_stat / scale
     df = q * (q + 2) / (3 * a) if a > 0 else math.inf
