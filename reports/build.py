@@ -29,6 +29,7 @@ from reports import (
     options,
     overview,
     sequential,
+    spent,
 )  # fmt: skip
 from reports.blocks import Figure, Section
 from reports.claims import Comparison
@@ -75,7 +76,7 @@ class Analysis:
             no_predictions=self.no_predictions, dataset=self.dataset, dataset_images=self.dataset_images,
             floor=sum(claims.advises_images(c) for c in two_level),
             looks=self.plan.max_repeats if self.plan is not None else 0, repeated=self.repeated,
-            spent=sequential.spent_text(self.plan) if self.plan is not None else "", error_rate=self.error_rate,
+            spent=spent.spent_text(self.plan) if self.plan is not None else "", error_rate=self.error_rate,
             selected=sum(c.selected for c in self.comparisons),
             comparisons=sum(1 for c in self.comparisons if c.p == c.p or c.p_equiv == c.p_equiv),
         )  # fmt: skip
@@ -213,7 +214,7 @@ def build_report(
     else:
         body = [
             *question_sections(frames, result),
-            *([sequential.sequential_section(frames, result.plan)] if result.plan is not None else []),
+            *([spent.sequential_section(frames, result.plan)] if result.plan is not None else []),
             overview.data_section(frames, samples, result.best_vs_baseline),
             overview.study_section(frames, importance.blocks(result.importance)),
         ]

@@ -33,7 +33,7 @@ class Family:
     dataset: str = ""  # the data source's name where it has one ("CIFAR-10"), else ""
     dataset_images: int | None = None  # test images the dataset has (None: unknown, an image folder)
     looks: int = 0  # a sequential study: the most looks its error is spent over (--max-repeats); 0: a fixed design
-    spent: str = ""  # a sequential study: its trials against the fixed designs (sequential.spent_text)
+    spent: str = ""  # a sequential study: its trials against the fixed designs (spent.spent_text)
     repeated: bool = False  # a sequential study whose verdicts below are the repeated ones (sequential.carry_over)
     error_rate: str = "fdr"  # the report's error rate (reports.inference): fdr or fwer
     selected: int = 0  # comparisons that claim (a difference or an equivalence)

@@ -15,8 +15,9 @@ error rate over the report, intervals that agree with the outcomes) with its err
 chance that any of the K looks claims it is at most the sum of the shares, so the verdict at the look the study stopped
 at holds whatever rule chose to stop there. No share moves from look to look with what a look found (an earlier
 version added a look's share to a comparison whose pairs had not changed). The t statistic counts the test images'
-part of the variance and is referred to the seeds' n − 1 degrees of freedom plus the moderation's (:meth:`_Sequence._row`
-says why not Satterthwaite's); an interaction of seeds only is Welch's test with its own df.
+part of the variance and is referred to the seeds' n − 1 degrees of freedom plus the moderation's (``reports.inference``
+says why not Satterthwaite's: with 3 to 6 pairs it took a lucky small spread at face value, 38 df on 3 pairs, p = 5e-7
+for a null difference in the simulation); an interaction is Welch's test (Welch–James with the images) with its own df.
 
 With ``K <= 5`` looks and the levels a report asks of a claim (about 0.05 / 60 to 0.05 × R / m), the correlation
 between looks buys little: Pocock's constant for 5 looks at two-sided 0.05 / 60 is z = 3.70 against the Bonferroni
@@ -44,7 +45,7 @@ import pandas as pd
 from scipy import stats as scistats
 
 from reports import claims, epochs, learning_rate, options, stats
-from reports.blocks import Section, Table, lr_text, plural
+from reports.blocks import lr_text
 from reports.claims import Comparison
 from reports.frames import Frames
 from reports.paired import LEARNS_POINTS, Design, build_design
@@ -279,16 +280,13 @@ def carry_over(plan: RoundPlan, comparisons: list[Comparison]) -> bool:
 
 @dataclass
 class _Row:
-    """One comparison at one look: its sequential numbers before the report's Holm step."""
+    """One comparison at one look, before it is settled (``claims.settle`` tests it, at the look's share of the error)."""
 
     key: tuple
     comparison: Comparison
-    se_seeds: float
-    se_images: float
-    df: float
-    p: float  # this look's test (× the epochs' selection factor), before the K looks
-    p_equiv: float
-    gate_p: float = math.nan  # a pooled row: its interaction's own p at this look (the pooling gate)
+    se_seeds: float  # its pairs' own spread over √n (before moderation): the report's account of what replicates shrink
+    se_images: float  # the test images' part (NaN: not measured)
+    p: float = math.nan  # an interaction's own test at this look (``_interaction_p``); NaN for every other kind
 
 
 @dataclass
@@ -406,32 +404,19 @@ class _Sequence:
         lr_result = learning_rate.compute(design, self.margin)
         epochs_result = epochs.compute(design, self.margin)
         comparisons = [c for part in (*parts, lr_result, epochs_result) for c in part.comparisons()]
-        rows = [self._row(design, c) for c in comparisons]
+        rows = [self._row(c) for c in comparisons]
         look = _Look(r, trials, design, rows)
         self._settle(look, lr_result)
         return look
 
     # -- one comparison at one look ------------------------------------------------------------------------------
 
-    def _row(self, design: Design, c: Comparison) -> _Row:
-        key = _key(c)
+    def _row(self, c: Comparison) -> _Row:
         n = c.n_pairs
         se_seeds = c.sd / math.sqrt(n) if n >= 2 and math.isfinite(c.sd) else math.nan
-        se_images = c.se_images  # NaN where a trial of the comparison stored no (usable) predictions: seeds only
-        if c.kind == "interaction":
-            return _Row(key, c, se_seeds, math.nan, math.nan, _interaction_p(c), c.p_equiv)
-        if n < claims.MIN_PAIRS:
-            return _Row(key, c, se_seeds, math.nan, math.nan, c.p, c.p_equiv)
-        factor = design.n_epochs - 1 if c.kind in ("drop", "loss rise") else 1  # the epochs' own selection (epochs.py)
-        se = math.hypot(se_seeds, se_images if math.isfinite(se_images) else 0.0)
-        # The seeds' degrees of freedom, n − 1, not Satterthwaite's: with 3 to 6 pairs the seeds' part is itself a guess
-        # on 2 to 5 df, and Satterthwaite's df (which takes that guess at face value) reached 38 on 3 pairs whose spread
-        # happened to be small, giving p = 5e-7 to a null difference in the simulation. For a sum of a part on n − 1 df
-        # and a part known almost exactly, n − 1 is the conservative bound (Satterthwaite's df is never below it).
-        df = float(n - 1)
-        margin = None if c.kind == "loss rise" else self.margin
-        p, p_equiv = _tests(c.diff, se, df, margin)
-        return _Row(key, c, se_seeds, se_images, df, _times(p, factor), p_equiv)
+        # se_images: NaN where a trial of the comparison stored no (usable) predictions (seeds only)
+        p = _interaction_p(c) if c.kind == "interaction" else math.nan
+        return _Row(_key(c), c, se_seeds, c.se_images, p)
 
     # -- settling one look ------------------------------------------------------------------------------------
 
@@ -521,7 +506,7 @@ class _Sequence:
             return POOLED
         if self._no_learning(c, means):
             return NO_LEARNING
-        if math.isfinite(row.se_images) and not _replicates_can_decide(row.se_images, self.margin, level):
+        if math.isfinite(row.se_images) and not stats.replicates_can_decide(row.se_images, self.margin, level):
             return IMAGES
         return OPEN
 
@@ -624,13 +609,6 @@ def _key(c: Comparison) -> tuple:
     return (c.question, c.factor, tuple(sorted((c.a, c.b))), str(c.lr), c.subset, c.kind)
 
 
-def _oriented_sign(c: Comparison, sign: int) -> int:
-    """The sign of the difference in the key's order of the sides (sorted), so that it means the same at every look."""
-    if c.question == "epochs":
-        return sign
-    return sign if (c.a, c.b) == tuple(sorted((c.a, c.b))) else -sign
-
-
 def _name(c: Comparison) -> str:
     """A comparison's name in a plan: "activation: relu vs tanh at lr 0.001", "learning rate: 0.001 vs 0.1, loss mse"."""
     x, y = sorted((c.a, c.b))
@@ -646,7 +624,7 @@ def _name(c: Comparison) -> str:
 def _interaction_p(c: Comparison) -> float:
     """An interaction's p on the seeds' degrees of freedom: its F (or Wald) statistic referred to F(k − 1, N − k).
 
-    The reason of :meth:`_Sequence._row` for the t tests, and a stronger one here: at round 0 a learning rate holds
+    The reason the t tests use the seeds' df (module docstring), and a stronger one here: at round 0 a learning rate holds
     3 pairs, and the Wald test that counts the test images pools the seeds' variance from a difference of mean squares
     that is often clamped at 0 there, leaving a near-normal test on Satterthwaite's ~2,000 df. In 80 simulated
     sequential studies without any effect (seed 5), that made 5 false interaction claims (p down to 2·10⁻⁶ at round 0)
@@ -659,45 +637,6 @@ def _interaction_p(c: Comparison) -> float:
     return float(scistats.f.sf(d["f"], d["df_between"], within)) if within >= 1 else math.nan
 
 
-def _times(p: float, factor: float) -> float:
-    """``p`` multiplied by ``factor`` (Bonferroni), at most 1; NaN (no test) stays NaN."""
-    return p if math.isnan(p) else min(1.0, p * factor)
-
-
-def _nanmin(a: float, b: float) -> float:
-    return b if math.isnan(a) else a if math.isnan(b) else min(a, b)
-
-
-def _tests(diff: float, se: float, df: float, margin: float | None) -> tuple[float, float]:
-    """Two-sided t test of 0 and TOST at ±margin for a mean ``diff`` with standard error ``se`` on ``df`` df."""
-    if not (se > 0):  # every pair equal (options at chance): decided by the value itself
-        return (0.0 if diff != 0 else 1.0), (math.nan if margin is None else 0.0 if abs(diff) < margin else 1.0)
-    t = scistats.t  # not frozen: a frozen distribution costs milliseconds to build, and a report has a hundred tests
-    p = float(2 * t.sf(abs(diff) / se, df))
-    p_equiv = math.nan if margin is None else float(max(t.sf((diff + margin) / se, df), t.cdf((diff - margin) / se, df)))
-    return p, p_equiv
-
-
-def _repeated_interval(diff: float, row: _Row, share: float) -> tuple[float, float]:
-    """The 95% repeated confidence interval at a look that spends ``share`` of the error: the t interval at 1 − 0.05 × share."""
-    if not math.isfinite(row.df) or row.comparison.n_pairs < claims.MIN_PAIRS:
-        return math.nan, math.nan
-    se = math.hypot(row.se_seeds, row.se_images if math.isfinite(row.se_images) else 0.0)
-    half = float(scistats.t.ppf(1 - (1 - stats.LEVEL) * min(share, 1.0) / 2, row.df)) * se if se > 0 else 0.0
-    return diff - half, diff + half
-
-
-def _replicates_can_decide(se_images: float, margin: float, alpha: float) -> bool:
-    """``stats.replicates_can_decide`` (issue 18) where it exists; its rule otherwise (normal theory, 80% power)."""
-    if hasattr(stats, "replicates_can_decide"):
-        return stats.replicates_can_decide(se_images, margin, alpha)
-    if not (math.isfinite(se_images) and se_images > 0):
-        return True
-    z = scistats.norm.ppf
-    need = min(margin / (z(1 - alpha / 2) + z(stats.POWER)), margin / (z(1 - alpha) + z((1 + stats.POWER) / 2)))
-    return bool(se_images < need)
-
-
 def _cell_means(design: Design) -> dict:
     """Mean accuracy of each option at each lr (over the other factor), and of each lr per loss (over activations)."""
     t = design.trials
@@ -707,140 +646,3 @@ def _cell_means(design: Design) -> dict:
         "lr": t.groupby(["loss", "lr"])["acc"].mean().to_dict(),
     }
     return {k: {(a, float(b)): float(v) for (a, b), v in d.items()} for k, d in out.items()}
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# The report's section
-
-
-def sequential_section(frames: Frames, plan: RoundPlan) -> Section:
-    """The report's account of the sequential design: when each question was answered, what is open and what it would cost.
-
-    Its first line compares the trials spent with the fixed design of ``max_repeats`` replicates of every grid point, and
-    with the fixed design of as many replicates as the most any answered comparison needed.
-
-    Args:
-        frames: the study (for the trials of each round).
-        plan: :func:`plan_round` of the same frames (the runner's last plan, or one computed for the report).
-    """
-    s = Section("How the study spent its trials (sequential design)")
-    per_round = _trials_per_round(frames)
-    rounds = ", ".join(f"{n}" for n in per_round)
-    s.add(
-        f"**{plan.trials} trials** in {plural(len(per_round), 'round')} ({rounds} trials), against {_against(plan)}. {_stopped(plan)}",
-        "Round 0 trained every grid point once; each later round trained one more replicate of only the grid points that an open "
-        "comparison needed. Every comparison was looked at after every round, so the error was split before the first trial "
-        f"into {plan.max_repeats} equal shares, one per planned look: each comparison is tested at the look the study stopped at "
-        f"with its error divided by {plan.max_repeats} (its p-value {plan.max_repeats} × that look's), and its interval is that "
-        "look's t interval at the same level, on the seeds' moderated degrees of freedom. The report's error control and its "
-        "intervals then hold however and whenever the study stopped: the chance that any of the looks errs is at most the sum "
-        "of the shares.",
-    )
-    rows = []
-    for question in ("activation", "loss", "learning rate", "epochs"):
-        mine = [o for o in plan.asked if o.question == question]
-        if not mine:
-            continue
-        count = {name: sum(o.outcome == name for o in mine) for name in (*DECIDED, OPEN, BEYOND)}
-        answered = [o for o in mine if o.decided]
-        when = "; ".join(
-            f"{plural(r, 'replicate')} ({min(o.trials for o in answered if o.replicates == r)} trials): "
-            f"{sum(o.replicates == r for o in answered)}"
-            for r in sorted({o.replicates for o in answered})
-        )  # fmt: skip
-        rows.append({
-            "question": question, "comparisons": str(len(mine)), "differences": str(count[DIFFERENCE]),
-            "within the margin": str(count[EQUIVALENCE]), "no option learns": str(count[NO_LEARNING]),
-            "more test images": str(count[IMAGES]), "open": str(count[OPEN] + count[BEYOND]), "answered after": when or "–",
-        })  # fmt: skip
-    if rows:
-        s.add(
-            "Per question, the comparisons that call for replicates (pooled rows, per-learning-rate rows where a pair is not "
-            "pooled, each learning rate against the best, the epochs rows), what they ended as, and after how many replicates "
-            "(and trials of the study) each was answered:",
-            Table(pd.DataFrame(rows)),
-        )
-    still = [o for o in plan.outcomes if o.outcome in (OPEN, BEYOND)]
-    if still:
-        lines, more = [], []
-        for o in still:
-            # The advice the question sections print for the same comparison (claims.replicates_advice: one result).
-            c = o.comparison
-            p = claims.plan(c) if c is not None else None
-            m = int(p.replicates) if p is not None and p.test_size is None and math.isfinite(p.replicates) else None
-            if m is not None and o.replicates + m > 2 * plan.max_repeats:
-                m = None  # beyond twice --max-repeats: the advice says in words what blocks it, and no cost is counted
-            cost = claims.replicates_advice(c) if c is not None else "run more replicates (--repeats)"
-            if m is not None:
-                cost += f" ({m * len(o.needs)} trials)"
-            interval = f"[{o.low:.1f}, {o.high:.1f}]" if math.isfinite(o.low) else "(no interval yet)"
-            lines.append(f"- {o.name}: {o.diff:+.1f} points {interval} after {plural(o.replicates, 'replicate')}; {cost}")
-            if m is not None:
-                more.append((m, o.needs))
-        total = sum(len({p for m, needs in more if m >= k for p in needs}) for k in range(1, max((m for m, _ in more), default=0) + 1))
-        s.add(
-            f"Still open ({len(still)}), with what would answer each (rounds of replicates where they are open would cost about "
-            f"{total} trials in all; run the study again with a larger --max-repeats or --trials):",
-            "\n".join(lines),
-        )
-    images = [o for o in plan.outcomes if o.outcome == IMAGES]
-    if images:
-        s.add(
-            f"Closed as **more test images** ({len(images)}): the test images alone keep them from deciding (up to "
-            f"±{max(o.se_images for o in images):.1f} points of standard error come from which test images were drawn, and every "
-            "replicate shares them); a larger --test-size, not more replicates, can answer: " + "; ".join(o.name for o in images) + "."
-        )
-    return s
-
-
-def _against(plan: RoundPlan) -> str:
-    """The fixed designs a plan's trials compare with: ``max_repeats`` replicates, and the replicates the deepest answer took."""
-    deepest = max((o.replicates for o in plan.outcomes if o.decided), default=1)
-    return (
-        f"{plan.fixed_trials} for the fixed design of {plan.max_repeats} replicates of each of the {plan.grid_points} grid points "
-        f"({_saving(plan.trials, plan.fixed_trials)}) and {plan.grid_points * deepest} for a fixed design of "
-        f"{plural(deepest, 'replicate')}, the most any answered comparison needed ({_saving(plan.trials, plan.grid_points * deepest)})"
-    )
-
-
-def spent_text(plan: RoundPlan) -> str:
-    """The report header's sentence on what a sequential study spent, and what it answered."""
-    return (
-        f"It spent {plural(plan.trials, 'trial')} in {plural(plan.looks, 'round')}, against {_against(plan)}, and answered "
-        f"{sum(o.decided for o in plan.asked)} of the {len(plan.asked)} comparisons that call for replicates."
-    )
-
-
-def _margin(o: Outcome) -> float:
-    return o.comparison.margin if o.comparison is not None else claims.DEFAULT_MARGIN
-
-
-def _trials_per_round(frames: Frames) -> list[int]:
-    t = frames.trials
-    done = t[t["state"].isin(["complete", "pruned"]) & (t["epochs_run"] > 0) & t["replicate"].notna()]
-    points = done.drop_duplicates(["activation", "loss", "lr", "replicate"])
-    counts = points.groupby("replicate").size()
-    return [int(counts.get(r, 0)) for r in range(int(counts.index.max()) + 1)] if len(counts) else []
-
-
-def _saving(spent: int, fixed: int) -> str:
-    if fixed <= 0:
-        return "–"
-    change = 1 - spent / fixed
-    return f"{change:.0%} fewer" if change >= 0 else f"{-change:.0%} more"
-
-
-def _stopped(plan: RoundPlan) -> str:
-    beyond = sum(o.outcome == BEYOND for o in plan.outcomes)
-    left = f" ({beyond} open would need more replicates than --max-repeats allows)" if beyond else ""
-    return {
-        "answered": "It stopped because every comparison had an outcome.",
-        "beyond max repeats": f"It stopped because nothing was left open that its rounds could decide{left}.",
-        "max repeats": f"It stopped at the most rounds allowed (--max-repeats {plan.max_repeats}) with {len(plan.open)} comparisons open.",
-        "trials": f"It stopped when its trial budget was spent, with {len(plan.open)} comparisons open{left}.",
-        # The report cannot tell a live run from one that was stopped: say what is next and how to get there.
-        "": (
-            f"It has not finished: round {plan.round} ({plural(len(plan.points), 'trial')}) is next, or under way if the study is "
-            "still running; the same command resumes a stopped one."
-        ),
-    }.get(plan.stop, "")

@@ -15,7 +15,7 @@ import pytest
 from reports_tests import simulate_sequential as sim
 from scipy import stats as scistats
 
-from reports import sequential
+from reports import sequential, spent
 from reports.blocks import Table, Text
 from reports.frames import load_frames
 from study.space import SearchSpace
@@ -177,7 +177,7 @@ def test_a_comparison_the_test_images_keep_open_is_closed_as_more_test_images():
 
 def test_sequential_section_compares_trials_with_the_fixed_design(world):
     plan = sim.run_study(world)
-    section = sequential.sequential_section(world.frames(), plan)
+    section = spent.sequential_section(world.frames(), plan)
     text = "\n".join(b.text for b in section.blocks if isinstance(b, Text))
     assert f"**{plan.trials} trials**" in text and f"{plan.fixed_trials} for the fixed design" in text
     assert any(isinstance(b, Table) for b in section.blocks)
