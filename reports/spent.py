@@ -139,7 +139,10 @@ def _stopped(plan: RoundPlan) -> str:
         "trials": f"It stopped when its trial budget was spent, with {len(plan.open)} comparisons open{left}.",
         # The report cannot tell a live run from one that was stopped: say what is next and how to get there.
         "": (
-            f"It has not finished: round {plan.round} ({plural(len(plan.points), 'trial')}) is next, or under way if the study is "
-            "still running; the same command resumes a stopped one."
+            f"It has not finished: round {plan.round} has begun, with {plural(len(plan.points), 'trial')} of it still to train "
+            "(or training, if the study is still running); the same command resumes a stopped one."
+            if plan.resuming
+            else f"It has not finished: round {plan.round} ({plural(len(plan.points), 'trial')}) is next, or under way if the study "
+            "is still running; the same command resumes a stopped one."
         ),
     }.get(plan.stop, "")

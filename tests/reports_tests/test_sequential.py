@@ -43,6 +43,10 @@ def test_plan_round_resumes_a_round_with_its_missing_points_only(world):
     plan = sequential.plan_round(world.frames(trained))
     assert plan.round == 0 and plan.resuming
     assert plan.points == tuple(missing)
+    # The report says the round has begun and what is left of it, not that the round is next.
+    assert spent.spent_text(plan) and "round 0 has begun, with 3 trials of it still to train" in spent._stopped(plan)
+    fresh = sequential.plan_round(world.frames(_round0(world)))
+    assert f"round 1 ({len(fresh.points)} trials) is next" in spent._stopped(fresh)
 
 
 def test_plan_round_after_round_0_trains_what_open_comparisons_need(world):
