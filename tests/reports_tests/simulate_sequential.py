@@ -331,7 +331,7 @@ def fixed_design(world: World, replicates: int) -> sequential.RoundPlan:
     return sequential.decide_fixed(world.frames(trained))
 
 
-FIELDS = ("false", "false_reports", "covered", "intervals", "claims", "answered", "open", "trials", "images")
+FIELDS = ("false", "false_reports", "fdp", "covered", "intervals", "claims", "answered", "open", "trials", "images")
 
 
 def _count(out: dict, prefix: str, world: World, plan: sequential.RoundPlan) -> None:
@@ -339,6 +339,8 @@ def _count(out: dict, prefix: str, world: World, plan: sequential.RoundPlan) -> 
     wrong = false_claims(world, plan.outcomes)
     out[prefix + "false"] += wrong
     out[prefix + "false_reports"] += wrong > 0
+    # The report's own promise under --error-rate fdr (the default): the share of its claims that are false, averaged.
+    out[prefix + "fdp"] += wrong / max(sum(o.comparison.claims for o in plan.outcomes), 1)
     for o in plan.outcomes:
         if o.comparison.kind in ("interaction", "loss rise") or not math.isfinite(o.low):
             continue
@@ -374,7 +376,8 @@ def run_scenario(
 
     Returns:
         Per design (prefix ``""`` sequential, ``fixed_``, ``<variant>_``, ``fixed<R>_``), means per study of: ``false``
-        claims and ``false_reports`` (share of reports with one), ``claims`` (differences and equivalences claimed, the
+        claims and ``false_reports`` (share of reports with one), ``fdp`` (the share of a report's claims, interactions and
+        test-loss rises included, that are false: what ``--error-rate fdr`` bounds at 5%), ``claims`` (differences and equivalences claimed, the
         interaction and test-loss tests left out), ``answered`` (comparisons that call for replicates and got an outcome:
         a difference, within the margin, no option learns, more test images), ``open`` (those left open or beyond max
         repeats), ``trials``,
@@ -392,7 +395,7 @@ def run_scenario(
     for p in (*prefixes, *curve_prefixes):
         n = max(out[p + "n"], 1)
         out[p + "covered"] = out[p + "covered"] / max(out[p + "intervals"], 1)
-        for f in ("false", "false_reports", "claims", "answered", "open", "trials", "images"):
+        for f in ("false", "false_reports", "fdp", "claims", "answered", "open", "trials", "images"):
             out[p + f] /= n
         out[p + "false_per_report"] = out[p + "false"]
     out["studies"], out["curve"] = studies, min(curve, studies)

@@ -192,20 +192,28 @@ def test_sequential_section_compares_trials_with_the_fixed_design(world):
 # A seeded slice of the README's simulation: three studies of two scenarios (CNN_STUDY_FULL_SIMULATION=1: the
 # README's 500 of every scenario, hours on one core; `make simulate-sequential` runs them in saved chunks).
 FULL = bool(os.environ.get("CNN_STUDY_FULL_SIMULATION"))
-# 500 reports estimate a 5% rate within about ±2 points (95%); coverage of ~30,000 intervals (correlated within a study).
-MOST_FALSE = 0.07 if FULL else 0.0
+
+
+def _keeps_its_error_rate(r: dict) -> None:
+    """The report's promise under its default error rate (fdr): at most 5% of its claims false, on average. 500 reports
+    estimate a mean false discovery proportion near 1% within about ±0.5 point (measured: 0.4-1.0%); the seeded slice's
+    3 studies make no false claim at all. (Reports holding some false claim: 5-13% of 500, which fdr does not bound.)"""
+    if FULL:
+        assert r["fdp"] <= 0.05
+    else:
+        assert r["false_reports"] == 0
 
 
 def test_simulated_studies_without_effects_make_no_false_claim_and_cover_the_truth():
     r = sim.run_scenario(sim.flat, studies=500 if FULL else 3, seed=11)
-    assert r["false_reports"] <= MOST_FALSE
+    _keeps_its_error_rate(r)
     assert r["covered"] >= 0.95
     assert r["trials"] <= r["fixed_trials"]
 
 
 def test_simulated_sign_flipping_interaction_spends_fewer_trials_than_the_fixed_design():
     r = sim.run_scenario(sim.tanh_flips, studies=500 if FULL else 3, seed=12)
-    assert r["false_reports"] <= MOST_FALSE
+    _keeps_its_error_rate(r)
     assert r["covered"] >= 0.95
     assert r["trials"] < r["fixed_trials"]
 
@@ -214,7 +222,7 @@ def test_simulated_sign_flipping_interaction_spends_fewer_trials_than_the_fixed_
 @pytest.mark.parametrize("cell", [sim.relu_ahead, sim.relu_small])
 def test_simulated_effects_keep_the_reports_error_rate_and_coverage(cell):
     r = sim.run_scenario(cell, studies=500, seed=13)
-    assert r["false_reports"] <= MOST_FALSE
+    _keeps_its_error_rate(r)
     assert r["covered"] >= 0.95
 
 
