@@ -377,13 +377,12 @@ def run_scenario(
     Returns:
         Per design (prefix ``""`` sequential, ``fixed_``, ``<variant>_``, ``fixed<R>_``), means per study of: ``false``
         claims and ``false_reports`` (share of reports with one), ``fdp`` (the share of a report's claims, interactions and
-        test-loss rises included, that are false: what ``--error-rate fdr`` bounds at 5%), ``claims`` (differences and equivalences claimed, the
-        interaction and test-loss tests left out), ``answered`` (comparisons that call for replicates and got an outcome:
-        a difference, within the margin, no option learns, more test images), ``open`` (those left open or beyond max
-        repeats), ``trials``,
-        ``images`` (closed as more test images); ``covered``: the share of the intervals shown (per-lr, pooled,
-        learning-rate and epochs rows) that cover the truth, of ``intervals``; ``n``: the studies behind them. And
-        ``studies``, ``seconds``.
+        test-loss rises included, that are false: what ``--error-rate fdr`` bounds at 5%), ``claims`` (differences and
+        equivalences claimed, the interaction and test-loss tests left out), ``answered`` (comparisons that call for
+        replicates and got an outcome: a difference, within the margin, no option learns, more test images), ``open``
+        (those left open or beyond max repeats), ``trials``, ``images`` (closed as more test images); ``covered``: the
+        share of the intervals shown (per-lr, pooled, learning-rate and epochs rows) that cover the truth, of
+        ``intervals``; ``n``: the studies behind them. And ``studies``, ``seconds``.
     """
     rng = np.random.default_rng(seed)
     variants = variants or {}
