@@ -93,7 +93,7 @@ class Comparison:
     verdict: str = ""
     # An interaction's data, to test it again with the settled strata's priors: per learning rate, its pairs' differences
     # and (where every trial stored predictions) their (pairs, images) table; None for every other kind.
-    groups: "InteractionData | None" = field(default=None, repr=False, compare=False)
+    interaction_data: "InteractionData | None" = field(default=None, repr=False, compare=False)
 
     @property
     def claims_difference(self) -> bool:
@@ -212,7 +212,7 @@ def estimate(comparisons: list[Comparison], margin: float) -> list[inference.Tes
     posterior, post_df, priors = inference.moderate(raw, dfs, strata)
     tests = []
     for c, s, v, d in zip(comparisons, strata, posterior, post_df, strict=True):
-        if c.kind == "interaction" and c.groups is not None:
+        if c.kind == "interaction" and c.interaction_data is not None:
             _moderate_interaction(c, priors)
         if c.kind == "interaction" and math.isnan(c.own_p):
             c.own_p = c.p  # its own test, before any adjustment: the pooling gate
@@ -234,7 +234,7 @@ def _moderate_interaction(c: Comparison, priors: dict) -> None:
     per-learning-rate rows of the options at that rate: ``stratum``), as those rows are, in place: its p (and own p),
     F and df. Left as it is where no learning rate's stratum has a prior, or the test cannot use one (a learning rate
     with one pair). Welch's test on each rate's own 2 to 5 df rejected 8.7% at a nominal 5% with 3 pairs per rate."""
-    data = c.groups
+    data = c.interaction_data
     found = [priors.get(("options", str(lr))) for lr in data.lrs]
     if not any(p is not None and p.d0 > 0 for p in found) or min(len(g) for g in data.groups) < 2:
         return

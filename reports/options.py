@@ -97,8 +97,8 @@ def compare_pair(design: Design, factor: str, x: str, y: str, question: str, mar
         detail={"f": f.f, "df_between": f.df_between, "df_within": f.df_within, "means": lr_means,
                 # Welch's test, with or without the images: every lr's own seeds' spread, and the test's own df.
                 "welch": all(len(g) >= 2 and g.var() > 0 for g in groups)},
-        groups=claims.InteractionData(tuple(lr for lr, _ in lr_means), tuple(groups),
-                                      None if any(t is None for t in tables) else tuple(tables)),
+        interaction_data=claims.InteractionData(tuple(lr for lr, _ in lr_means), tuple(groups),
+                                                None if any(t is None for t in tables) else tuple(tables)),
     )  # fmt: skip
     pooled = None
     if len(lr_means) >= 2:

@@ -132,7 +132,7 @@ def test_moderated_interaction_test_holds_its_level_at_three_pairs_per_learning_
         rows = [c for c in build.analyse(study, margin=2.0, full=False).comparisons if c.kind == "interaction"]
         moderated += [c.own_p for c in rows]
         for c in rows:
-            data = c.groups
+            data = c.interaction_data
             own.append(stats.interaction_test(list(data.groups)).p)
         assert all(c.detail.get("moderated") for c in rows)
     own_rate, moderated_rate = np.mean(np.array(own) < 0.05), np.mean(np.array(moderated) < 0.05)
