@@ -195,18 +195,23 @@ class Interrupted(BaseException):
 
 DEFER_SECONDS = 0.05  # how long a signal that arrived inside a database call waits before it is delivered again
 _STORAGE_CODE = ("sqlalchemy", "optuna.storages", "sqlite3", "psycopg")  # modules a signal must not cut in half
+_FINALIZER_CODE = ("weakref", "_weakrefset")  # garbage-collection callbacks: Python swallows what they raise
 
 
-def _in_storage(frame) -> bool:
-    """Whether ``frame`` (where the main thread was when a signal arrived) is inside database code.
+def _unsafe(frame) -> bool:
+    """Whether ``frame`` (where the main thread was when a signal arrived) is where an exception must not be raised.
 
-    An exception raised there can abandon a transaction half done: a SQLite connection of this process then keeps its
-    lock while the clean-up's own write waits for it (two minutes, then "database is locked"), or the exception lands
-    in a garbage-collection callback of SQLAlchemy's, which swallows it, and the signal is lost. Found by the test of a
-    ``--workers`` parent killed with ``kill -9``: a worker's SIGTERM landed in a commit and its clean-up hung.
+    Inside database code, an exception can abandon a transaction half done: a SQLite connection of this process then
+    keeps its lock while the clean-up's own write waits for it (two minutes, then "database is locked"). Inside a
+    garbage-collection callback (a ``__del__``, a weak reference's callback such as ``WeakKeyDictionary``'s ``remove``,
+    SQLAlchemy's own), Python prints "Exception ignored" and drops the exception: the signal is lost, and with the
+    handler's second signals ignored the process trains on. Both were found by the test of a ``--workers`` parent
+    killed with ``kill -9``: a worker's SIGTERM landed in a commit and its clean-up hung; in a later CI run one landed in
+    ``WeakKeyDictionary``'s callback and the worker ran on until its grace ended it.
     """
     while frame is not None:
-        if frame.f_globals.get("__name__", "").startswith(_STORAGE_CODE):
+        module = frame.f_globals.get("__name__", "")
+        if module.startswith(_STORAGE_CODE) or module in _FINALIZER_CODE or frame.f_code.co_name == "__del__":
             return True
         frame = frame.f_back
     return False
@@ -217,7 +222,7 @@ def interruptible(signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)):
     """While inside, ``signals`` raise :class:`Interrupted` in the main thread; a second signal is ignored during the clean-up."""
 
     def handler(signum, frame):
-        if _in_storage(frame):  # raised here, it could leave this process holding a database lock it then waits for
+        if _unsafe(frame):  # raised here, it could hold a database lock it then waits for, or be swallowed
             threading.Timer(DEFER_SECONDS, os.kill, (os.getpid(), signum)).start()  # the same signal again, a moment later
             return
         for s in signals:
