@@ -51,7 +51,18 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing the package
 
-from cnn.bench import Loop, fair_cudnn, fuse_configs, fused_loop, notebook_loop, one_at_a_time_loop, ours_loop, time_loop  # noqa: E402
+from cnn.bench import (  # noqa: E402
+    Loop,
+    fair_cudnn,
+    fuse_configs,
+    fused_loop,
+    matmul_rate,
+    notebook_loop,
+    one_at_a_time_loop,
+    ours_loop,
+    roofline,
+    time_loop,
+)
 from cnn.cli import ArgumentParser, flag_hint  # noqa: E402
 from cnn.compiling import COMPILE_MODES  # noqa: E402
 from cnn.data import DataError, load_data  # noqa: E402
@@ -196,59 +207,86 @@ def compile_mode(args: argparse.Namespace, device: torch.device) -> str | None:
     return None if mode == "off" else mode
 
 
+def guarded(name: str, run: Callable[[], dict | None], device: torch.device, log: Log, found: dict) -> dict | bool | None:
+    """``run()``'s figure; False when the GPU ran out of memory (said, into ``found[name]``: the caller stops growing K).
+
+    Raises:
+        FigureFailure: any other error, a real failure: its traceback is logged and kept in ``found[name]``.
+    """
+    try:
+        return run()
+    except Exception as error:
+        if not is_allocation_failure(error):
+            trace = traceback.format_exc()
+            log(f"{name}: FAILED, not an allocation failure; traceback:\n{trace.rstrip()}", figure=True)
+            found[name] = {"error": f"{type(error).__name__}: {error}", "traceback": trace}
+            raise FigureFailure(name, error) from error
+        _free(device)
+        log(f"{name}: out of GPU memory ({type(error).__name__}: {str(error).splitlines()[0][:160]})", figure=True)
+        found[name] = {"error": str(error).splitlines()[0]}
+        return False
+
+
+def fused_figure(
+    args: argparse.Namespace,
+    device: torch.device,
+    data,
+    k: int,
+    layout: str,
+    mode: str | None,
+    estimate: float,
+    clock: Clock,
+    log: Log,
+    found: dict,
+) -> bool:
+    """K=``k`` trials fused (the study's mix) in ``layout``, the step compiled with ``mode``; whether it was measured
+    (False: out of time or memory, said). Its rate is printed as a multiple of found["one at a time"]'s."""
+    name = f"fused K={k}" + ("" if layout == "channels_last" else f" {layout}") + (f" {mode}" if mode else "")
+    make = lambda: fused_loop(fuse_configs(k, device, args.precision, args.seed), data, layout, mode)  # noqa: E731
+    row = guarded(name, lambda: measure(device, make, estimate, clock), device, log, found)
+    if not row:
+        if row is None:
+            log(f"{name}: skipped, about {estimate:.0f} s would pass the figures' time ({clock.left():.0f} s left)", figure=True)
+        return False
+    found[name] = row
+    log(
+        f"{name:<26s}{row['seconds']:7.2f} s/epoch{_cold(row)}  {row['trial_epochs_per_s']:7.3f} trial-epochs/s  "
+        f"{row['trial_epochs_per_s'] / found['one at a time']['trial_epochs_per_s']:5.2f}x one at a time  "
+        f"peak {row['peak_bytes'] / 2**30:.2f} GiB",
+        figure=True,
+    )
+    _free(device)
+    return True
+
+
 def figures(args: argparse.Namespace, device: torch.device, data, clock: Clock, log: Log, found: dict | None = None) -> dict:
-    """Measure and print every figure that fits before ``clock``'s deadline; returns them by name (into ``found``).
+    """Measure and print every eager figure that fits before ``clock``'s deadline; returns them by name (into ``found``).
 
     Raises:
         FigureFailure: a figure failed with anything but an allocation failure; ``found`` holds the figures so far and
             the failed one's error and traceback.
     """
     found = {} if found is None else found
-
-    def guarded(name: str, run: Callable[[], dict | None]) -> dict | bool | None:
-        # False: the GPU ran out of memory (said, and the caller stops growing K); None: no time left.
-        # Any other error is a real failure: its traceback is logged and kept, and FigureFailure stops the figures.
-        try:
-            return run()
-        except Exception as error:
-            if not is_allocation_failure(error):
-                trace = traceback.format_exc()
-                log(f"{name}: FAILED, not an allocation failure; traceback:\n{trace.rstrip()}", figure=True)
-                found[name] = {"error": f"{type(error).__name__}: {error}", "traceback": trace}
-                raise FigureFailure(name, error) from error
-            _free(device)
-            log(f"{name}: out of GPU memory ({type(error).__name__}: {str(error).splitlines()[0][:160]})", figure=True)
-            found[name] = {"error": str(error).splitlines()[0]}
-            return False
-
     fair_cudnn(device)  # the same cuDNN settings for every contender, set before the first is built
     # The notebook's epoch is bound by PIL on the CPU, which needs no warming up: timed once.
-    notebook = guarded("notebook", lambda: measure(device, lambda: notebook_loop(data, device, args.seed), 0.0, clock, warm=False))
+    notebook_row = lambda: measure(device, lambda: notebook_loop(data, device, args.seed), 0.0, clock, warm=False)  # noqa: E731
+    notebook = guarded("notebook", notebook_row, device, log, found)
     if notebook:
         found["notebook"] = notebook
         log(f"notebook loop, one trial: {notebook['seconds']:7.2f} s/epoch", figure=True)
-    ours = guarded("ours", lambda: measure(device, lambda: ours_loop(data, device, args.precision, args.seed), 0.0, clock))
+    ours_row = lambda: measure(device, lambda: ours_loop(data, device, args.precision, args.seed), 0.0, clock)  # noqa: E731
+    ours = guarded("ours", ours_row, device, log, found)
     if not ours:
         log("our loop: skipped, no time or memory left", figure=True)
         return found
     found["ours"] = ours
     speedup = f"  {notebook['seconds'] / ours['seconds']:.2f}x the notebook's speed" if notebook else ""
     log(f"our loop, one trial:      {ours['seconds']:7.2f} s/epoch{_cold(ours)}{speedup}", figure=True)
-    mode = compile_mode(args, device)
-    if mode:  # the same trial with its step compiled; the first epoch pays for compiling, the warm one is the figure
-        name = f"ours {mode}"
-        make = lambda: ours_loop(data, device, args.precision, args.seed, compile_mode=mode)  # noqa: E731
-        row = guarded(name, lambda: measure(device, make, ours["seconds"], clock))
-        if row:
-            found[name] = row
-            log(f"{name:<26s}{row['seconds']:7.2f} s/epoch{_cold(row)}  {ours['seconds'] / row['seconds']:5.2f}x eager", figure=True)
-        elif row is None:
-            log(f"{name}: skipped, no time left", figure=True)
+    guarded("roofline", lambda: roofline_figure(args, device, data, ours["seconds"], log, found), device, log, found)
 
-    def configs(k: int):
-        return fuse_configs(k, device, args.precision, args.seed)
-
-    baseline = guarded("one at a time", lambda: measure(device, lambda: one_at_a_time_loop(configs(1), data), ours["seconds"], clock))
+    one_loop = lambda: one_at_a_time_loop(fuse_configs(1, device, args.precision, args.seed), data)  # noqa: E731
+    one = lambda: measure(device, one_loop, ours["seconds"], clock)  # noqa: E731
+    baseline = guarded("one at a time", one, device, log, found)
     if not baseline:
         log("one trial at a time: skipped, no time or memory left", figure=True)
         return found
@@ -259,27 +297,52 @@ def figures(args: argparse.Namespace, device: torch.device, data, clock: Clock, 
     previous = (1, baseline["seconds"])
     for k in [int(k) for k in args.fuse_sizes.split(",")]:
         estimate = previous[1] * k / previous[0]  # linear in K: the most a fused epoch should cost
-        variants = [("channels_last", None)]
-        if k == 16:  # grouped convs in both layouts, and the step compiled, once
-            variants += [("contiguous", None)] + ([("channels_last", mode)] if mode else [])
-        for layout, step_mode in variants:
-            name = f"fused K={k}" + ("" if layout == "channels_last" else f" {layout}") + (f" {step_mode}" if step_mode else "")
-            make = lambda k=k, layout=layout, step_mode=step_mode: fused_loop(configs(k), data, layout, step_mode)  # noqa: E731
-            row = guarded(name, lambda make=make, estimate=estimate: measure(device, make, estimate, clock))
-            if not row:
-                if row is None:
-                    log(f"{name}: skipped, about {estimate:.0f} s would pass the figures' time ({clock.left():.0f} s left)", figure=True)
-                return found  # out of time or memory: a larger K would be too
-            found[name] = row
-            log(
-                f"{name:<26s}{row['seconds']:7.2f} s/epoch{_cold(row)}  {row['trial_epochs_per_s']:7.3f} trial-epochs/s  "
-                f"{row['trial_epochs_per_s'] / rate:5.2f}x one at a time  peak {row['peak_bytes'] / 2**30:.2f} GiB",
-                figure=True,
-            )
-            if (layout, step_mode) == ("channels_last", None):
-                previous = (k, row["seconds"])
-            _free(device)
+        layouts = ["channels_last", "contiguous"] if k == 16 else ["channels_last"]  # grouped convs in both layouts, once
+        if not all(fused_figure(args, device, data, k, layout, None, estimate, clock, log, found) for layout in layouts):
+            break  # out of time or memory: a larger K would be too
+        previous = (k, found[f"fused K={k}"]["seconds"])
+    if "seconds" in found.get("fused K=16", {}) and "matmul" in found.get("roofline", {}):
+        line = found["roofline"]
+        line["fused K=16 share"] = 16 * line["epoch_flops"] / found["fused K=16"]["seconds"] / line["matmul"]
+        log(f"roofline: fused K=16 reaches {line['fused K=16 share']:.1%} of the dense matmul rate", figure=True)
     return found
+
+
+def compiled_figures(args: argparse.Namespace, device: torch.device, data, clock: Clock, log: Log, found: dict) -> None:
+    """Our loop and fused K=16 with the training step compiled (``--compile``), beside the eager figures in ``found``.
+
+    Measured after every eager figure: compiling takes long, and the targets are about the eager step. The first epoch
+    pays for compiling (the estimate allows 30 s for it); the warm one is the figure.
+    """
+    mode = compile_mode(args, device)
+    if not mode or "ours" not in found:
+        return
+    name = f"ours {mode}"
+    ours = found["ours"]["seconds"]
+    make = lambda: ours_loop(data, device, args.precision, args.seed, compile_mode=mode)  # noqa: E731
+    row = guarded(name, lambda: measure(device, make, 2 * ours + 30, clock), device, log, found)
+    if row:
+        found[name] = row
+        log(f"{name:<26s}{row['seconds']:7.2f} s/epoch{_cold(row)}  {ours / row['seconds']:5.2f}x eager", figure=True)
+    elif row is None:
+        log(f"{name}: skipped, no time left", figure=True)
+    if "seconds" in found.get("fused K=16", {}) and "one at a time" in found:
+        fused_figure(args, device, data, 16, "channels_last", mode, 2 * found["fused K=16"]["seconds"] + 30, clock, log, found)
+
+
+def roofline_figure(args: argparse.Namespace, device: torch.device, data, seconds: float, log: Log, found: dict) -> dict:
+    """Our epoch's achieved FLOP/s against this device's dense matrix-multiply rate in the same precision (cnn.bench's
+    roofline), into ``found["roofline"]``: how far one trial is from the arithmetic limit."""
+    dtype = resolve_precision(args.precision, device)
+    rate = matmul_rate(device, dtype, n=8192 if device.type == "cuda" else 1024, seconds=1.0)
+    row = roofline(data, device, dtype, [seconds], [rate])
+    found["roofline"] = row
+    log(
+        f"roofline: our epoch {row['achieved'] / 1e12:.2f} TFLOP/s ({row['epoch_flops'] / 1e12:.2f} TFLOP per epoch) against "
+        f"{rate / 1e12:.0f} TFLOP/s of dense {str(dtype).removeprefix('torch.')} matmul: {row['share']:.1%}",
+        figure=True,
+    )
+    return row
 
 
 def layer_figures(device: torch.device, dtype: torch.dtype, clock: Clock, log: Log, found: dict, k: int = 16) -> None:
@@ -420,6 +483,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         figures(args, device, data, share, log, found)
         layer_figures(device, dtype, share, log, found)
+        compiled_figures(args, device, data, share, log, found)
     except FigureFailure as error:
         failure = error  # the figures stop there; the study runs in a fresh process all the same, and the exit status says it
     (out / "figures.json").write_text(

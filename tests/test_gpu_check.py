@@ -103,6 +103,7 @@ def test_figures_stop_growing_k_at_the_first_allocation_failure(tmp_path, monkey
         return {"seconds": 1.0, "trial_epochs_per_s": 1.0, "test_acc": 10.0, "peak_bytes": 0, "cold": False}
 
     monkeypatch.setattr(gpu_check, "measure", measure)
+    monkeypatch.setattr(gpu_check, "roofline_figure", lambda *args: None)
     log = gpu_check.Log(tmp_path / "log")
     log.device_name = "Test GPU"
     args = gpu_check.build_parser().parse_args(["--data", "x"])
@@ -123,18 +124,37 @@ def test_the_compiled_figures_sit_beside_the_eager_ones(tmp_path, monkeypatch, c
         return {"seconds": 1.0, "trial_epochs_per_s": 1.0, "test_acc": 10.0, "peak_bytes": 0, "cold": False}
 
     monkeypatch.setattr(gpu_check, "measure", measure)
+    monkeypatch.setattr(gpu_check, "roofline_figure", lambda *args: None)
     log = gpu_check.Log(tmp_path / "log")
     args = gpu_check.build_parser().parse_args(["--data", "x", "--compile", "default"])
     found = gpu_check.figures(args, torch.device("cpu"), None, gpu_check.Clock(60), log)
+    # The compiled figures come after every eager one: a slow or failing compile costs none of those.
     assert list(found) == [
-        *("notebook", "ours", "ours default", "one at a time", "fused K=1", "fused K=4", "fused K=16"),
-        *("fused K=16 contiguous", "fused K=16 default", "fused K=64"),
+        *("notebook", "ours", "one at a time", "fused K=1", "fused K=4", "fused K=16", "fused K=16 contiguous", "fused K=64")
     ]
+    gpu_check.compiled_figures(args, torch.device("cpu"), None, gpu_check.Clock(60), log, found)
+    assert list(found)[-2:] == ["ours default", "fused K=16 default"]
     assert "ours default" in capsys.readouterr().out
     # By default the compiled figures are CUDA's only: reduce-overhead (CUDA graphs) there, none on the CPU.
     default = gpu_check.build_parser().parse_args(["--data", "x"])
     assert gpu_check.compile_mode(default, torch.device("cuda")) == "reduce-overhead"
     assert gpu_check.compile_mode(default, torch.device("cpu")) is None
+
+
+def test_the_roofline_figure_sets_our_epoch_against_the_measured_matmul_rate(tmp_path, capsys):
+    from tests.cnn_tests.test_fused_step import _random_data
+
+    gpu_check = _script()
+    log = gpu_check.Log(tmp_path / "log")
+    log.device_name = "Test CPU"
+    args = gpu_check.build_parser().parse_args(["--data", "x", "--precision", "fp32"])
+    found = {}
+    data = _random_data(200)
+    row = gpu_check.roofline_figure(args, torch.device("cpu"), data, 2.0, log, found)
+    assert found["roofline"] is row and row["matmul"] > 1e9  # any CPU multiplies faster than a GFLOP/s
+    # Two training steps of 100 images and the test images' forward passes, in 2 s.
+    assert row["achieved"] == row["epoch_flops"] / 2.0 and row["share"] == row["achieved"] / row["matmul"]
+    assert capsys.readouterr().out.startswith("[Test CPU] roofline: our epoch")
 
 
 def test_a_non_allocation_error_in_a_figure_stops_the_figures_with_its_traceback(tmp_path, monkeypatch, capsys):
@@ -148,6 +168,7 @@ def test_a_non_allocation_error_in_a_figure_stops_the_figures_with_its_traceback
         return {"seconds": 1.0, "trial_epochs_per_s": 1.0, "test_acc": 10.0, "peak_bytes": 0, "cold": False}
 
     monkeypatch.setattr(gpu_check, "measure", measure)
+    monkeypatch.setattr(gpu_check, "roofline_figure", lambda *args: None)
     log = gpu_check.Log(tmp_path / "log")
     log.device_name = "Test GPU"
     args = gpu_check.build_parser().parse_args(["--data", "x"])
