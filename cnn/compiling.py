@@ -18,3 +18,22 @@ COMPILE_MODES = {"default": "default", "reduce-overhead": "reduce-overhead", "ma
 def compile_step(function: Callable, mode: str) -> Callable:
     """``function`` compiled in torch.compile ``mode``: the one place that compiles (tests trace with dynamo's eager backend)."""
     return torch.compile(function, mode=mode)
+
+
+def compile_forward(function: Callable, mode: str) -> Callable:
+    """The forward part of a training step compiled in ``mode``; under CUDA graphs ("reduce-overhead") each call first marks
+    a new step (``torch.compiler.cudagraph_mark_step_begin``), so that the last step's graph outputs may be reused.
+
+    Without the mark, the graphs of the forward pass, of backward and of the separately compiled optimiser step are taken
+    for one step that never ends, and the optimiser's step reads gradients whose memory a later replay has overwritten
+    (found on an H200: "accessing tensor output of CUDAGraphs that has been overwritten by a subsequent run").
+    """
+    compiled = compile_step(function, mode)
+    if mode != "reduce-overhead":
+        return compiled
+
+    def step_begins(*args, **kwargs):
+        torch.compiler.cudagraph_mark_step_begin()
+        return compiled(*args, **kwargs)
+
+    return step_begins

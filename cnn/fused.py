@@ -399,7 +399,7 @@ class FusedRun:
             return self.forward_losses, self.optimizer.step
         if self.compiled is None:
             mode = self.compile_mode
-            self.compiled = (compiling.compile_step(self.forward_losses, mode), compiling.compile_step(self.optimizer.step, mode))
+            self.compiled = (compiling.compile_forward(self.forward_losses, mode), compiling.compile_step(self.optimizer.step, mode))
         return self.compiled
 
     def drop(self, leaving: list[Member]) -> None:

@@ -405,7 +405,7 @@ class Setup:
             return self.forward_loss, self.optimizer_step
         if self.compiled is None:
             self.compiled = (
-                compiling.compile_step(self.forward_loss, self.compile_mode),
+                compiling.compile_forward(self.forward_loss, self.compile_mode),
                 compiling.compile_step(self.optimizer_step, self.compile_mode),
             )
         return self.compiled

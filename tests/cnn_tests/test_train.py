@@ -115,11 +115,17 @@ def test_a_compiled_trial_gives_the_eager_trials_history_and_weights(monkeypatch
     # The compile switch's wiring: the forward pass with the loss, and the optimiser step, compiled apart (backward and the
     # finiteness check between them), give the eager run's history and weights bit for bit (SGD: the same arithmetic).
     modes = _traced(monkeypatch)
+    # Under CUDA graphs each step's forward call marks a new step, or the optimiser's graph reads gradients a later replay
+    # overwrote (seen on an H200 before the mark): once per step, never for the optimiser step.
+    marks = []
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
     data = _random_data()
     config = TrainConfig(epochs=2, batch_size=50, optimizer="sgd", augment=True, device="cpu", precision="fp32")
     eager = train(config, data)
+    assert marks == []
     compiled = train(dataclasses.replace(config, compile_mode="reduce-overhead"), data)
     assert modes == ["reduce-overhead"] * 2  # compiled once per run
+    assert len(marks) == 2 * len(data.train) // 50  # 2 epochs of 4 steps
     assert _without_time(compiled.history) == _without_time(eager.history)
     for a, b in zip(eager.model.state_dict().values(), compiled.model.state_dict().values(), strict=True):
         assert torch.equal(a, b)
