@@ -48,7 +48,9 @@ example-10k: setup
 	mkdir -p docs/example-10k
 	$(BIN)/python -m study.run $(EXAMPLE_10K) $(ARGS)
 
-# Both examples' reports rebuilt from their databases, and their verdicts side by side (docs/ladder/compare.md).
+# The second and third rungs' reports rebuilt from their databases (the third: the GPU check's full-data study on an H200),
+# and the three examples' verdicts side by side (docs/ladder/compare.md).
 ladder: setup
 	$(BIN)/python -m reports.build --storage sqlite:///docs/example-10k/study.db --study-name cifar10-10k --out docs/example-10k --no-samples
-	$(BIN)/python -m reports.compare docs/example docs/example-10k --out docs/ladder
+	$(BIN)/python -m reports.build --storage sqlite:///docs/example-50k/study.db --study-name gpu-check --out docs/example-50k --no-samples
+	$(BIN)/python -m reports.compare docs/example docs/example-10k docs/example-50k --out docs/ladder

@@ -393,6 +393,11 @@ def _interaction(c: Comparison) -> str:
         )
     if c.claims_difference:
         return f"{c.a} − {c.b} depends on the learning rate ({test}): {means} points"
+    if own < stats.ALPHA and _size_only(c):  # as withheld(): one sign everywhere, so the average over them is tested
+        return (
+            f"{c.a} − {c.b} may depend on the learning rate ({test}; its own p {p_text(own)}): not a claim; its sign is the "
+            f"same at every learning rate, so their average is tested: {means} points"
+        )
     if own < stats.ALPHA:
         return (
             f"{c.a} − {c.b} may depend on the learning rate ({test}; its own p {p_text(own)}): not a claim, but too strong "
