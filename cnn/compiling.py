@@ -10,8 +10,9 @@ from collections.abc import Callable
 
 import torch
 
-# TrainConfig.compile_mode: torch.compile's modes. "reduce-overhead" captures CUDA graphs on a GPU (not yet measured on
-# one); None, eager, is the default everywhere: on the CPU compiling cost more than it saved (docs/gpu-and-speed.md).
+# TrainConfig.compile_mode: torch.compile's modes. "reduce-overhead" captures CUDA graphs on a GPU (on an H200 it failed
+# before compile_forward marked each step; not measured since); None, eager, is the default everywhere: on the CPU
+# compiling cost more than it saved (docs/gpu-and-speed.md).
 COMPILE_MODES = {"default": "default", "reduce-overhead": "reduce-overhead", "max-autotune-no-cudagraphs": "max-autotune-no-cudagraphs"}
 
 

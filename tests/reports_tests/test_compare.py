@@ -156,7 +156,7 @@ LADDER = EXAMPLE.parent / "ladder"
 RUNGS = ("docs/example", "docs/example-10k", "docs/example-50k")
 
 
-@pytest.mark.skipif(not all((EXAMPLE.parents[1] / rung / "study.db").is_file() for rung in RUNGS), reason="a rung's database is not shipped")
+@pytest.mark.skipif(not all((EXAMPLE.parents[1] / rung / "study.db").is_file() for rung in RUNGS), reason="a rung is not shipped")
 def test_the_shipped_ladder_page_is_what_the_three_examples_build(tmp_path, monkeypatch):
     # docs/ladder/ is what `make ladder` writes from the three shipped databases (read, not written to), named as it names
     # them: 2,000 and 10,000 training images on this CPU, all 50,000 on an H200 (the GPU check's study).
