@@ -51,6 +51,9 @@ ROUND_POLL_SECONDS = 2.0  # how often a process with nothing to run looks whethe
 def quiet_optuna(verbose: bool) -> None:
     """Optuna's log lines and experimental-feature warnings only with --verbose."""
     optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.WARNING)
+    # Trials come from ask() with heartbeats that this module keeps itself (Heartbeats): Optuna's warning that heartbeats
+    # are meant for Study.optimize is raised at every round's first ask(), in the caller's name, and says nothing here.
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize", category=UserWarning)
     if not verbose:
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         warnings.filterwarnings("ignore", category=UserWarning, module="optuna")
