@@ -20,6 +20,8 @@ def plural(n: int, word: str) -> str:
 
 
 def fmt_seconds(seconds: float) -> str:
+    if seconds < 9.95:  # a fused member's share of an epoch on a GPU is a fraction of a second: never "0 s"
+        return f"{seconds:.1f} s"
     if seconds < 90:
         return f"{seconds:.0f} s"
     if seconds < 5400:

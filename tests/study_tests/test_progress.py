@@ -4,7 +4,7 @@ import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from tqdm import tqdm
 
-from study.progress import BAR_FORMAT, MIN_BAR, Progress, epoch_text, open_text
+from study.progress import BAR_FORMAT, MIN_BAR, Progress, epoch_text, fmt_seconds, open_text
 
 OPEN = [  # the open comparisons of a round, as the sequential plan names them
     "activation: leaky_relu vs relu, pooled over learning rates",
@@ -59,3 +59,8 @@ def test_bar_keeps_percentage_and_time_left_in_80_columns_in_every_round(db, cap
 def test_open_comparisons_wrap_to_the_terminal():
     lines = open_text(OPEN, width=80).splitlines()
     assert len(lines) > 1 and all(len(line) <= 80 for line in lines) and lines[0].startswith("  open: activation:")
+
+
+def test_times_under_ten_seconds_keep_a_decimal():
+    # A member of 16 fused trials on an H200 had 0.31 s of a 5 s epoch: the study printed "first epoch took 0 s".
+    assert [fmt_seconds(s) for s in (0.31, 3.04, 9.96, 89.4, 150.0, 7200.0)] == ["0.3 s", "3.0 s", "10 s", "89 s", "2.5 min", "2.0 h"]
