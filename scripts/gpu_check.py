@@ -10,7 +10,7 @@ Uses the machine's own PyTorch (nothing is installed or downloaded) and, within 
    its top or one folder down) is extracted into OUT/data, or a folder is used as it is;
 2. the figures, each printed with the GPU's name: one epoch of the notebook's loop and of ours
    for one trial; our loop one trial at a time (the baseline); K trials fused for K in 1, 4,
-   16, 64 as the study fuses them (the study's activations and losses mixed), in trial-epochs
+   16, 32, 64 as the study fuses them (the study's activations and losses mixed), in trial-epochs
    per second and as a multiple of the baseline; fused K=16 in the contiguous layout
    against channels_last; on CUDA, our loop and fused K=16 with the training step compiled
    (``--compile``, reduce-overhead: CUDA graphs) beside the eager ones; then each of the three convolutions at K=16, grouped against 16
@@ -69,7 +69,7 @@ from cnn.data import DataError, load_data  # noqa: E402
 from cnn.layers import conv_layer_times, pick_memory_format  # noqa: E402
 from cnn.train import DeviceError, resolve_device, resolve_precision  # noqa: E402
 
-FUSE_SIZES = (1, 4, 16, 64)  # trials per fused network
+FUSE_SIZES = (1, 4, 16, 32, 64)  # trials per fused network (32: a whole first round of 27 in one group)
 STUDY_NAME = "gpu-check"
 REPORT_SECONDS = 60.0  # kept back from the study for the report and the archive
 # What the message of a RuntimeError from a failed GPU allocation holds (case-insensitive): CUDA's cudaErrorMemoryAllocation
