@@ -25,9 +25,10 @@ def compile_forward(function: Callable, mode: str) -> Callable:
     """The forward part of a training step compiled in ``mode``; under CUDA graphs ("reduce-overhead") each call first marks
     a new step (``torch.compiler.cudagraph_mark_step_begin``), so that the last step's graph outputs may be reused.
 
-    Without the mark, the graphs of the forward pass, of backward and of the separately compiled optimiser step are taken
-    for one step that never ends, and the optimiser's step reads gradients whose memory a later replay has overwritten
-    (found on an H200: "accessing tensor output of CUDAGraphs that has been overwritten by a subsequent run").
+    Without the mark, CUDA graph trees guess where a step begins: once backward has run, they took the separately compiled
+    optimiser step's call for a new step, which freed the gradients it was about to read (found on an H200: "accessing
+    tensor output of CUDAGraphs that has been overwritten by a subsequent run"). With marks, steps begin at the marks
+    only: forward, backward and the optimiser step share one.
     """
     compiled = compile_step(function, mode)
     if mode != "reduce-overhead":

@@ -225,6 +225,8 @@ def test_a_compiled_fused_step_gives_the_eager_steps_losses(monkeypatch):
     # The compile switch's wiring, traced by dynamo on the CPU without code generation (backend "eager"): the forward pass
     # with the study's mixed activations and losses, and the optimiser step, give the eager run's losses and weights.
     monkeypatch.setattr(compiling, "compile_step", lambda function, mode: torch.compile(function, backend="eager"))
+    marks = []  # under CUDA graphs each step's forward call marks a new step (cnn.compiling.compile_forward): once per step
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
     torch._dynamo.reset()
     data = _random_data()
     configs = _configs(3, **STUDY_MIX, batch_size=8)
@@ -232,6 +234,7 @@ def test_a_compiled_fused_step_gives_the_eager_steps_losses(monkeypatch):
     for seed in range(3):
         want, got = train_step(eager, *_batch(eager, data, seed)), train_step(compiled, *_batch(compiled, data, seed))
         torch.testing.assert_close(got[0], want[0])
+        assert len(marks) == seed + 1
     assert compiled.compiled is not None
     for a, b in zip(eager.net.parameter_list(), compiled.net.parameter_list(), strict=True):
         torch.testing.assert_close(a, b)

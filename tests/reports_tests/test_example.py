@@ -148,7 +148,10 @@ def test_every_verdict_is_a_row_recomputed_from_the_database(rebuilt):
         # The interval: the t interval at 1 − alpha on those df, alpha the report's end level over the K planned looks.
         se = math.hypot(row.se_seeds, se_images)
         half = se * stats.t.ppf(1 - row.alpha / 2, row.df)
-        assert row.ci_high - row.ci_low == pytest.approx(2 * half, abs=1e-6) and row.multiplicity == k, row.verdict
+        low, high = row.diff - half, row.diff + half
+        if row.outcome == "equivalence":  # widened to include zero: the interval that agrees with the TOST (Hsu et al. 1994)
+            low, high = min(low, 0.0), max(high, 0.0)
+        assert (row.ci_low, row.ci_high) == pytest.approx((low, high), abs=1e-6) and row.multiplicity == k, row.verdict
         assert row.ci_low < row.diff < row.ci_high or se == 0
         assert row.p == pytest.approx(min(1.0, k * 2 * stats.t.sf(abs(row.diff) / se, row.df)), rel=1e-6, abs=1e-12), row.verdict
         # The interval excludes zero exactly when a difference is claimed.
