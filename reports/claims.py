@@ -393,16 +393,10 @@ def _interaction(c: Comparison) -> str:
         )
     if c.claims_difference:
         return f"{c.a} − {c.b} depends on the learning rate ({test}): {means} points"
-    if own < stats.ALPHA and _size_only(c):  # as withheld(): one sign everywhere, so the average over them is tested
-        return (
-            f"{c.a} − {c.b} may depend on the learning rate ({test}; its own p {p_text(own)}): not a claim; its sign is the "
-            f"same at every learning rate, so their average is tested: {means} points"
-        )
-    if own < stats.ALPHA:
-        return (
-            f"{c.a} − {c.b} may depend on the learning rate ({test}; its own p {p_text(own)}): not a claim, but too strong "
-            f"to pool over: {means} points"
-        )
+    if own < stats.ALPHA:  # pooled or not as withheld() decides: one sign everywhere, so the average over them is tested
+        same_sign = "; its sign is the same at every learning rate, so their average is tested"
+        pooling = same_sign if _size_only(c) else ", but too strong to pool over"
+        return f"{c.a} − {c.b} may depend on the learning rate ({test}; its own p {p_text(own)}): not a claim{pooling}: {means} points"
     return f"no interaction shown ({test}; its own p {p_text(own)}): {c.a} − {c.b} is {means} points"
 
 

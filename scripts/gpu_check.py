@@ -267,7 +267,8 @@ def fused_figure(
 
 
 def figures(args: argparse.Namespace, device: torch.device, data, clock: Clock, log: Log, found: dict | None = None) -> dict:
-    """Measure and print every eager figure that fits before ``clock``'s deadline; returns them by name (into ``found``).
+    """Measure and print every eager figure up to fused K=16 that fits before ``clock``'s deadline; returns them by name
+    (into ``found``).
 
     Raises:
         FigureFailure: a figure failed with anything but an allocation failure; ``found`` holds the figures so far and
@@ -321,16 +322,15 @@ def _sizes(args: argparse.Namespace) -> list[int]:
 
 def fused_sizes(
     args: argparse.Namespace, device: torch.device, data, clock: Clock, log: Log, found: dict, sizes: list[int], previous: tuple
-) -> bool:
+) -> None:
     """Fused K for each of ``sizes`` in turn (K=16 in both layouts), from ``previous`` = (K, seconds) measured; stops at the
-    first K out of time or memory (a larger K would be too) and returns False then."""
+    first K out of time or memory (a larger K would be too)."""
     for k in sizes:
         estimate = previous[1] * k / previous[0]  # linear in K: the most a fused epoch should cost
         layouts = ["channels_last", "contiguous"] if k == 16 else ["channels_last"]  # grouped convs in both layouts, once
         if not all(fused_figure(args, device, data, k, layout, None, estimate, clock, log, found) for layout in layouts):
-            return False
+            return
         previous = (k, found[f"fused K={k}"]["seconds"])
-    return True
 
 
 def larger_fused_figures(args: argparse.Namespace, device: torch.device, data, clock: Clock, log: Log, found: dict) -> None:

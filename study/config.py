@@ -20,13 +20,12 @@ from study.samplers import AUTO_PRUNER, PRUNERS, SAMPLERS
 from study.space import BASELINE, SearchSpace
 from study.storage import DEFAULT_STORAGE, command_line
 
-KEEP_WEIGHTS = ("all", "complete", "none")
+KEEP_WEIGHTS = ("all", "complete", "none")  # --keep-weights: finished trials, complete trials only, no weights
 # --fuse auto: on CUDA, where one small trial leaves the GPU mostly idle, 16 trials per fused network (on an H200:
 # 7.3x the trial-epochs per second of one trial at a time, 4.2 GiB; K=64 gave 11.4x, 8.4 GiB); on CPUs grouped
 # convolutions ran at 0.5-0.8x the speed of separate ones (cnn.bench --fuse), so trials run one at a time.
 AUTO_FUSE = {"cuda": 16}
 MAX_REPEATS = 5  # the sequential design's default --max-repeats
-# --keep-weights: finished trials, complete trials only, no weights
 
 # TrainConfig fields that are flags of study.run; activation, loss, lr and seed are per trial.
 TRAIN_FLAGS = ("epochs", "batch_size", "optimizer", "augment", "device", "precision", "compile_mode")
