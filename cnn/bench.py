@@ -208,6 +208,7 @@ def ours_loop(
             mine.generator,
             dtype=mine.dtype,
             step=mine.step_functions(),
+            graph=mine.graph,
         )
         return evaluate(mine.model, mine.criterion, *_tensors(test_set), mine.num_classes, mine.eval_batch, mine.dtype)[1]
 
@@ -262,6 +263,7 @@ def one_at_a_time_loop(configs: list[TrainConfig], data: Data) -> Loop:
                 config.augment,
                 run.dtype,
                 run.step_functions(),
+                run.graph,
             )
             accuracies.append(evaluate(run.model, run.criterion, *_tensors(test_set), run.num_classes, run.eval_batch, run.dtype)[1])
         return accuracies[0]

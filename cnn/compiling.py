@@ -1,19 +1,30 @@
-"""torch.compile for the training step, one trial's (``cnn.train``) and a fused run's (``cnn.fused``) alike.
+"""torch.compile and CUDA graphs for the training step, one trial's (``cnn.train``) and a fused run's (``cnn.fused``) alike.
 
-A step is compiled as two functions with backward between them: the forward pass with the loss(es), and the optimiser
-step. What waits for the device (the finiteness check) stays outside both, between steps, so that "reduce-overhead" can
-capture each as a CUDA graph; the optimiser's step count must then live on the device (``FusedOptimizer`` keeps it
-there; ``cnn.train.setup`` builds Adam capturable on CUDA when compiling).
+Under torch.compile a step is compiled as two functions with backward between them: the forward pass with the loss(es),
+and the optimiser step. What waits for the device (the finiteness check) stays outside both, between steps, so that
+"reduce-overhead" can capture each as a CUDA graph; the optimiser's step count must then live on the device
+(``FusedOptimizer`` keeps it there; ``cnn.train.setup`` builds Adam capturable on CUDA when compiling).
+
+Under ``cuda-graph`` (:data:`CUDA_GRAPH`) nothing is compiled: :class:`StepGraph` captures the whole eager step (batch
+gather, augmentation, forward, backward, optimiser) as one CUDA graph and replays it, one launch per step where eager
+PyTorch makes hundreds (an H200 spent 5.3 ms of host time per eager step of one trial, docs/gpu-and-speed.md).
 """
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
 # TrainConfig.compile_mode: torch.compile's modes. "reduce-overhead" captures CUDA graphs on a GPU (on an H200 it failed
 # before compile_forward marked each step; not measured since); None, eager, is the default everywhere: on the CPU
 # compiling cost more than it saved (docs/gpu-and-speed.md).
-COMPILE_MODES = {"default": "default", "reduce-overhead": "reduce-overhead", "max-autotune-no-cudagraphs": "max-autotune-no-cudagraphs"}
+COMPILE_MODES = {
+    "default": "default",
+    "reduce-overhead": "reduce-overhead",
+    "max-autotune-no-cudagraphs": "max-autotune-no-cudagraphs",
+    "cuda-graph": "cuda-graph",  # CUDA_GRAPH: no torch.compile; the eager step captured whole (StepGraph)
+}
+CUDA_GRAPH = "cuda-graph"
 
 
 def compile_step(function: Callable, mode: str) -> Callable:
@@ -39,3 +50,76 @@ def compile_forward(function: Callable, mode: str) -> Callable:
         return compiled(*args, **kwargs)
 
     return step_begins
+
+
+def compiled(mode: str | None) -> bool:
+    """Whether ``mode`` (a TrainConfig.compile_mode) compiles the step with torch.compile: not eager, not ``cuda-graph``."""
+    return mode is not None and mode != CUDA_GRAPH
+
+
+class StepGraph:
+    """A whole training step, replayed as one CUDA graph (``torch.cuda.graph``, PyTorch's "whole network capture").
+
+    Call it as ``graph(step, *inputs)``: ``step(*inputs)`` is one eager training step (forward, backward and optimiser
+    step) of the tensors ``inputs`` (None allowed), returning tensors; everything else it uses (the images on the
+    device, the model, the optimiser) must stay the same objects for the graph's life. The first :data:`WARMUP` calls
+    with the first call's shapes run ``step`` eagerly on a side stream (cuDNN's autotuning, the optimiser's state and
+    other one-time work happen there), the next one captures it and every later one copies its inputs into the
+    captured ones and replays: one launch for the whole step. A call with other shapes (an epoch's short last batch)
+    runs ``step`` eagerly: the captured step reads and writes the same parameters and optimiser state, so both paths
+    train the same model.
+
+    What the graph returns is overwritten by the next replay: use it (or queue work on it) before the next call. The
+    optimiser must hold no host number that changes from step to step (Adam ``capturable=True``; ``FusedOptimizer``).
+    A network that changes (a fused run narrowed) needs a new StepGraph.
+    """
+
+    WARMUP = 3  # eager steps before capture, as PyTorch's CUDA graph notes do
+
+    def __init__(self):
+        self.calls = 0  # eager calls with the captured shapes so far
+        self.shapes: list | None = None  # the first call's input shapes: the ones that are captured
+        self.fixed: list[int] = []  # where the fixed tensors were when the first call came
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.inputs: list[torch.Tensor | None] = []  # the captured step's own inputs, refilled before each replay
+        self.outputs: Any = None
+        self.stream: torch.cuda.Stream | None = None
+
+    @property
+    def captured(self) -> bool:
+        return self.graph is not None
+
+    def __call__(self, step: Callable, *inputs: torch.Tensor | None, fixed: tuple[torch.Tensor, ...] = ()) -> Any:
+        """``step(*inputs)``, eager or replayed; ``fixed``: tensors ``step`` reads in place (the images on the device), whose
+        storage the graph holds: other storage than the captured step's starts a new graph."""
+        shapes = [None if t is None else t.shape for t in inputs]
+        where = [t.data_ptr() for t in fixed]
+        if self.shapes is not None and where != self.fixed:
+            self.__init__()  # the step now reads other tensors: warm up and capture again
+        if self.shapes is None:
+            self.shapes, self.fixed = shapes, where
+        if shapes != self.shapes:
+            return step(*inputs)  # another shape: eager, on the current stream
+        if self.graph is not None:
+            for static, tensor in zip(self.inputs, inputs, strict=True):
+                if static is not None:
+                    static.copy_(tensor, non_blocking=True)
+            self.graph.replay()
+            return self.outputs
+        if self.calls < self.WARMUP:
+            self.calls += 1
+            if self.stream is None:
+                self.stream = torch.cuda.Stream(inputs[0].device)
+            self.stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(self.stream):
+                out = step(*inputs)
+            torch.cuda.current_stream().wait_stream(self.stream)
+            return out
+        self.inputs = [None if t is None else t.clone() for t in inputs]
+        graph = torch.cuda.CUDAGraph()
+        # thread_local: another thread's CUDA call during the capture (a study's record writer) is its own business.
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+            self.outputs = step(*self.inputs)
+        self.graph = graph
+        self.graph.replay()  # capture only records: this step runs now
+        return self.outputs

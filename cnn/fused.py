@@ -374,6 +374,7 @@ class FusedRun:
     optimizer: FusedOptimizer | None = field(init=False)
     losses: _MemberLosses | None = field(init=False)
     compiled: tuple[Callable, Callable] | None = field(init=False, default=None)  # (forward and losses, optimiser step)
+    graph: compiling.StepGraph | None = field(init=False, default=None)  # compile_mode "cuda-graph": the captured step
 
     def __post_init__(self):
         if self.compile_mode is not None:
@@ -384,7 +385,8 @@ class FusedRun:
 
     def _losses(self) -> None:
         self.losses = _MemberLosses([m.config.loss for m in self.members], [m.criterion for m in self.members], self.device)
-        self.compiled = None  # a narrower network: compiled again on the next step
+        self.compiled = None  # a narrower network: compiled (or captured) again on the next step
+        self.graph = compiling.StepGraph() if self.compile_mode == compiling.CUDA_GRAPH else None
 
     def forward_losses(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits (K, B, C) and each member's loss (K,) of member batches ``x`` (B, K*3, H, W) with labels ``y`` (K, B)."""
@@ -395,7 +397,7 @@ class FusedRun:
 
     def step_functions(self) -> tuple[Callable, Callable]:
         """(forward and losses, optimiser step): eager, or compiled with ``compile_mode`` (once per set of members)."""
-        if self.compile_mode is None:
+        if not compiling.compiled(self.compile_mode):
             return self.forward_losses, self.optimizer.step
         if self.compiled is None:
             mode = self.compile_mode
@@ -551,7 +553,10 @@ def train_epoch_many(run: FusedRun, images: torch.Tensor, labels: torch.Tensor) 
     for step, start in enumerate(range(0, n, run.batch_size), 1):
         idx = orders[:, start : start + run.batch_size]  # (K, B)
         step_draws = draws[:, :, start : start + run.batch_size] if draws is not None else None  # (K, 3, B)
-        losses, hits = train_step(run, images, labels, idx, step_draws)
+        if run.graph is not None:  # compile_mode "cuda-graph": the whole step replayed as one CUDA graph
+            losses, hits = run.graph(lambda i, d: train_step(run, images, labels, i, d), idx, step_draws, fixed=(images, labels))
+        else:
+            losses, hits = train_step(run, images, labels, idx, step_draws)
         loss_sum += losses * idx.shape[1]
         correct += hits
         seen += idx.shape[1]

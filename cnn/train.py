@@ -269,7 +269,8 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
 def _autocast(device: torch.device, dtype: torch.dtype):
     # Autocast keeps BatchNorm, softmax and the losses in fp32; convolutions and the
     # linear layer run in bf16, which on CPUs without native bf16 would be slower, not faster.
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16)
+    # No cast cache: each weight is cast once per step anyway, and a CUDA graph capture must not keep one (PyTorch's notes).
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16, cache_enabled=False)
 
 
 def train_one_epoch(
@@ -283,6 +284,7 @@ def train_one_epoch(
     augment: bool = False,
     dtype: torch.dtype = torch.float32,
     step: tuple[Callable, Callable] | None = None,
+    graph: compiling.StepGraph | None = None,
 ) -> tuple[float, float, bool]:
     """One shuffled pass over uint8 ``images`` (N, 3, H, W) already on the device.
 
@@ -292,7 +294,9 @@ def train_one_epoch(
     epoch, not per step (so a fused run draws once per member per epoch, not per step).
 
     ``step`` is (forward with loss, optimiser step) to run instead of the eager ones: :meth:`Setup.step_functions`,
-    compiled when the config asks for it. The finiteness check stays outside them, between steps.
+    compiled when the config asks for it. The finiteness check stays outside them, between steps. With ``graph``
+    (``compile_mode="cuda-graph"``, :attr:`Setup.graph`), each whole step from the batch's indices on is replayed as one
+    CUDA graph (:class:`cnn.compiling.StepGraph`); the same operators, so the same arithmetic.
 
     Returns:
         (mean training loss, training accuracy in percent, diverged). Accuracy is counted
@@ -309,18 +313,25 @@ def train_one_epoch(
     seen = 0
     check_every = 1 if device.type == "cpu" else 25  # a finiteness check syncs the GPU: not every step
     diverged = False
-    for step, start in enumerate(range(0, len(order), batch_size), 1):
-        idx = order[start : start + batch_size]
+
+    def one_step(idx: torch.Tensor, columns: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        # The images at positions idx of the shuffle, augmented by their draws' columns: (batch loss sum, hits).
         x, y = images[idx], labels[idx]
-        if draws is not None:
-            x = crop_flip(x, draws[:, start : start + batch_size]).contiguous(memory_format=torch.channels_last)
+        if columns is not None:
+            x = crop_flip(x, columns).contiguous(memory_format=torch.channels_last)
         logits, loss = forward(x, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer_step()
-        loss_sum += loss.detach().float() * len(y)
-        correct += (logits.argmax(1) == y).sum()
-        seen += len(y)
+        return loss.detach().float() * len(y), (logits.argmax(1) == y).sum()
+
+    for step, start in enumerate(range(0, len(order), batch_size), 1):
+        idx = order[start : start + batch_size]
+        columns = draws[:, start : start + batch_size] if draws is not None else None
+        batch_loss, hits = graph(one_step, idx, columns, fixed=(images, labels)) if graph is not None else one_step(idx, columns)
+        loss_sum += batch_loss
+        correct += hits
+        seen += len(idx)
         if step % check_every == 0 and not torch.isfinite(loss_sum):
             diverged = True
             break
@@ -391,6 +402,11 @@ class Setup:
     # loss and the optimiser step are compiled apart, backward between them, as a fused run's (cnn.fused.FusedRun).
     compile_mode: str | None = None
     compiled: tuple[Callable, Callable] | None = field(init=False, default=None)  # (forward and loss, optimiser step)
+    graph: compiling.StepGraph | None = field(init=False, default=None)  # compile_mode "cuda-graph": the captured step
+
+    def __post_init__(self):
+        if self.compile_mode == compiling.CUDA_GRAPH:
+            self.graph = compiling.StepGraph()
 
     def forward_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits (B, C) and mean loss of uint8 images ``x`` (B, 3, H, W) with labels ``y`` (B,): :func:`forward_loss`."""
@@ -401,7 +417,7 @@ class Setup:
 
     def step_functions(self) -> tuple[Callable, Callable]:
         """(forward and loss, optimiser step) for :func:`train_one_epoch`: eager, or compiled with ``compile_mode`` (once)."""
-        if self.compile_mode is None:
+        if not compiling.compiled(self.compile_mode):
             return self.forward_loss, self.optimizer_step
         if self.compiled is None:
             self.compiled = (
@@ -411,9 +427,16 @@ class Setup:
         return self.compiled
 
 
+def check_compile(mode: str | None, device: torch.device) -> None:
+    """Raise DeviceError when compile ``mode`` cannot run on ``device``: ``cuda-graph`` captures CUDA graphs."""
+    if mode == compiling.CUDA_GRAPH and device.type != "cuda":
+        raise DeviceError(f"--compile cuda-graph captures CUDA graphs, but the device is {device.type}: use a CUDA GPU or --compile off")
+
+
 def setup(config: TrainConfig, data: Data) -> Setup:
     """Seed, build the model, loss and optimiser of ``config`` on its device; same seed, same initial weights."""
     device = resolve_device(config.device)
+    check_compile(config.compile_mode, device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels
     torch.manual_seed(config.seed)  # initialisation
@@ -421,7 +444,7 @@ def setup(config: TrainConfig, data: Data) -> Setup:
     model = build_model(config.activation, num_classes).to(device, memory_format=torch.channels_last)
     optimizer = lookup(OPTIMIZERS, config.optimizer, "optimizer")(model.parameters(), config.lr)
     if config.compile_mode is not None and device.type == "cuda":
-        # A compiled step may be captured as a CUDA graph ("reduce-overhead"), which holds no host number that changes
+        # A compiled step may be captured as a CUDA graph ("reduce-overhead", "cuda-graph"), which holds no host number that changes
         # from step to step: Adam's step count becomes a device tensor (capturable; SGD keeps none). torch.compile would
         # set it itself on this fresh optimiser; said here, the step does not rest on that.
         for group in optimizer.param_groups:
@@ -488,6 +511,7 @@ def train(config: TrainConfig, data: Data, on_epoch: Callable[[EpochRow], bool |
             config.augment,
             dtype,
             run.step_functions(),
+            run.graph,
         )
         row: EpochRow = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc}
         if val_set is not None:

@@ -15,8 +15,9 @@ Uses the machine's own PyTorch (nothing is installed or downloaded) and, within 
    multiple of the baseline; fused K=16 in the contiguous layout against channels_last; each of
    the three convolutions at K=16, grouped against 16 separate ones, forward and backward, in both
    layouts (cnn.layers), and the layout ``--memory-format auto`` would pick from them; on CUDA,
-   our loop and fused K=16 with the training step compiled (``--compile``, reduce-overhead: CUDA
-   graphs); last, fused K=32 and 64. The fused figures stop at the first K that runs out of GPU
+   our loop and fused K=16 with the training step captured or compiled (``--compile``, by default
+   ``cuda-graph``: the whole eager step replayed as one CUDA graph, then ``reduce-overhead``:
+   torch.compile's CUDA graphs); last, fused K=32 and 64. The fused figures stop at the first K that runs out of GPU
    memory (only a real allocation failure: ``torch.OutOfMemoryError``, CUDA's "out of memory",
    cuBLAS's or cuDNN's ``*_STATUS_ALLOC_FAILED``) or passes its share of the time. Any other
    error in a figure (a device mismatch, an illegal memory access, ``CUDNN_STATUS_NOT_SUPPORTED``,
@@ -27,7 +28,8 @@ Uses the machine's own PyTorch (nothing is installed or downloaded) and, within 
    test sets, the default sequential design of 10 epochs (27 grid points in its first round, or
    what fits: it is stopped in time and resumes where it stopped when the command runs again),
    the database written with weights stripped (``--keep-weights none``) to OUT/study.db and the
-   report to OUT/report;
+   report to OUT/report; with ``--compile cuda-graph`` when our loop's ``cuda-graph`` figure was
+   measured (and no ``--compile`` is among the study flags);
 4. OUT/gpu-check-results.tar.gz: the log, the figures (figures.json), the database and the
    report: the one file to bring back.
 
@@ -66,11 +68,13 @@ from cnn.bench import (  # noqa: E402
     time_loop,
 )
 from cnn.cli import ArgumentParser, flag_hint  # noqa: E402
-from cnn.compiling import COMPILE_MODES  # noqa: E402
+from cnn.compiling import COMPILE_MODES, CUDA_GRAPH  # noqa: E402
 from cnn.data import DataError, load_data  # noqa: E402
 from cnn.layers import conv_layer_times, pick_memory_format  # noqa: E402
 from cnn.train import DeviceError, resolve_device, resolve_precision  # noqa: E402
 
+# The compiled figures' modes on CUDA: the whole eager step as one CUDA graph (cheap to make), then torch.compile's.
+CUDA_MODES = ("cuda-graph", "reduce-overhead")
 FUSE_SIZES = (1, 4, 16, 32, 64)  # trials per fused network (32: a whole first round of 27 in one group)
 STUDY_NAME = "gpu-check"
 REPORT_SECONDS = 60.0  # kept back from the study for the report and the archive
@@ -99,12 +103,20 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--precision", default="auto", help="auto, bf16 or fp32 (default: %(default)s)")
     parser.add_argument(
         "--compile",
-        choices=["off", *COMPILE_MODES],
-        help="torch.compile mode of the compiled figures (our loop and fused K=16), or off "
-        "(default: reduce-overhead on CUDA, off on the CPU)",
+        type=_modes,
+        help=f"compile modes of the compiled figures (our loop and fused K=16), comma-separated, of {', '.join(COMPILE_MODES)}; "
+        f"or off (default: {','.join(CUDA_MODES)} on CUDA, off on the CPU)",
     )
     parser.add_argument("--seed", type=int, default=0)
     return parser
+
+
+def _modes(text: str) -> list[str]:
+    modes = [mode.strip() for mode in text.split(",") if mode.strip()]
+    unknown = [mode for mode in modes if mode not in ("off", *COMPILE_MODES)]
+    if unknown or not modes:
+        raise argparse.ArgumentTypeError(f"unknown compile mode {', '.join(unknown) or text!r}: use off or some of {', '.join(COMPILE_MODES)}")
+    return [mode for mode in modes if mode != "off"]
 
 
 def is_allocation_failure(error: BaseException) -> bool:
@@ -189,9 +201,10 @@ def measure(
         return None
     loop = make()
     row = {**time_loop(device, loop), "cold": True}
+    first_acc = row["test_acc"]  # after one epoch from the seed's weights: the same figure in every mode, up to rounding
     if warm and (1.2 * row["seconds"] if warm_estimate is None else warm_estimate) < clock.left():
         row = {**time_loop(device, loop), "cold": False}
-    return row
+    return {**row, "first_test_acc": first_acc}
 
 
 def _cold(row: dict) -> str:
@@ -207,10 +220,11 @@ def _free(device: torch.device) -> None:
             pass
 
 
-def compile_mode(args: argparse.Namespace, device: torch.device) -> str | None:
-    """The torch.compile mode of the compiled figures: ``--compile``, by default reduce-overhead (CUDA graphs) on CUDA only."""
-    mode = args.compile or ("reduce-overhead" if device.type == "cuda" else "off")
-    return None if mode == "off" else mode
+def compile_modes(args: argparse.Namespace, device: torch.device) -> list[str]:
+    """The modes of the compiled figures, in order: ``--compile``, by default :data:`CUDA_MODES` on CUDA, none elsewhere."""
+    if args.compile is not None:
+        return args.compile
+    return list(CUDA_MODES) if device.type == "cuda" else []
 
 
 def guarded(name: str, run: Callable[[], dict | None], device: torch.device, log: Log, found: dict) -> dict | bool | None:
@@ -245,9 +259,11 @@ def fused_figure(
     log: Log,
     found: dict,
     warm_estimate: float | None = None,
+    also: str | None = None,
 ) -> bool:
     """K=``k`` trials fused (the study's mix) in ``layout``, the step compiled with ``mode``; whether it was measured
-    (False: out of time or memory, said). Its rate is printed as a multiple of found["one at a time"]'s."""
+    (False: out of time or memory, said). Its rate is printed as a multiple of found["one at a time"]'s, and of
+    found[``also``]'s (one trial, the step compiled alike) where that was measured warm."""
     name = f"fused K={k}" + ("" if layout == "channels_last" else f" {layout}") + (f" {mode}" if mode else "")
     make = lambda: fused_loop(fuse_configs(k, device, args.precision, args.seed), data, layout, mode)  # noqa: E731
     row = guarded(name, lambda: measure(device, make, estimate, clock, warm_estimate=warm_estimate), device, log, found)
@@ -256,9 +272,11 @@ def fused_figure(
             log(f"{name}: skipped, about {estimate:.0f} s would pass the figures' time ({clock.left():.0f} s left)", figure=True)
         return False
     found[name] = row
+    alike = found.get(also or "", {})
+    versus = f"  {row['trial_epochs_per_s'] * alike['seconds']:5.2f}x {also}" if alike.get("cold") is False else ""
     log(
         f"{name:<26s}{row['seconds']:7.2f} s/epoch{_cold(row)}  {row['trial_epochs_per_s']:7.3f} trial-epochs/s  "
-        f"{row['trial_epochs_per_s'] / found['one at a time']['trial_epochs_per_s']:5.2f}x one at a time  "
+        f"{row['trial_epochs_per_s'] / found['one at a time']['trial_epochs_per_s']:5.2f}x one at a time{versus}  "
         f"peak {row['peak_bytes'] / 2**30:.2f} GiB",
         figure=True,
     )
@@ -344,36 +362,43 @@ def larger_fused_figures(args: argparse.Namespace, device: torch.device, data, c
 
 
 def compiled_figures(args: argparse.Namespace, device: torch.device, data, clock: Clock, log: Log, found: dict) -> None:
-    """Our loop and fused K=16 with the training step compiled (``--compile``), beside the eager figures in ``found``.
+    """Our loop and fused K=16 with the training step captured or compiled, in each mode of :func:`compile_modes` in turn,
+    beside the eager figures in ``found``.
 
-    Measured after every eager figure: compiling takes long, and the targets are about the eager step. The first epoch
-    pays for compiling (the estimate allows 30 s for it); the warm one is the figure.
+    Measured after every eager figure: compiling takes long, and a failing mode must cost none of those. The first epoch
+    pays for compiling or capturing (the estimate allows 30 s for it); the warm one is the figure. Each line says the
+    test accuracy after the first epoch beside eager's: the same step from the same seed, so the same figure up to
+    rounding (bfloat16, cuDNN's choice of kernels).
     """
-    mode = compile_mode(args, device)
-    if not mode or "seconds" not in found.get("ours", {}):
+    if "seconds" not in found.get("ours", {}):
         return
-    failures = []  # each compiled figure is tried whatever the other did; the first failure is raised at the end
-    name = f"ours {mode}"
-    ours = found["ours"]["seconds"]
-    make = lambda: ours_loop(data, device, args.precision, args.seed, compile_mode=mode)  # noqa: E731
-    try:
-        row = guarded(name, lambda: measure(device, make, 2 * ours + 30, clock, warm_estimate=1.5 * ours), device, log, found)
-    except FigureFailure as error:
-        failures.append(error)
-        row = False
-    if row:
-        found[name] = row
-        # A cold epoch includes compiling: no multiple of eager is claimed from it.
-        versus = "  cold: compiling included, no warm epoch fit" if row["cold"] else f"  {ours / row['seconds']:5.2f}x eager"
-        log(f"{name:<26s}{row['seconds']:7.2f} s/epoch{versus}", figure=True)
-    elif row is None:
-        log(f"{name}: skipped, no time left", figure=True)
-    eager16 = found.get("fused K=16", {}).get("seconds")
-    if eager16 and "one at a time" in found:
+    failures = []  # every figure is tried whatever the others did; the first failure is raised at the end
+    for mode in compile_modes(args, device):
+        name = f"ours {mode}"
+        ours = found["ours"]["seconds"]
+        make = lambda mode=mode: ours_loop(data, device, args.precision, args.seed, compile_mode=mode)  # noqa: E731
         try:
-            fused_figure(args, device, data, 16, "channels_last", mode, 2 * eager16 + 30, clock, log, found, warm_estimate=1.5 * eager16)
+            row = guarded(name, lambda: measure(device, make, 2 * ours + 30, clock, warm_estimate=1.5 * ours), device, log, found)
         except FigureFailure as error:
             failures.append(error)
+            row = False
+        if row:
+            found[name] = row
+            # A cold epoch includes compiling: no multiple of eager is claimed from it.
+            versus = "  cold: compiling included, no warm epoch fit" if row["cold"] else f"  {ours / row['seconds']:5.2f}x eager"
+            firsts = row.get("first_test_acc"), found["ours"].get("first_test_acc")
+            accuracy = f"  first epoch's test accuracy {firsts[0]:.2f}% (eager {firsts[1]:.2f}%)" if None not in firsts else ""
+            log(f"{name:<26s}{row['seconds']:7.2f} s/epoch{versus}{accuracy}", figure=True)
+        elif row is None:
+            log(f"{name}: skipped, no time left", figure=True)
+        eager16 = found.get("fused K=16", {}).get("seconds")
+        if eager16 and "one at a time" in found:
+            try:
+                fused_figure(
+                    args, device, data, 16, "channels_last", mode, 2 * eager16 + 30, clock, log, found, 1.5 * eager16, name
+                )
+            except FigureFailure as error:
+                failures.append(error)
     if failures:
         raise failures[0]
 
@@ -445,9 +470,13 @@ def group_seconds(found: dict, group: int, epochs: int) -> float:
     return row["seconds"] * group / k * epochs
 
 
-def study_command(args: argparse.Namespace, data_dir: Path, out: Path, timeout: float, extra: list[str]) -> list[str]:
-    """``python -m study.run`` for a fused, resumable study into OUT/study.db, weights stripped, no report (built after)."""
+def study_command(args: argparse.Namespace, data_dir: Path, out: Path, timeout: float, extra: list[str], found: dict) -> list[str]:
+    """``python -m study.run`` for a fused, resumable study into OUT/study.db, weights stripped, no report (built after);
+    its step captured as a CUDA graph (``--compile cuda-graph``) where our loop's ``cuda-graph`` figure was measured,
+    unless the extra flags say ``--compile``."""
     command = [sys.executable, "-m", "study.run", "--data-dir", str(data_dir), "--fuse", "auto"]
+    if "seconds" in found.get(f"ours {CUDA_GRAPH}", {}) and "--compile" not in extra:
+        command += ["--compile", CUDA_GRAPH]
     command += ["--storage", f"sqlite:///{(out / 'study.db').resolve()}", "--study-name", STUDY_NAME, "--keep-weights", "none"]
     command += ["--device", args.device, "--epochs", str(args.epochs), "--precision", args.precision, "--seed", str(args.seed)]
     command += ["--no-report", "--timeout", f"{max(1.0, timeout):.0f}"]
@@ -551,7 +580,7 @@ def main(argv: list[str] | None = None) -> int:
     # (on the H200 a group of 50 s started 51 s before the end was stopped 0.1 s short of finishing).
     group = 1.2 * group_seconds(found, group_size(device, extra), args.epochs) + 10
     log(f"study: {left:.0f} s for python -m study.run --fuse auto, new groups of trials until {max(1.0, left - group):.0f} s")
-    status = run_logged(study_command(args, data_dir, out, left - group, extra), log, left) if left > 5 else None
+    status = run_logged(study_command(args, data_dir, out, left - group, extra, found), log, left) if left > 5 else None
     # 130: stopped in time by SIGINT; its running trials are queued again for the next run.
     study_ok = status in (0, 130)
     if not study_ok:

@@ -332,7 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MODE",
         type=_compile,
         default="off",
-        help="compile each training step: off, default, reduce-overhead (CUDA graphs on a GPU) or max-autotune-no-cudagraphs; "
+        help="compile each training step: off, cuda-graph (the whole step replayed as one CUDA graph; CUDA only), or a "
+        "torch.compile mode: default, reduce-overhead (CUDA graphs on a GPU) or max-autotune-no-cudagraphs; "
         "the first epoch pays for compiling (default: %(default)s)",
     )
     group = parser.add_argument_group("data")

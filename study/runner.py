@@ -24,6 +24,7 @@ from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.trial import TrialState
 
 from cnn import Data, load_data, resolve_device, train, train_many
+from cnn.train import check_compile
 from cnn.registry import lookup
 from cnn.train import bind_device
 from study import notes, rounds
@@ -522,6 +523,7 @@ def run_study(config: StudyConfig, download: bool = False) -> optuna.Study:
         Interrupted: SIGINT or SIGTERM, after failing the running trials and queueing them again.
     """
     device = resolve_device(config.train.device)
+    check_compile(config.train.compile_mode, device)
     print(f"loading data from {config.data_dir} ...", file=sys.stderr)
     data = load(config, download)
     storage = open_storage(config.storage, create_folder=config.storage == DEFAULT_STORAGE)

@@ -135,10 +135,33 @@ def test_the_compiled_figures_sit_beside_the_eager_ones(tmp_path, monkeypatch, c
     # Fused K above 16 last: they decide how much --fuse auto should fuse, the figures before them are the targets'.
     assert list(found)[-4:] == ["ours default", "fused K=16 default", "fused K=32", "fused K=64"]
     assert "ours default" in capsys.readouterr().out
-    # By default the compiled figures are CUDA's only: reduce-overhead (CUDA graphs) there, none on the CPU.
+    # By default the compiled figures are CUDA's only: the step as one CUDA graph, then reduce-overhead; none on the CPU.
     default = gpu_check.build_parser().parse_args(["--data", "x"])
-    assert gpu_check.compile_mode(default, torch.device("cuda")) == "reduce-overhead"
-    assert gpu_check.compile_mode(default, torch.device("cpu")) is None
+    assert gpu_check.compile_modes(default, torch.device("cuda")) == ["cuda-graph", "reduce-overhead"]
+    assert gpu_check.compile_modes(default, torch.device("cpu")) == []
+    several = gpu_check.build_parser().parse_args(["--data", "x", "--compile", "default, cuda-graph"])
+    assert gpu_check.compile_modes(several, torch.device("cpu")) == ["default", "cuda-graph"]
+    assert gpu_check.compile_modes(gpu_check.build_parser().parse_args(["--data", "x", "--compile", "off"]), torch.device("cuda")) == []
+
+
+def test_an_unknown_compile_mode_is_one_line_that_names_the_known_ones(capsys):
+    gpu_check = _script()
+    with pytest.raises(SystemExit) as exit:
+        gpu_check.build_parser().parse_args(["--data", "x", "--compile", "cuda-graph,fast"])
+    assert exit.value.code == 2
+    assert "unknown compile mode 'fast': use off or some of default, reduce-overhead" in capsys.readouterr().err
+
+
+def test_the_study_captures_its_step_where_the_cuda_graph_figure_was_measured(tmp_path):
+    gpu_check = _script()
+    args = gpu_check.build_parser().parse_args(["--data", "x"])
+    measured = {"ours cuda-graph": {"seconds": 0.4, "cold": False}}
+    command = gpu_check.study_command(args, tmp_path, tmp_path, 100, [], measured)
+    assert command[command.index("--compile") + 1] == "cuda-graph"
+    # Not measured (failed, or not tried), or the study's own --compile: the study runs as told.
+    assert "--compile" not in gpu_check.study_command(args, tmp_path, tmp_path, 100, [], {"ours cuda-graph": {"error": "x"}})
+    command = gpu_check.study_command(args, tmp_path, tmp_path, 100, ["--compile", "off"], measured)
+    assert command.count("--compile") == 1 and command[-1] == "off"
 
 
 def test_the_roofline_figure_sets_our_epoch_against_the_measured_matmul_rate(tmp_path, capsys):

@@ -57,6 +57,7 @@ def _run(argv, capsys) -> tuple[int, str]:
         (["--precision", "fp8"], "unknown precision 'fp8'; choose one of: auto, bf16, fp32"),
         (["--compile", "fast"], "unknown compile mode 'fast'; choose one of: off, default, reduce-overhead, max-autotune-no-cudagraphs"),
         (["--device", "tpu"], "unknown device 'tpu'"),
+        (["--compile", "cuda-graph", "--device", "cpu"], "--compile cuda-graph captures CUDA graphs, but the device is cpu: use a CUDA GPU"),
         (["--trials", "x"], "argument --trials: invalid int value: 'x'"),
         (["--sampler", "grid", "--trials", "200"], "--trials 200 is more than the grid's 135 trials; use --trials 135"),
         (["--epochs", "2", "--trials", "2"], "created with other settings: epochs 1 (now 2)"),
