@@ -10,6 +10,7 @@ gather, augmentation, forward, backward, optimiser) as one CUDA graph and replay
 PyTorch makes hundreds (an H200 spent 5.3 ms of host time per eager step of one trial, docs/gpu-and-speed.md).
 """
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -71,7 +72,8 @@ class StepGraph:
 
     What the graph returns is overwritten by the next replay: use it (or queue work on it) before the next call. The
     optimiser must hold no host number that changes from step to step (Adam ``capturable=True``; ``FusedOptimizer``).
-    A network that changes (a fused run narrowed) needs a new StepGraph.
+    A network that changes (a fused run narrowed) needs a new StepGraph. Where the capture fails (an operator that waits
+    for the device, say), a RuntimeWarning says why and every step runs eagerly: slower, the same training.
     """
 
     WARMUP = 3  # eager steps before capture, as PyTorch's CUDA graph notes do
@@ -84,6 +86,7 @@ class StepGraph:
         self.inputs: list[torch.Tensor | None] = []  # the captured step's own inputs, refilled before each replay
         self.outputs: Any = None
         self.stream: torch.cuda.Stream | None = None
+        self.failed = False  # the capture raised: every call runs the step eagerly
 
     @property
     def captured(self) -> bool:
@@ -115,11 +118,19 @@ class StepGraph:
                 out = step(*inputs)
             torch.cuda.current_stream().wait_stream(self.stream)
             return out
+        if self.failed:
+            return step(*inputs)
         self.inputs = [None if t is None else t.clone() for t in inputs]
         graph = torch.cuda.CUDAGraph()
-        # thread_local: another thread's CUDA call during the capture (a study's record writer) is its own business.
-        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-            self.outputs = step(*self.inputs)
+        try:
+            # thread_local: another thread's CUDA call during the capture (a study's record writer) is its own business.
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+                self.outputs = step(*self.inputs)
+        except RuntimeError as error:  # an operator that cannot be captured: nothing ran, so the step runs eagerly
+            self.failed, self.inputs, self.outputs = True, [], None
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            warnings.warn(f"the training step could not be captured as a CUDA graph ({first}); it runs eagerly", RuntimeWarning, stacklevel=2)
+            return step(*inputs)
         self.graph = graph
         self.graph.replay()  # capture only records: this step runs now
         return self.outputs

@@ -94,11 +94,22 @@ class FusedCNN(nn.Module):
             self.register_buffer(f"running_mean{i}", torch.stack([bn.running_mean for bn in norms]))  # (K, c)
             self.register_buffer(f"running_var{i}", torch.stack([bn.running_var for bn in norms]))
         self.activations = [m.layer1[2] for m in models]
-        self._distinct, self._which = _distinct(self.activations)
-        self._masks: dict[tuple[int, torch.device], list[torch.Tensor]] = {}  # (channels per member, device) -> per activation
+        self._set_masks()
         # Training-mode forwards: each adds 1 to every member's num_batches_tracked (see export). A device tensor, not a
         # Python int: an int attribute changed in forward makes torch.compile recompile every step (and breaks capture).
         self.register_buffer("batches", torch.zeros((), dtype=torch.int64, device=first_norm.running_mean.device), persistent=False)
+
+    def _set_masks(self) -> None:
+        # The members' distinct activations and, per layer width c, per distinct activation, a (1, K*c, 1, 1) bool mask:
+        # channel j belongs to member j // c. Made here, not in forward: a compiled forward that made them would keep
+        # tensors its CUDA graph overwrites (found on an H200 under "reduce-overhead").
+        self._distinct, self._which = _distinct(self.activations)
+        self._masks: dict[int, list[torch.Tensor]] = {}  # channels per member -> one mask per distinct activation
+        if len(self._distinct) > 1:
+            for conv in _CONVS:
+                weight = self.stacked[_key(conv + ".weight")]
+                channels = self._which.to(weight.device).repeat_interleave(weight.shape[1])
+                self._masks[weight.shape[1]] = [(channels == a).view(1, -1, 1, 1) for a in range(len(self._distinct))]
 
     @property
     def steps(self) -> int:
@@ -146,11 +157,7 @@ class FusedCNN(nn.Module):
         # per distinct activation, none per member, no split and concatenation (and their copies).
         if len(self._distinct) == 1:
             return self._distinct[0](x)
-        key = (x.shape[1] // self.k, x.device)
-        if key not in self._masks:  # once per layer width: (1, K*c, 1, 1) bool, channel j belongs to member j // c
-            channels = self._which.repeat_interleave(key[0]).to(x.device)
-            self._masks[key] = [(channels == a).view(1, -1, 1, 1) for a in range(len(self._distinct))]
-        masks = self._masks[key]
+        masks = self._masks[x.shape[1] // self.k]
         out = self._distinct[0](x)
         for activation, mask in zip(self._distinct[1:], masks[1:], strict=True):
             out = torch.where(mask, activation(x), out)
@@ -177,9 +184,8 @@ class FusedCNN(nn.Module):
             for stat in ("running_mean", "running_var"):
                 setattr(self, f"{stat}{i}", getattr(self, f"{stat}{i}")[index])
         self.activations = [self.activations[k] for k in members]
-        self._distinct, self._which = _distinct(self.activations)
-        self._masks = {}
         self.k = len(members)
+        self._set_masks()
 
 
 class FusedOptimizer:

@@ -55,7 +55,7 @@ def _run(argv, capsys) -> tuple[int, str]:
         (["--pruner", "patient"], "unknown pruner 'patient'; choose one of: median, hyperband, successive-halving, none"),
         (["--optimizer", "rmsprop"], "unknown optimizer 'rmsprop'; choose one of: adam, sgd"),
         (["--precision", "fp8"], "unknown precision 'fp8'; choose one of: auto, bf16, fp32"),
-        (["--compile", "fast"], "unknown compile mode 'fast'; choose one of: off, default, reduce-overhead, max-autotune-no-cudagraphs"),
+        (["--compile", "fast"], "unknown compile mode 'fast'; choose one of: off, auto, default, reduce-overhead, max-autotune-no-cudagraphs, cuda-graph"),
         (["--device", "tpu"], "unknown device 'tpu'"),
         (["--compile", "cuda-graph", "--device", "cpu"], "--compile cuda-graph captures CUDA graphs, but the device is cpu: use a CUDA GPU"),
         (["--trials", "x"], "argument --trials: invalid int value: 'x'"),

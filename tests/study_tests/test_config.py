@@ -1,9 +1,10 @@
 """Flags -> StudyConfig: one set of defaults, taken from the dataclasses (no data, no training)."""
 
 import pytest
+import torch
 
 from cnn import TrainConfig
-from study.config import TRAIN_FLAGS, StudyConfig, build_parser, parse_config
+from study.config import AUTO_COMPILE, TRAIN_FLAGS, StudyConfig, auto_compile, build_parser, parse_config
 from study.space import SearchSpace
 
 
@@ -29,8 +30,18 @@ def test_training_flags_land_in_the_train_config():
     assert config.train == TrainConfig(
         epochs=4, batch_size=50, optimizer="sgd", augment=True, seed=3, precision="fp32", compile_mode="reduce-overhead"
     )
-    assert parse_config(["--compile", "off"])[0].train.compile_mode is None  # off, the default: eager
+    assert parse_config(["--compile", "off"])[0].train.compile_mode is None  # off: eager
     assert set(TRAIN_FLAGS) <= {f for f in TrainConfig.__dataclass_fields__}
+
+
+def test_compile_auto_captures_the_step_as_a_cuda_graph_on_cuda_only():
+    # auto, the default: the step replayed as one CUDA graph on a CUDA GPU, eager on the CPU (and on a device this
+    # machine lacks, which run_study then refuses with its own message).
+    assert parse_config(["--device", "cpu"])[0].train.compile_mode is None
+    assert parse_config(["--compile", "auto", "--device", "cpu"])[0].train.compile_mode is None
+    assert auto_compile("cpu") is None and AUTO_COMPILE == {"cuda": "cuda-graph"}
+    expected = "cuda-graph" if torch.cuda.is_available() else None
+    assert auto_compile("cuda") == expected and parse_config(["--device", "cuda"])[0].train.compile_mode == expected
 
 
 def test_default_study_is_the_sequential_paired_grid_and_fits_the_design_card():
@@ -76,7 +87,7 @@ def test_other_samplers_prune_with_the_median_and_enqueue_the_baseline():
         (["--memory-format", "nchw"], "unknown --memory-format 'nchw'; choose one of: auto, channels_last, contiguous"),
         (
             ["--compile", "fast"],
-            "argument --compile: unknown compile mode 'fast'; choose one of: off, default, reduce-overhead, max-autotune-no-cudagraphs",
+            "argument --compile: unknown compile mode 'fast'; choose one of: off, auto, default, reduce-overhead, max-autotune-no-cudagraphs, cuda-graph",
         ),
     ],
 )
