@@ -129,7 +129,8 @@ class StepGraph:
         except RuntimeError as error:  # an operator that cannot be captured: nothing ran, so the step runs eagerly
             self.failed, self.inputs, self.outputs = True, [], None
             first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            warnings.warn(f"the training step could not be captured as a CUDA graph ({first}); it runs eagerly", RuntimeWarning, stacklevel=2)
+            message = f"the training step could not be captured as a CUDA graph ({first}); it runs eagerly"
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
             return step(*inputs)
         self.graph = graph
         self.graph.replay()  # capture only records: this step runs now

@@ -115,7 +115,8 @@ def _modes(text: str) -> list[str]:
     modes = [mode.strip() for mode in text.split(",") if mode.strip()]
     unknown = [mode for mode in modes if mode not in ("off", *COMPILE_MODES)]
     if unknown or not modes:
-        raise argparse.ArgumentTypeError(f"unknown compile mode {', '.join(unknown) or text!r}: use off or some of {', '.join(COMPILE_MODES)}")
+        known = ", ".join(COMPILE_MODES)
+        raise argparse.ArgumentTypeError(f"unknown compile mode {', '.join(unknown) or text!r}: use off or some of {known}")
     return [mode for mode in modes if mode != "off"]
 
 
@@ -373,12 +374,12 @@ def compiled_figures(args: argparse.Namespace, device: torch.device, data, clock
     if "seconds" not in found.get("ours", {}):
         return
     failures = []  # every figure is tried whatever the others did; the first failure is raised at the end
+    ours = found["ours"]["seconds"]
     for mode in compile_modes(args, device):
         name = f"ours {mode}"
-        ours = found["ours"]["seconds"]
         make = lambda mode=mode: ours_loop(data, device, args.precision, args.seed, compile_mode=mode)  # noqa: E731
         try:
-            row = guarded(name, lambda: measure(device, make, 2 * ours + 30, clock, warm_estimate=1.5 * ours), device, log, found)
+            row = guarded(name, lambda make=make: measure(device, make, 2 * ours + 30, clock, warm_estimate=1.5 * ours), device, log, found)
         except FigureFailure as error:
             failures.append(error)
             row = False

@@ -24,9 +24,8 @@ from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.trial import TrialState
 
 from cnn import Data, load_data, resolve_device, train, train_many
-from cnn.train import check_compile
 from cnn.registry import lookup
-from cnn.train import bind_device
+from cnn.train import bind_device, check_compile
 from study import notes, rounds
 from study.artifacts import IN_DATABASE, artifact_store
 from study.config import StudyConfig

