@@ -21,9 +21,10 @@ from study.space import BASELINE, SearchSpace
 from study.storage import DEFAULT_STORAGE, command_line
 
 KEEP_WEIGHTS = ("all", "complete", "none")  # --keep-weights: finished trials, complete trials only, no weights
-# --fuse auto: on CUDA, where one small trial leaves the GPU mostly idle, 16 trials per fused network (on an H200:
-# 7.3x the trial-epochs per second of one trial at a time, 4.2 GiB; K=64 gave 11.4x, 8.4 GiB); on CPUs grouped
-# convolutions ran at 0.5-0.8x the speed of separate ones (cnn.bench --fuse), so trials run one at a time.
+# --fuse auto: on CUDA, where one small trial leaves the GPU mostly idle, 16 trials per fused network (on an H200, each
+# step one CUDA graph: 1.6x the trial-epochs per second of one captured trial at a time, 4.4 GiB; K=32 gave 8% more
+# than K=16 for twice the memory); on CPUs grouped convolutions ran at 0.5-0.8x the speed of separate ones
+# (cnn.bench --fuse), so trials run one at a time.
 AUTO_FUSE = {"cuda": 16}
 MAX_REPEATS = 5  # the sequential design's default --max-repeats
 
