@@ -52,6 +52,7 @@ from cnn.train import (
     OPTIMIZERS,
     DeviceError,
     TrainConfig,
+    check_compile,
     evaluate,
     precision_choice,
     resolve_device,
@@ -474,6 +475,7 @@ def main(argv: list[str] | None = None) -> None:
         lookup(MEMORY_FORMATS, args.memory_format, "memory format")
         if args.compile:
             lookup(COMPILE_MODES, args.compile, "compile mode")
+            check_compile(args.compile, device)
     except (DeviceError, UnknownNameError) as error:
         parser.error(str(error))
     try:

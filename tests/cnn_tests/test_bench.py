@@ -1,5 +1,6 @@
 """cnn.bench: the precision auto picked against the other one, and the roofline line, in the same run."""
 
+import pytest
 import torch
 
 from cnn import compiling
@@ -49,3 +50,11 @@ def test_bench_compile_times_our_compiled_loop_beside_the_eager_one(cifar_dir, c
     lines = capsys.readouterr().out.splitlines()
     assert any(line.startswith("round 1 ours default ") for line in lines)
     assert any(line.startswith("ours compiled (default) vs eager: ") for line in lines)
+
+
+def test_bench_refuses_cuda_graph_off_cuda_in_one_line(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--device", "cpu", "--compile", "cuda-graph", "--data-dir", "/nonexistent"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and len(err.strip().splitlines()) <= 2  # usage, then the one error line
+    assert "--compile cuda-graph captures CUDA graphs, but the device is cpu: use a CUDA GPU or --compile off" in err
