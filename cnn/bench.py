@@ -15,8 +15,9 @@ line says what auto picked, why, and how it compared (``precision: auto (...) ra
 speed of ...``). A ``roofline:`` line gives our epoch's achieved FLOP/s (convolutions and
 matmuls, counted by FlopCounterMode) against a dense 1024x1024 matmul timed in every round:
 how close to the machine's limit one trial runs. With ``--compile MODE`` our loop also runs with its training step
-compiled in that torch.compile mode (and with ``--fuse`` the fused trials too), and a line gives the compiled loop's
-speed against the eager one's over the rounds after the first (the first pays for compiling).
+compiled in that torch.compile mode, or replayed as one CUDA graph (``cuda-graph``, CUDA only), and with ``--fuse``
+the fused trials too; a line gives that loop's speed against the eager one's over the rounds after the first (the
+first pays for compiling or capturing).
 
 With ``--fuse K`` each round also runs K trials for one epoch each, one at a time, and the
 same K trials fused into one network (``cnn.fused``), and the last line becomes
@@ -452,7 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
     fused.add_argument(
         "--compile",
         metavar="MODE",
-        help=f"also time our loop (and the fused trials) with the step compiled in this torch.compile mode: {', '.join(COMPILE_MODES)} "
+        help=f"also time our loop (and the fused trials) with the step compiled in this mode: {', '.join(COMPILE_MODES)} "
         "(default: off)",
     )
     fused.add_argument(
@@ -475,7 +476,7 @@ def main(argv: list[str] | None = None) -> None:
         lookup(MEMORY_FORMATS, args.memory_format, "memory format")
         if args.compile:
             lookup(COMPILE_MODES, args.compile, "compile mode")
-            check_compile(args.compile, device)
+            check_compile(args.compile, device, instead="leave --compile out")
     except (DeviceError, UnknownNameError) as error:
         parser.error(str(error))
     try:

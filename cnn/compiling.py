@@ -81,8 +81,8 @@ class StepGraph:
 
     def __init__(self):
         self.calls = 0  # eager calls with the captured shapes so far
-        self.shapes: list | None = None  # the first call's input shapes: the ones that are captured
-        self.fixed: list[int] = []  # where the fixed tensors were when the first call came
+        self.shapes: list | None = None  # (shape, dtype) of the first call's inputs: the ones that are captured
+        self.fixed: list[tuple] = []  # (address, shape, stride, dtype) of the fixed tensors at the first call
         self.graph: torch.cuda.CUDAGraph | None = None
         self.inputs: list[torch.Tensor | None] = []  # the captured step's own inputs, refilled before each replay
         self.outputs: Any = None
@@ -96,8 +96,8 @@ class StepGraph:
     def __call__(self, step: Callable, *inputs: torch.Tensor | None, fixed: tuple[torch.Tensor, ...] = ()) -> Any:
         """``step(*inputs)``, eager or replayed; ``fixed``: tensors ``step`` reads in place (the images on the device), whose
         storage the graph holds: other storage than the captured step's starts a new graph."""
-        shapes = [None if t is None else t.shape for t in inputs]
-        where = [t.data_ptr() for t in fixed]
+        shapes = [None if t is None else (t.shape, t.dtype) for t in inputs]
+        where = [(t.data_ptr(), t.shape, t.stride(), t.dtype) for t in fixed]
         if self.shapes is not None and where != self.fixed:
             self.__init__()  # the step now reads other tensors: warm up and capture again
         if self.shapes is None:
@@ -123,13 +123,20 @@ class StepGraph:
             return step(*inputs)
         self.inputs = [None if t is None else t.clone() for t in inputs]
         graph = torch.cuda.CUDAGraph()
+        stream = torch.cuda.current_stream()
         try:
             # thread_local: another thread's CUDA call during the capture (a study's record writer) is its own business.
             with torch.cuda.graph(graph, capture_error_mode="thread_local"):
                 self.outputs = step(*self.inputs)
+        except torch.OutOfMemoryError:
+            torch.cuda.set_stream(stream)
+            raise  # out of memory is out of memory, captured or not
         except RuntimeError as error:  # an operator that cannot be captured: nothing ran, so the step runs eagerly
+            # torch.cuda.graph leaves its capture stream current when ending the capture fails: back to the caller's.
+            torch.cuda.set_stream(stream)
             self.failed, self.inputs, self.outputs = True, [], None
-            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            cause = error.__context__ or error  # ending a broken capture raises too: the first error is the reason
+            first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
             message = f"the training step could not be captured as a CUDA graph ({first}); it runs eagerly"
             warnings.warn(message, RuntimeWarning, stacklevel=2)
             return step(*inputs)

@@ -372,8 +372,8 @@ class FusedRun:
     eval_batch: int  # images per evaluation pass at K=1; evaluate_many shrinks it as K grows (MAX_EVAL_ELEMENTS)
     num_classes: int
     memory_format: torch.memory_format = torch.channels_last
-    # A torch.compile mode for the training step ("reduce-overhead": CUDA graphs on a GPU), or None: eager (the members'
-    # TrainConfig.compile_mode). The forward pass with the losses and the optimiser step are compiled apart (backward between).
+    # The members' TrainConfig.compile_mode: None (eager), "cuda-graph" (the whole step replayed through self.graph) or
+    # a torch.compile mode, which compiles the forward pass with the losses and the optimiser step apart (backward between).
     compile_mode: str | None = None
     memory_format_choice: str = ""  # the layout's name and why it was chosen ("auto": measured, cnn.layers)
     net: FusedCNN | None = field(init=False)  # None once every member has left
@@ -455,7 +455,8 @@ def check_shared(configs: list[TrainConfig]) -> None:
 def setup_many(configs: list[TrainConfig], data: Data, memory_format: str = "channels_last") -> FusedRun:
     """Build each member exactly as ``setup`` does (same seed, same initial weights and generator) and fuse them.
 
-    The members' shared ``compile_mode`` (None: eager) compiles the training step in that torch.compile mode.
+    The members' shared ``compile_mode`` (None: eager) replays the training step as one CUDA graph ("cuda-graph") or
+    compiles it in that torch.compile mode.
     """
     check_shared(configs)
     if memory_format != "auto":

@@ -53,8 +53,9 @@ class TrainConfig:
     device: str = "auto"  # "auto" (cuda, then mps, then cpu), "cpu", "cuda", "cuda:N" or "mps"
     precision: str = "auto"  # "auto", "bf16" or "fp32"; auto = bf16 autocast where it is faster (precision_choice)
     eval_batch_size: int | None = None  # images per evaluation pass (None: 100 on CPU, 1000 on GPUs); results do not depend on it
-    # None: eager; a key of cnn.compiling.COMPILE_MODES compiles the training step ("reduce-overhead": CUDA graphs on a
-    # GPU). The same arithmetic, up to floating-point rounding; the first epoch pays for compiling.
+    # None: eager; "cuda-graph" (CUDA only): the whole eager step captured once and replayed as one CUDA graph; another
+    # key of cnn.compiling.COMPILE_MODES compiles the step in that torch.compile mode ("reduce-overhead": CUDA graphs on
+    # a GPU). The same arithmetic, up to floating-point rounding; the first epoch pays for compiling or capturing.
     compile_mode: str | None = None
 
     def __post_init__(self):
@@ -398,8 +399,9 @@ class Setup:
     generator: torch.Generator  # shuffling and augmentation, on the CPU for all devices
     eval_batch: int
     num_classes: int
-    # A torch.compile mode for the training step, or None: eager (TrainConfig.compile_mode). The forward pass with the
-    # loss and the optimiser step are compiled apart, backward between them, as a fused run's (cnn.fused.FusedRun).
+    # TrainConfig.compile_mode: None (eager), "cuda-graph" (the step replayed through self.graph) or a torch.compile
+    # mode, which compiles the forward pass with the loss and the optimiser step apart, backward between them, as a
+    # fused run's (cnn.fused.FusedRun).
     compile_mode: str | None = None
     compiled: tuple[Callable, Callable] | None = field(init=False, default=None)  # (forward and loss, optimiser step)
     graph: compiling.StepGraph | None = field(init=False, default=None)  # compile_mode "cuda-graph": the captured step
@@ -427,10 +429,11 @@ class Setup:
         return self.compiled
 
 
-def check_compile(mode: str | None, device: torch.device) -> None:
-    """Raise DeviceError when compile ``mode`` cannot run on ``device``: ``cuda-graph`` captures CUDA graphs."""
+def check_compile(mode: str | None, device: torch.device, instead: str = "--compile auto or off") -> None:
+    """Raise DeviceError when compile ``mode`` cannot run on ``device`` (``cuda-graph`` captures CUDA graphs); its message
+    offers ``instead``."""
     if mode == compiling.CUDA_GRAPH and device.type != "cuda":
-        raise DeviceError(f"--compile cuda-graph captures CUDA graphs, but the device is {device.type}: use a CUDA GPU or --compile off")
+        raise DeviceError(f"--compile cuda-graph captures CUDA graphs, but the device is {device.type}: use a CUDA GPU, or {instead}")
 
 
 def setup(config: TrainConfig, data: Data) -> Setup:

@@ -32,8 +32,8 @@ MAX_REPEATS = 5  # the sequential design's default --max-repeats
 TRAIN_FLAGS = ("epochs", "batch_size", "optimizer", "augment", "device", "precision", "compile_mode")
 COMPILE_FLAG = {"off": None, "auto": "auto", **COMPILE_MODES}  # --compile: off (eager), auto, or a mode of cnn.compiling
 # --compile auto: on CUDA the whole step replayed as one CUDA graph (on an H200: one trial 0.35 s per full epoch against
-# 1.34 s eager; fused K=16 3.50 s against 3.89 s, the same figures); elsewhere eager (compiling cost more than it saved
-# on the CPU, docs/gpu-and-speed.md).
+# 1.66 s eager; fused K=16 3.46 s against 3.81 s; reduce-overhead ran that fused epoch in 2.08 s, but compiles again for
+# every new fused network); elsewhere eager (compiling cost more than it saved on the CPU, docs/gpu-and-speed.md).
 AUTO_COMPILE = {"cuda": "cuda-graph"}
 
 

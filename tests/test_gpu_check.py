@@ -158,10 +158,30 @@ def test_the_study_captures_its_step_where_the_cuda_graph_figure_was_measured(tm
     measured = {"ours cuda-graph": {"seconds": 0.4, "cold": False}}
     command = gpu_check.study_command(args, tmp_path, tmp_path, 100, [], measured)
     assert command[command.index("--compile") + 1] == "cuda-graph"
-    # Not measured (failed, or not tried), or the study's own --compile: the study runs as told.
-    assert "--compile" not in gpu_check.study_command(args, tmp_path, tmp_path, 100, [], {"ours cuda-graph": {"error": "x"}})
-    command = gpu_check.study_command(args, tmp_path, tmp_path, 100, ["--compile", "off"], measured)
-    assert command.count("--compile") == 1 and command[-1] == "off"
+    # Not measured (failed, or not tried): eager, not the study's default (auto: cuda-graph on CUDA).
+    command = gpu_check.study_command(args, tmp_path, tmp_path, 100, [], {"ours cuda-graph": {"error": "x"}})
+    assert command[command.index("--compile") + 1] == "off"
+    # The study's own --compile: the study runs as told.
+    command = gpu_check.study_command(args, tmp_path, tmp_path, 100, ["--compile", "reduce-overhead"], measured)
+    assert command.count("--compile") == 1 and command[-1] == "reduce-overhead"
+
+
+def test_a_step_that_could_not_be_captured_fails_its_figure(tmp_path, monkeypatch):
+    # In a study such a step warns and runs eagerly; in the check that would time eager under the captured name.
+    import warnings
+
+    gpu_check = _script()
+
+    def measure(device, make, estimate, clock, warm=True, warm_estimate=None):
+        warnings.warn("the training step could not be captured as a CUDA graph (no); it runs eagerly", RuntimeWarning, stacklevel=1)
+        return {"seconds": 1.0, "trial_epochs_per_s": 1.0, "test_acc": 1, "peak_bytes": 0, "cold": False}
+
+    monkeypatch.setattr(gpu_check, "measure", measure)
+    args = gpu_check.build_parser().parse_args(["--data", "x", "--compile", "cuda-graph"])
+    found = {"ours": {"seconds": 2.0}}
+    with pytest.raises(gpu_check.FigureFailure, match="ours cuda-graph: RuntimeWarning: the training step could not be captured"):
+        gpu_check.compiled_figures(args, torch.device("cpu"), None, gpu_check.Clock(60), gpu_check.Log(tmp_path / "log"), found)
+    assert "seconds" not in found["ours cuda-graph"] and "traceback" in found["ours cuda-graph"]
 
 
 def test_the_roofline_figure_sets_our_epoch_against_the_measured_matmul_rate(tmp_path, capsys):

@@ -57,4 +57,4 @@ def test_bench_refuses_cuda_graph_off_cuda_in_one_line(capsys):
         main(["--device", "cpu", "--compile", "cuda-graph", "--data-dir", "/nonexistent"])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and len(err.strip().splitlines()) <= 2  # usage, then the one error line
-    assert "--compile cuda-graph captures CUDA graphs, but the device is cpu: use a CUDA GPU or --compile off" in err
+    assert "--compile cuda-graph captures CUDA graphs, but the device is cpu: use a CUDA GPU, or leave --compile out" in err
