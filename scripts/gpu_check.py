@@ -480,13 +480,21 @@ def group_size(device: torch.device, extra: list[str]) -> int:
     return 16 if device.type == "cuda" else 1
 
 
-def group_seconds(found: dict, group: int, epochs: int) -> float:
-    """About how long one fused group of ``group`` trials takes, from the largest fused figure up to that K (0: none measured)."""
-    sizes = [(int(name[8:]), row) for name, row in found.items() if name.startswith("fused K=") and name[8:].isdigit()]
-    sizes = [(k, row) for k, row in sizes if k <= max(group, 1) and "seconds" in row]
-    if not sizes:
+def group_seconds(found: dict, group: int, epochs: int, mode: str | None = None) -> float:
+    """About how long one fused group of ``group`` trials takes, from the largest fused figure up to that K (0: none
+    measured): among the figures of compile ``mode`` (the study's, as "fused K=16 cuda-graph") where there are any, else
+    among the eager ones."""
+
+    def sizes(suffix: str) -> list[tuple[int, dict]]:
+        ours = [(name, row) for name, row in found.items() if name.startswith("fused K=") and name.endswith(suffix)]
+        named = [(name[8 : len(name) - len(suffix)], row) for name, row in ours]
+        named = [(int(k), row) for k, row in named if k.isdigit() and "seconds" in row]
+        return [(k, row) for k, row in named if k <= max(group, 1)]
+
+    measured = (sizes(f" {mode}") if mode else []) or sizes("")
+    if not measured:
         return 0.0
-    k, row = max(sizes, key=lambda pair: pair[0])
+    k, row = max(measured, key=lambda pair: pair[0])
     return row["seconds"] * group / k * epochs
 
 
@@ -602,7 +610,10 @@ def main(argv: list[str] | None = None) -> int:
     left = clock.left() - REPORT_SECONDS
     # No fused group should start that cannot finish in time: --timeout leaves room for one group's epochs, with a margin
     # (on the H200 a group of 50 s started 51 s before the end was stopped 0.1 s short of finishing).
-    group = 1.2 * group_seconds(found, group_size(device, extra), args.epochs) + 10
+    command = study_command(args, data_dir, out, 0, extra, found)
+    given = [command[i + 1] for i, flag in enumerate(command[:-1]) if flag == "--compile"]
+    mode = given[-1] if given else None  # the study's step: the last --compile's
+    group = 1.2 * group_seconds(found, group_size(device, extra), args.epochs, mode) + 10
     log(f"study: {left:.0f} s for python -m study.run --fuse auto, new groups of trials until {max(1.0, left - group):.0f} s")
     status = run_logged(study_command(args, data_dir, out, left - group, extra, found), log, left) if left > 5 else None
     # 130: stopped in time by SIGINT; its running trials are queued again for the next run.

@@ -52,6 +52,9 @@ def test_group_size_is_the_last_fuse_flag_or_autos():
     assert gpu_check.group_size(torch.device("cpu"), ["--fuse", "4", "--fuse", "2"]) == 2
     # A group of 16 at 2 s per fused K=4 epoch: 8 s per epoch.
     assert gpu_check.group_seconds({"fused K=4": {"seconds": 2.0}, "fused K=16 contiguous": {"seconds": 1.0}}, 16, 10) == 80.0
+    # A captured study is timed by the captured figures where there are any.
+    found = {"fused K=16": {"seconds": 4.0}, "fused K=16 cuda-graph": {"seconds": 3.0}, "fused K=32 cuda-graph": {"seconds": 6.0}}
+    assert gpu_check.group_seconds(found, 16, 10, "cuda-graph") == 30.0 and gpu_check.group_seconds(found, 16, 10, "off") == 40.0
 
 
 def _tiny_archive(cifar_dir: Path, path: Path, per_class: dict[str, int]) -> Path:
