@@ -20,13 +20,13 @@ import torch
 # (docs/gpu-and-speed.md) one trial's full epoch took 0.35 s under cuda-graph, 0.72 s under reduce-overhead, 1.66 s
 # eager; fused K=16 3.46, 2.08 and 3.81 s. On the CPU compiling cost more than it saved. study.run's --compile auto
 # picks cuda-graph on CUDA, eager elsewhere.
+CUDA_GRAPH = "cuda-graph"  # no torch.compile: the eager step captured whole (StepGraph)
 COMPILE_MODES = {
     "default": "default",
     "reduce-overhead": "reduce-overhead",
     "max-autotune-no-cudagraphs": "max-autotune-no-cudagraphs",
-    "cuda-graph": "cuda-graph",  # CUDA_GRAPH: no torch.compile; the eager step captured whole (StepGraph)
+    CUDA_GRAPH: CUDA_GRAPH,
 }
-CUDA_GRAPH = "cuda-graph"
 
 
 def compile_step(function: Callable, mode: str) -> Callable:

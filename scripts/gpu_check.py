@@ -472,12 +472,27 @@ def layer_figures(device: torch.device, dtype: torch.dtype, clock: Clock, log: L
     log(f"memory format auto would pick for K={k}: {name} ({why})", figure=True)
 
 
+def last_flag(flags: list[str], name: str) -> str | None:
+    """The value of the last ``name`` among ``flags`` (the one argparse keeps), or None."""
+    given = [flags[i + 1] for i, flag in enumerate(flags[:-1]) if flag == name]
+    return given[-1] if given else None
+
+
 def group_size(device: torch.device, extra: list[str]) -> int:
     """Trials per fused group of the study: ``--fuse`` among the extra flags (the last one), else auto's (16 on CUDA, 1 elsewhere)."""
-    given = [extra[i + 1] for i, flag in enumerate(extra[:-1]) if flag == "--fuse"]
-    if given and given[-1].isdigit():
-        return int(given[-1])
+    given = last_flag(extra, "--fuse")
+    if given is not None and given.isdigit():
+        return int(given)
     return 16 if device.type == "cuda" else 1
+
+
+def study_compile(found: dict, extra: list[str]) -> str:
+    """The study's ``--compile``: the extra flags', else ``cuda-graph`` where our loop's ``cuda-graph`` figure was
+    measured and ``off`` where it was not (``auto`` would capture on CUDA all the same)."""
+    given = last_flag(extra, "--compile")
+    if given is not None:
+        return given
+    return CUDA_GRAPH if "seconds" in found.get(f"ours {CUDA_GRAPH}", {}) else "off"
 
 
 def group_seconds(found: dict, group: int, epochs: int, mode: str | None = None) -> float:
@@ -504,7 +519,7 @@ def study_command(args: argparse.Namespace, data_dir: Path, out: Path, timeout: 
     eager (``--compile off``) where it was not, unless the extra flags say ``--compile``."""
     command = [sys.executable, "-m", "study.run", "--data-dir", str(data_dir), "--fuse", "auto"]
     if "--compile" not in extra:
-        command += ["--compile", CUDA_GRAPH if "seconds" in found.get(f"ours {CUDA_GRAPH}", {}) else "off"]
+        command += ["--compile", study_compile(found, extra)]
     command += ["--storage", f"sqlite:///{(out / 'study.db').resolve()}", "--study-name", STUDY_NAME, "--keep-weights", "none"]
     command += ["--device", args.device, "--epochs", str(args.epochs), "--precision", args.precision, "--seed", str(args.seed)]
     command += ["--no-report", "--timeout", f"{max(1.0, timeout):.0f}"]
@@ -610,10 +625,7 @@ def main(argv: list[str] | None = None) -> int:
     left = clock.left() - REPORT_SECONDS
     # No fused group should start that cannot finish in time: --timeout leaves room for one group's epochs, with a margin
     # (on the H200 a group of 50 s started 51 s before the end was stopped 0.1 s short of finishing).
-    command = study_command(args, data_dir, out, 0, extra, found)
-    given = [command[i + 1] for i, flag in enumerate(command[:-1]) if flag == "--compile"]
-    mode = given[-1] if given else None  # the study's step: the last --compile's
-    group = 1.2 * group_seconds(found, group_size(device, extra), args.epochs, mode) + 10
+    group = 1.2 * group_seconds(found, group_size(device, extra), args.epochs, study_compile(found, extra)) + 10
     log(f"study: {left:.0f} s for python -m study.run --fuse auto, new groups of trials until {max(1.0, left - group):.0f} s")
     status = run_logged(study_command(args, data_dir, out, left - group, extra, found), log, left) if left > 5 else None
     # 130: stopped in time by SIGINT; its running trials are queued again for the next run.

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields, replace
 
 from cnn import ACTIVATIONS, LOSSES, OPTIMIZERS, DeviceError, TrainConfig, resolve_device
 from cnn.cli import ArgumentParser, python, script
-from cnn.compiling import COMPILE_MODES
+from cnn.compiling import COMPILE_MODES, CUDA_GRAPH
 from cnn.fused import MEMORY_FORMATS
 from cnn.registry import lookup
 from study.samplers import AUTO_PRUNER, PRUNERS, SAMPLERS
@@ -34,7 +34,7 @@ COMPILE_FLAG = {"off": None, "auto": "auto", **COMPILE_MODES}  # --compile: off 
 # --compile auto: on CUDA the whole step replayed as one CUDA graph (on an H200: one trial 0.35 s per full epoch against
 # 1.66 s eager; fused K=16 3.46 s against 3.81 s; reduce-overhead ran that fused epoch in 2.08 s, but compiles again for
 # every new fused network); elsewhere eager (compiling cost more than it saved on the CPU, docs/gpu-and-speed.md).
-AUTO_COMPILE = {"cuda": "cuda-graph"}
+AUTO_COMPILE = {"cuda": CUDA_GRAPH}
 
 
 @dataclass(frozen=True)
